@@ -1,0 +1,356 @@
+//! Start-up and shutdown: builds the database, the actor graph and the HTTP server, and
+//! returns a `Running` handle used alike by `main` and by the tests.
+//!
+//! Shutdown order: stop accepting, let in-flight requests (streams included) finish, then
+//! flush the usage aggregate and every provider's pending health, then return.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix_web::{App, HttpServer, web};
+
+use crate::config::Config;
+use crate::events::EventBus;
+use crate::http::{self, AppState};
+use crate::metrics::Metrics;
+use crate::provider::health::{Health, Policy};
+use crate::provider::{ProbeSettings, ProviderDeps, SaveNow};
+use crate::secret::{Secret, random_token};
+use crate::stats::{Flush, StatsActor};
+use crate::store::{self, Backend, DbPool, HealthConfigRow, Store, StoreError, now_naive};
+use crate::supervisor::{AddProvider, ListProviders, Supervisor};
+use crate::upstream::{DEFAULT_CONNECTION_LIMIT, build_client};
+
+/// How long in-flight requests may take to finish at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How long the final usage flush keeps retrying an unavailable database.
+const FINAL_FLUSH_BUDGET: Duration = Duration::from_secs(10);
+
+/// Why the router could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("database: {0}")]
+    Database(#[from] StoreError),
+    #[error("providers[{name}]: {message}")]
+    Provider { name: String, message: String },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+    #[error("{0}")]
+    SingleInstance(String),
+}
+
+/// Start-up options that are not configuration.
+#[derive(Clone, Copy)]
+pub struct StartOptions {
+    /// Stop gracefully on SIGTERM and Ctrl-C (the binary); tests stop through the handle.
+    pub handle_signals: bool,
+}
+
+/// The actors of a running router.
+#[derive(Clone)]
+pub struct Actors {
+    pub store: Addr<Store>,
+    pub supervisor: Addr<Supervisor>,
+    pub stats: Addr<StatsActor>,
+}
+
+/// A started router.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub admin_token: Secret,
+    /// True when the token was generated (so `main` prints it once).
+    pub admin_token_generated: bool,
+    pub actors: Actors,
+    pub metrics: Arc<Metrics>,
+    pub events: EventBus,
+    server: actix_web::dev::ServerHandle,
+    server_task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// Held for the process's life on SQLite: a second process on the same file is refused.
+    _instance_lock: Option<std::fs::File>,
+}
+
+/// Starts everything on the current actix system.
+pub async fn start(config: Config, options: StartOptions) -> Result<Running, StartupError> {
+    // awc's rustls needs a process-wide crypto provider; a second install is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = Arc::new(config);
+    let backend = Backend::from_url(&config.database_url)?;
+    let instance_lock = match &backend {
+        Backend::Sqlite(path) => Some(lock_sqlite(path)?),
+        Backend::Postgres(_) => None,
+    };
+    let pool_size = config.db_pool_size;
+    let pool = blocking(move || {
+        let pool = DbPool::connect(&backend, pool_size)?;
+        let ran = store::migrations::run(&pool)?;
+        if ran > 0 {
+            log::info!("applied {ran} database migration(s)");
+        }
+        Ok(pool)
+    })
+    .await?;
+
+    let seed = health_row(&config);
+    let health_config = blocking({
+        let pool = pool.clone();
+        move || {
+            pool.seed_health_config(&seed)?;
+            Ok(pool.health_config()?.unwrap_or(seed))
+        }
+    })
+    .await?;
+    seed_providers(&pool, &config).await?;
+    let rows = blocking({
+        let pool = pool.clone();
+        move || pool.list_providers()
+    })
+    .await?;
+
+    let store_threads = (config.db_pool_size as usize).clamp(1, 8);
+    let store = {
+        let pool = pool.clone();
+        SyncArbiter::start(store_threads, move || Store::new(pool.clone()))
+    };
+    let metrics = Arc::new(Metrics::default());
+    let events = EventBus::default();
+    let deps = ProviderDeps {
+        store: store.clone(),
+        events: events.clone(),
+        metrics: metrics.clone(),
+        policy: policy_from(&health_config),
+        probe: ProbeSettings {
+            kind: config.health_check.probe,
+            timeout: Duration::from_millis(config.health_check.probe_timeout_ms),
+            connect_timeout: Duration::from_millis(config.routing.connect_timeout_ms),
+        },
+    };
+    let supervisor = Supervisor::new(deps).start();
+    let env = |k: &str| std::env::var(k).ok();
+    for (row, validation) in rows {
+        let config = crate::provider::from_row(&row, config.routing.request_timeout_ms, &env)
+            .map_err(|message| StartupError::Provider { name: row.name.clone(), message })?;
+        let health = validation.as_ref().map(Health::from_row).unwrap_or_else(Health::healthy);
+        supervisor.send(AddProvider { config, health }).await.map_err(|_| mailbox())?;
+    }
+    let stats = StatsActor::new(
+        store.clone(),
+        metrics.clone(),
+        Duration::from_millis(config.stats.flush_ms),
+        config.stats.max_batch_rows,
+    )
+    .start();
+
+    let (admin_token, admin_token_generated) = match &config.admin_token {
+        Some(t) => (Secret::new(t.clone()), false),
+        None => (Secret::new(random_token(24)), true),
+    };
+    let state = web::Data::new(AppState {
+        config: config.clone(),
+        supervisor: supervisor.clone(),
+        stats: stats.clone(),
+        store: store.clone(),
+        events: events.clone(),
+        metrics: metrics.clone(),
+        admin_token: admin_token.clone(),
+        api_keys: Arc::new(config.api_keys.iter().map(|k| Secret::new(k.clone())).collect()),
+    });
+    let connect_timeout = Duration::from_millis(config.routing.connect_timeout_ms);
+    let workers = if config.workers == 0 {
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+    } else {
+        config.workers
+    };
+    let server = HttpServer::new(move || {
+        // One awc client, and so one upstream connection pool, per worker thread.
+        let client = build_client(connect_timeout, DEFAULT_CONNECTION_LIMIT);
+        App::new().app_data(state.clone()).app_data(web::Data::new(client)).configure(http::configure)
+    })
+    .workers(workers)
+    .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
+    .disable_signals()
+    .bind(&config.listen)
+    .map_err(|source| StartupError::Bind { addr: config.listen.clone(), source })?;
+    let addr = server.addrs().first().copied().ok_or_else(|| StartupError::Bind {
+        addr: config.listen.clone(),
+        source: std::io::Error::other("no address bound"),
+    })?;
+    let server = server.run();
+    let handle = server.handle();
+    let server_task = tokio::task::spawn_local(server);
+    if options.handle_signals {
+        spawn_signal_handler(handle.clone());
+    }
+    log::info!("switchyard listening on http://{addr}");
+    Ok(Running {
+        addr,
+        admin_token,
+        admin_token_generated,
+        actors: Actors { store, supervisor, stats },
+        metrics,
+        events,
+        server: handle,
+        server_task,
+        _instance_lock: instance_lock,
+    })
+}
+
+impl Running {
+    /// Base URL of the router, e.g. `http://127.0.0.1:7070`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops gracefully: in-flight requests finish, then usage and health are flushed.
+    pub async fn stop(self) {
+        self.server.stop(true).await;
+        self.finish().await;
+    }
+
+    /// Waits until the server stops (a signal), then flushes like `stop`.
+    pub async fn wait(self) {
+        self.finish().await;
+    }
+
+    async fn finish(self) {
+        match self.server_task.await {
+            Ok(Err(e)) => log::error!("the HTTP server failed: {e}"),
+            Err(e) => log::error!("the HTTP server task failed: {e}"),
+            Ok(Ok(())) => {}
+        }
+        flush_until_stored(&self.actors.stats).await;
+        if let Ok(providers) = self.actors.supervisor.send(ListProviders).await {
+            for p in providers {
+                let _ = tokio::time::timeout(Duration::from_secs(5), p.actor.send(SaveNow)).await;
+            }
+        }
+        log::info!("switchyard stopped");
+    }
+}
+
+/// Flushes usage, retrying while the database is unavailable, within a budget.
+async fn flush_until_stored(stats: &Addr<StatsActor>) {
+    let give_up = tokio::time::Instant::now() + FINAL_FLUSH_BUDGET;
+    loop {
+        match stats.send(Flush).await {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) if tokio::time::Instant::now() < give_up => {
+                log::warn!("final usage flush failed, retrying: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Ok(Err(e)) => {
+                log::error!("final usage flush failed; unwritten usage is lost: {e}");
+                return;
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+fn spawn_signal_handler(server: actix_web::dev::ServerHandle) {
+    actix_web::rt::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+                log::error!("cannot install signal handlers; stop the process with SIGKILL");
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => log::info!("SIGTERM: finishing in-flight requests"),
+                _ = int.recv() => log::info!("Ctrl-C: finishing in-flight requests"),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        server.stop(true).await;
+    });
+}
+
+/// Refuses a second process on the same SQLite file: SQLite is for one instance, and two
+/// routers would each keep their own health and counters.
+fn lock_sqlite(path: &str) -> Result<std::fs::File, StartupError> {
+    if let Some(dir) = std::path::Path::new(path).parent()
+        && !dir.as_os_str().is_empty()
+    {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let lock_path = format!("{path}.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| StartupError::SingleInstance(format!("cannot open {lock_path}: {e}")))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StartupError::SingleInstance(format!(
+            "another switchyard process is using {path}; SQLite serves one instance only \
+             (use PostgreSQL, DATABASE_URL=postgres://…, to run several)"
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(StartupError::SingleInstance(format!("cannot lock {lock_path}: {e}")))
+        }
+    }
+}
+
+/// Runs blocking database work off the async thread.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| StoreError::Failed(format!("start-up task failed: {e}")))?
+}
+
+fn mailbox() -> StartupError {
+    StartupError::Database(StoreError::Mailbox)
+}
+
+/// Upserts the config file's providers by name.
+async fn seed_providers(pool: &DbPool, config: &Config) -> Result<(), StartupError> {
+    let env = |k: &str| std::env::var(k).ok();
+    let mut rows = Vec::new();
+    for spec in &config.providers {
+        let valid = spec
+            .validate(0, config.routing.request_timeout_ms, &env)
+            .map_err(|e| StartupError::Provider { name: spec.name.clone(), message: e.to_string() })?;
+        rows.push(crate::provider::to_new_row(&valid));
+    }
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let pool = pool.clone();
+    blocking(move || {
+        for row in &rows {
+            pool.upsert_provider_by_name(row)?;
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(())
+}
+
+/// The stored health-check row seeded from `[health_check]`.
+fn health_row(config: &Config) -> HealthConfigRow {
+    let h = &config.health_check;
+    HealthConfigRow {
+        id: 1,
+        enabled: h.enabled,
+        interval_seconds: h.interval_seconds as i64,
+        max_error_count: h.max_error_count.min(i32::MAX as u32) as i32,
+        retry_after_seconds: h.retry_after_seconds as i64,
+        auto_recovery: h.auto_recovery,
+        updated_at: now_naive(),
+    }
+}
+
+/// The failure policy of a stored health-check configuration.
+pub fn policy_from(row: &HealthConfigRow) -> Policy {
+    Policy {
+        max_error_count: row.max_error_count.max(1) as u32,
+        retry_after: chrono::Duration::seconds(row.retry_after_seconds.max(1)),
+        auto_recovery: row.auto_recovery,
+    }
+}

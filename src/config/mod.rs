@@ -1,0 +1,316 @@
+//! Configuration: a typed tree with documented defaults, read from an optional TOML file and
+//! then from the environment (the environment wins).
+//!
+//! Environment variables:
+//! - `SWITCHYARD_CONFIG`: the TOML file (same as `--config FILE`).
+//! - `SWITCHYARD_LISTEN`: listen address, default `127.0.0.1:7070`.
+//! - `DATABASE_URL`: `sqlite://PATH` (default `sqlite://data/switchyard.db`) or `postgres://…`.
+//! - `SWITCHYARD_ADMIN_TOKEN`: bearer token for `/api/*`; generated and printed once when unset.
+//! - `SWITCHYARD_API_KEYS`: comma-separated client keys for `/v1/*`; `/v1/*` is open when unset.
+//! - `SWITCHYARD_WORKERS`: HTTP worker threads, default one per core.
+//! - `RUST_LOG`: log filter, default `info`.
+
+mod file;
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::provider::spec::{FieldError, ProviderSpec};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: String,
+    /// Database URL (see the module doc).
+    pub database_url: String,
+    /// Admin bearer token; `None` generates one at start.
+    pub admin_token: Option<String>,
+    /// Client keys accepted on `/v1/*`; empty leaves `/v1/*` open.
+    pub api_keys: Vec<String>,
+    /// HTTP worker threads; 0 means one per core.
+    pub workers: usize,
+    /// Largest accepted request body, in bytes (10 MiB).
+    pub max_body_bytes: usize,
+    /// Database connections per process.
+    pub db_pool_size: u32,
+    pub routing: RoutingConfig,
+    pub health_check: HealthCheckSettings,
+    pub stats: StatsConfig,
+    pub fleet: FleetConfig,
+    /// Providers upserted by name at start.
+    pub providers: Vec<ProviderSpec>,
+}
+
+/// `[routing]`: attempts, timeouts and cool-downs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingConfig {
+    /// Further attempts after the first one fails (3: at most 4 upstream calls).
+    pub max_retries: u32,
+    /// Default per-attempt timeout for a provider without `timeout_ms`, in ms (30000). For a
+    /// plain request it covers the whole answer; for a stream, the wait for the first byte
+    /// and then each gap between chunks.
+    pub request_timeout_ms: u64,
+    /// TCP connect timeout, in ms (5000).
+    pub connect_timeout_ms: u64,
+    /// One deadline for all attempts of a request, in ms; default `request_timeout_ms` × 2.
+    pub request_deadline_ms: Option<u64>,
+    /// Cool-down after a 429 without `Retry-After`, in ms (1000).
+    pub default_cooldown_ms: u64,
+    /// Largest upstream answer read for a plain (non-stream) request, in bytes (32 MiB).
+    pub max_response_bytes: usize,
+}
+
+/// `[health_check]`: initial values of the stored health-check configuration, and how probes
+/// are made.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthCheckSettings {
+    /// Run the periodic background check.
+    pub enabled: bool,
+    /// Seconds between background checks (300).
+    pub interval_seconds: u64,
+    /// Counted failures in a row that make a provider unhealthy (5).
+    pub max_error_count: u32,
+    /// Seconds before an unhealthy provider is probed again (3600).
+    pub retry_after_seconds: u64,
+    /// Let a successful probe make an unhealthy provider healthy again.
+    pub auto_recovery: bool,
+    /// What a probe sends: `chat` (a 1-token chat completion on the provider's first model)
+    /// or `models` (`GET {base_url}/models`).
+    pub probe: ProbeKind,
+    /// Timeout of one probe, in ms (10000).
+    pub probe_timeout_ms: u64,
+}
+
+/// The real API call a probe makes.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeKind {
+    Chat,
+    Models,
+}
+
+/// `[stats]`: usage batching.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatsConfig {
+    /// Flush the usage aggregate every this many ms (1000).
+    pub flush_ms: u64,
+    /// Flush early when this many distinct (provider, model, day) rows are pending (1000).
+    pub max_batch_rows: usize,
+}
+
+/// `[fleet]`: how instances sharing one PostgreSQL stay in step.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FleetConfig {
+    /// How often the change marker is polled, in ms (2000).
+    pub sync_interval_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:7070".into(),
+            database_url: "sqlite://data/switchyard.db".into(),
+            admin_token: None,
+            api_keys: Vec::new(),
+            workers: 0,
+            max_body_bytes: 10 * 1024 * 1024,
+            db_pool_size: 4,
+            routing: RoutingConfig::default(),
+            health_check: HealthCheckSettings::default(),
+            stats: StatsConfig::default(),
+            fleet: FleetConfig::default(),
+            providers: Vec::new(),
+        }
+    }
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        RoutingConfig {
+            max_retries: 3,
+            request_timeout_ms: 30_000,
+            connect_timeout_ms: 5_000,
+            request_deadline_ms: None,
+            default_cooldown_ms: 1_000,
+            max_response_bytes: 32 * 1024 * 1024,
+        }
+    }
+}
+
+impl RoutingConfig {
+    /// The overall deadline of one client request, in ms.
+    pub fn deadline_ms(&self) -> u64 {
+        self.request_deadline_ms.unwrap_or(self.request_timeout_ms.saturating_mul(2))
+    }
+}
+
+impl Default for HealthCheckSettings {
+    fn default() -> Self {
+        HealthCheckSettings {
+            enabled: true,
+            interval_seconds: 300,
+            max_error_count: 5,
+            retry_after_seconds: 3600,
+            auto_recovery: true,
+            probe: ProbeKind::Chat,
+            probe_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl Default for StatsConfig {
+    fn default() -> Self {
+        StatsConfig { flush_ms: 1_000, max_batch_rows: 1_000 }
+    }
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        FleetConfig { sync_interval_ms: 2_000 }
+    }
+}
+
+/// A configuration that cannot be used, naming the setting.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{name}: {message}")]
+    Invalid { name: String, message: String },
+    #[error("providers[{index}].{}", .error)]
+    Provider { index: usize, error: FieldError },
+}
+
+impl ConfigError {
+    fn invalid(name: &str, message: impl Into<String>) -> Self {
+        ConfigError::Invalid { name: name.to_string(), message: message.into() }
+    }
+}
+
+impl Config {
+    /// Loads the file (if any), applies the environment through `env`, and validates.
+    /// `env` is a parameter so tests never touch the process environment.
+    pub fn load(file: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let path = file.map(str::to_string).or_else(|| env("SWITCHYARD_CONFIG"));
+        let mut config = match path {
+            Some(p) => file::read(&p)?,
+            None => Config::default(),
+        };
+        config.apply_env(env)?;
+        config.validate(env)?;
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(v) = env("SWITCHYARD_LISTEN") {
+            self.listen = v;
+        }
+        if let Some(v) = env("DATABASE_URL") {
+            self.database_url = v;
+        }
+        if let Some(v) = env("SWITCHYARD_ADMIN_TOKEN") {
+            self.admin_token = Some(v);
+        }
+        if let Some(v) = env("SWITCHYARD_API_KEYS") {
+            self.api_keys = v.split(',').map(str::trim).filter(|k| !k.is_empty()).map(String::from).collect();
+        }
+        if let Some(v) = env("SWITCHYARD_WORKERS") {
+            self.workers =
+                v.parse().map_err(|_| ConfigError::invalid("SWITCHYARD_WORKERS", "must be a whole number"))?;
+        }
+        Ok(())
+    }
+
+    /// Checks every setting; the error names the first bad one.
+    pub fn validate(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(ConfigError::invalid("listen", format!("{:?} is not a socket address", self.listen)));
+        }
+        crate::store::Backend::from_url(&self.database_url)
+            .map_err(|e| ConfigError::invalid("database_url", e.to_string()))?;
+        if self.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
+            return Err(ConfigError::invalid("admin_token", "use at least 16 characters"));
+        }
+        if self.max_body_bytes == 0 {
+            return Err(ConfigError::invalid("max_body_bytes", "must be positive"));
+        }
+        if self.db_pool_size == 0 {
+            return Err(ConfigError::invalid("db_pool_size", "must be positive"));
+        }
+        let r = &self.routing;
+        if r.request_timeout_ms == 0 || r.connect_timeout_ms == 0 || r.deadline_ms() == 0 {
+            return Err(ConfigError::invalid("routing", "timeouts must be positive"));
+        }
+        let h = &self.health_check;
+        if h.interval_seconds == 0 || h.retry_after_seconds == 0 || h.max_error_count == 0 {
+            return Err(ConfigError::invalid(
+                "health_check",
+                "interval_seconds, retry_after_seconds and max_error_count must be positive",
+            ));
+        }
+        if self.stats.flush_ms == 0 || self.stats.max_batch_rows == 0 {
+            return Err(ConfigError::invalid("stats", "flush_ms and max_batch_rows must be positive"));
+        }
+        if self.fleet.sync_interval_ms == 0 {
+            return Err(ConfigError::invalid("fleet.sync_interval_ms", "must be positive"));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (index, p) in self.providers.iter().enumerate() {
+            p.validate(0, r.request_timeout_ms, env).map_err(|error| ConfigError::Provider { index, error })?;
+            if !names.insert(p.name.trim()) {
+                return Err(ConfigError::Provider { index, error: FieldError::new("name", "is used twice") });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_work_with_nothing_set() {
+        let c = Config::load(None, &|_| None).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:7070");
+        assert_eq!(c.database_url, "sqlite://data/switchyard.db");
+        assert_eq!(c.routing.deadline_ms(), 60_000);
+    }
+
+    #[test]
+    fn environment_wins() {
+        let env = |k: &str| match k {
+            "SWITCHYARD_LISTEN" => Some("0.0.0.0:8080".to_string()),
+            "SWITCHYARD_API_KEYS" => Some("a, b,".to_string()),
+            _ => None,
+        };
+        let c = Config::load(None, &env).unwrap();
+        assert_eq!(c.listen, "0.0.0.0:8080");
+        assert_eq!(c.api_keys, vec!["a", "b"]);
+    }
+
+    #[test]
+    fn the_example_file_parses() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/switchyard.example.toml");
+        let env = |k: &str| (k == "SECONDARY_KEY").then(|| "sk-from-env".to_string());
+        let c = Config::load(Some(path), &env).unwrap();
+        assert!(!c.providers.is_empty());
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let mut c = Config::default();
+        c.listen = "nope".into();
+        assert!(c.validate(&|_| None).unwrap_err().to_string().starts_with("listen"));
+        let mut c = Config::default();
+        c.database_url = "mysql://x".into();
+        assert!(c.validate(&|_| None).unwrap_err().to_string().starts_with("database_url"));
+    }
+}

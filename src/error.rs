@@ -1,0 +1,159 @@
+//! `ApiError`: every error the HTTP API answers with, in OpenAI's shape
+//! `{"error": {"message", "type", "code"}}`, with its status decided in one place.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+
+use crate::store::StoreError;
+
+/// An error answered to a client or an operator.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request body or a parameter is wrong.
+    #[error("{message}")]
+    BadRequest { message: String, code: &'static str },
+    /// 401: missing or wrong key or token.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// 404: no such route, provider or record.
+    #[error("{0}")]
+    NotFound(String),
+    /// 404: no enabled provider serves the model.
+    #[error("the model `{0}` is not served by any enabled provider")]
+    UnknownModel(String),
+    /// 409: a provider with that name exists.
+    #[error("{0}")]
+    Conflict(String),
+    /// 413: the body is over the limit.
+    #[error("the request body is larger than the limit of {0} bytes")]
+    PayloadTooLarge(usize),
+    /// 422: a field is well-formed but not acceptable.
+    #[error("{field}: {message}")]
+    InvalidField { field: String, message: String },
+    /// 502/503/504: every provider failed; carries the last upstream error.
+    #[error("{message}")]
+    Upstream { status: u16, message: String, retry_after_secs: Option<u64> },
+    /// 503: something the router depends on is unavailable (database, actors).
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500: a bug; details are logged, not returned.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The stable `code` of the error body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { code, .. } => code,
+            ApiError::Unauthorized(_) => "invalid_api_key",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::UnknownModel(_) => "model_not_found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::InvalidField { .. } => "invalid_field",
+            ApiError::Upstream { status: 504, .. } => "upstream_timeout",
+            ApiError::Upstream { status: 503, .. } => "no_provider_available",
+            ApiError::Upstream { .. } => "upstream_error",
+            ApiError::Unavailable(_) => "service_unavailable",
+            ApiError::Internal(_) => "internal_error",
+        }
+    }
+
+    /// OpenAI's `type` field.
+    fn kind(&self) -> &'static str {
+        match self {
+            ApiError::Unauthorized(_) => "authentication_error",
+            ApiError::Upstream { .. } | ApiError::Unavailable(_) => "upstream_error",
+            ApiError::Internal(_) => "server_error",
+            _ => "invalid_request_error",
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::BadRequest { message: message.into(), code: "invalid_request" }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) | ApiError::UnknownModel(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::InvalidField { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Upstream { status, .. } => StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY),
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ApiError::Internal(detail) = self {
+            log::error!("internal error: {detail}");
+        }
+        let mut resp = HttpResponse::build(self.status_code());
+        if let ApiError::Upstream { retry_after_secs: Some(s), .. } = self {
+            resp.insert_header(("retry-after", s.to_string()));
+        }
+        let mut error = serde_json::json!({ "message": self.to_string(), "type": self.kind(), "code": self.code() });
+        if let ApiError::InvalidField { field, .. } = self {
+            error["param"] = field.clone().into();
+        }
+        resp.json(serde_json::json!({ "error": error }))
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ApiError::NotFound("not found".into()),
+            StoreError::Conflict(m) => ApiError::Conflict(m),
+            StoreError::Pool(_) | StoreError::Connect(_) | StoreError::Mailbox => {
+                log::warn!("database unavailable: {e}");
+                ApiError::Unavailable("the database is unavailable; try again".into())
+            }
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<actix::MailboxError> for ApiError {
+    fn from(_: actix::MailboxError) -> Self {
+        ApiError::Unavailable("the router is shutting down".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::body::MessageBody;
+
+    use super::*;
+
+    fn body(e: &ApiError) -> serde_json::Value {
+        let bytes = e.error_response().into_body().try_into_bytes().unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[test]
+    fn errors_have_openai_shape_and_status() {
+        let e = ApiError::UnknownModel("x".into());
+        assert_eq!(e.status_code(), 404);
+        assert_eq!(
+            body(&e),
+            serde_json::json!({"error": {"message": "the model `x` is not served by any enabled provider",
+                "type": "invalid_request_error", "code": "model_not_found"}})
+        );
+        let e = ApiError::Upstream { status: 503, message: "m".into(), retry_after_secs: Some(3) };
+        let r = e.error_response();
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers().get("retry-after").unwrap(), "3");
+        assert_eq!(ApiError::PayloadTooLarge(1).status_code(), 413);
+        assert_eq!(ApiError::Unauthorized("no").status_code(), 401);
+        let e = ApiError::InvalidField { field: "weight".into(), message: "bad".into() };
+        assert_eq!(body(&e)["error"]["param"], "weight");
+        assert_eq!(body(&ApiError::Internal("secret detail".into()))["error"]["message"], "internal error");
+    }
+}

@@ -1,0 +1,366 @@
+//! `POST /v1/chat/completions`: the failover loop.
+//!
+//! For each attempt the handler asks the `Supervisor` to `Pick` a provider (never one already
+//! tried), calls it with this worker's awc client, and reports the outcome to the provider's
+//! actor and the `StatsActor` as fire-and-forget messages. A counted failure moves on to the
+//! next provider, up to `max_retries` further attempts, all within one deadline. A stream is
+//! committed to its provider once the first byte has arrived; after that a failure ends the
+//! stream with an SSE error event.
+
+use std::time::{Duration, Instant};
+
+use actix_web::http::header::{HeaderValue, CONTENT_TYPE};
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
+use bytes::Bytes;
+use chrono::Utc;
+use futures_util::StreamExt;
+
+use super::{AppState, auth, read_body};
+use crate::error::ApiError;
+use crate::events::{Event, EventKind, Severity};
+use crate::provider::health::Failure;
+use crate::provider::load::InflightGuard;
+use crate::provider::{Outcome, OutcomeKind};
+use crate::stats::{StatsActor, Usage, UsageRecord, UsageResult};
+use crate::supervisor::{Pick, PickResult, Route};
+use crate::upstream::body::{self, BodyError, ChatHead};
+use crate::upstream::classify::{self, Class};
+use crate::upstream::sse::{ObservedStream, SseObserver, StreamEnd, StreamReport};
+use crate::upstream::usage::{self, TokenUsage};
+use crate::upstream::send_chat;
+
+/// Most of an error answer read from an upstream (for the message and pass-through).
+const MAX_ERROR_BODY: usize = 256 * 1024;
+
+/// Why an attempt failed, for health, the next attempt and the final error.
+#[derive(Debug, Clone)]
+struct AttemptFailure {
+    provider: String,
+    timed_out: bool,
+    status: Option<u16>,
+    message: String,
+    cooldown_ms: Option<u64>,
+}
+
+/// How one attempt ended.
+enum Attempt {
+    /// A complete 2xx answer.
+    Answered { status: u16, content_type: Option<HeaderValue>, body: Bytes, usage: Option<TokenUsage> },
+    /// The upstream refused the client's request (400/404/422…): returned as is.
+    ClientError { status: u16, content_type: Option<HeaderValue>, body: Bytes },
+    /// A stream whose first bytes arrived: committed to this provider.
+    Streaming { status: u16, content_type: Option<HeaderValue>, first: Bytes, rest: awc::ClientResponse },
+    Failed(AttemptFailure),
+}
+
+pub async fn chat_completions(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    client: web::Data<awc::Client>,
+) -> Result<HttpResponse, ApiError> {
+    let started = Instant::now();
+    auth::check_client(&req, &state)?;
+    let body = read_body(&req, payload, state.config.max_body_bytes).await?;
+    let head = body::parse(&body).map_err(body_error)?;
+    let mut exclude = excluded_ids(&req)?;
+    let routing = &state.config.routing;
+    let deadline = started + Duration::from_millis(routing.deadline_ms());
+    let max_attempts = routing.max_retries.saturating_add(1);
+
+    let mut attempts = 0u32;
+    let mut upstream_time = Duration::ZERO;
+    let mut last: Option<AttemptFailure> = None;
+    let mut previous: Option<Route> = None;
+    while attempts < max_attempts {
+        let pick = Pick { model: head.model.clone(), exclude: exclude.clone() };
+        let route = match state.supervisor.send(pick).await? {
+            PickResult::Route(r) => r,
+            PickResult::UnknownModel => return Err(ApiError::UnknownModel(head.model.clone())),
+            PickResult::Exhausted => break,
+            PickResult::CoolingDown(wait) => return Err(all_failed(&head.model, attempts, last, Some(wait))),
+        };
+        let now = Instant::now();
+        if now >= deadline {
+            last = Some(deadline_failure(last));
+            break;
+        }
+        let timeout = Duration::from_millis(route.provider.timeout_ms).min(deadline - now);
+        if let Some(prev) = previous.take() {
+            announce_switch(&state, &prev, &route, last.as_ref());
+        }
+        attempts += 1;
+        exclude.push(route.provider.id);
+        let guard = route.load.start();
+        let upstream_body = body::for_upstream(&body, &head, route.upstream_model.as_deref());
+        let t0 = Instant::now();
+        let result = attempt(&client, &route, upstream_body, &head, timeout, routing.max_response_bytes).await;
+        let took = t0.elapsed();
+        upstream_time += took;
+        let headers = RouterHeaders { provider: route.provider.name.clone(), attempts, started, upstream_time };
+        match result {
+            Attempt::Answered { status, content_type, body, usage } => {
+                report(&state, &route, &head.model, OutcomeKind::Success { status }, took, usage);
+                drop(guard);
+                let mut resp = HttpResponse::build(status_code(status));
+                headers.apply(&mut resp, content_type);
+                return Ok(resp.body(body));
+            }
+            Attempt::ClientError { status, content_type, body } => {
+                report(&state, &route, &head.model, OutcomeKind::Neutral, took, None);
+                drop(guard);
+                let mut resp = HttpResponse::build(status_code(status));
+                headers.apply(&mut resp, content_type);
+                return Ok(resp.body(body));
+            }
+            Attempt::Streaming { status, content_type, first, rest } => {
+                let report = Box::new(ChatStreamReport {
+                    route: route.clone(),
+                    model: head.model.clone(),
+                    started: t0,
+                    stats: state.stats.clone(),
+                    _guard: guard,
+                });
+                let idle = Duration::from_millis(route.provider.timeout_ms);
+                let stream = ObservedStream::new(first, rest, idle, report);
+                let mut resp = HttpResponse::build(status_code(status));
+                headers.apply(&mut resp, content_type);
+                resp.insert_header(("cache-control", "no-cache"));
+                return Ok(resp.streaming(stream));
+            }
+            Attempt::Failed(f) => {
+                let failure = Failure {
+                    status: f.status,
+                    message: f.message.clone(),
+                    cooldown: f.cooldown_ms.map(|ms| chrono::Duration::milliseconds(ms as i64)),
+                };
+                report(&state, &route, &head.model, OutcomeKind::Failure(failure), took, None);
+                log::debug!("attempt {attempts} on provider {} failed: {}", f.provider, f.message);
+                last = Some(f);
+                previous = Some(route);
+            }
+        }
+    }
+    Err(all_failed(&head.model, attempts, last, None))
+}
+
+/// Calls one provider once.
+async fn attempt(
+    client: &awc::Client,
+    route: &Route,
+    body: Bytes,
+    head: &ChatHead,
+    timeout: Duration,
+    max_response_bytes: usize,
+) -> Attempt {
+    let started = Instant::now();
+    let provider = &route.provider;
+    let fail = |timed_out: bool, status: Option<u16>, message: String, cooldown_ms: Option<u64>| {
+        Attempt::Failed(AttemptFailure { provider: provider.name.clone(), timed_out, status, message, cooldown_ms })
+    };
+    let mut resp = match send_chat(client, provider, body, head.stream, timeout).await {
+        Ok(r) => r,
+        Err(e) => return fail(classify::is_timeout(&e), None, classify::send_error_message(&e), None),
+    };
+    let remaining = timeout.saturating_sub(started.elapsed()).max(Duration::from_millis(1));
+    let status = resp.status().as_u16();
+    let content_type = resp.headers().get(CONTENT_TYPE).cloned();
+    if !resp.status().is_success() {
+        let retry_after = classify::retry_after(resp.headers());
+        let mut resp = resp.timeout(remaining);
+        let body = resp.body().limit(MAX_ERROR_BODY).await.unwrap_or_default();
+        return match classify::status(status, &body) {
+            Class::ClientError => Attempt::ClientError { status, content_type, body },
+            class => {
+                let cooldown = matches!(class, Class::RateLimited).then(|| retry_after.unwrap_or(0));
+                let message = format!("upstream answered {status}{}", classify::error_summary(&body));
+                fail(false, Some(status), message, cooldown)
+            }
+        };
+    }
+    if !head.stream {
+        let mut resp = resp.timeout(remaining);
+        return match resp.body().limit(max_response_bytes).await {
+            Ok(body) => {
+                let usage = usage::from_json(&body);
+                Attempt::Answered { status, content_type, body, usage }
+            }
+            Err(awc::error::PayloadError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+                fail(true, Some(status), "upstream timed out while sending its answer".into(), None)
+            }
+            Err(e) => fail(false, Some(status), format!("reading the upstream answer failed: {e}"), None),
+        };
+    }
+    // A stream: wait for its first bytes before committing; until then, failing over is safe.
+    loop {
+        let remaining = timeout.saturating_sub(started.elapsed());
+        match tokio::time::timeout(remaining, resp.next()).await {
+            Ok(Some(Ok(chunk))) if chunk.is_empty() => continue,
+            Ok(Some(Ok(first))) => return Attempt::Streaming { status, content_type, first, rest: resp },
+            Ok(Some(Err(e))) => return fail(false, Some(status), format!("the upstream stream broke before its first byte: {e}"), None),
+            Ok(None) => return fail(false, Some(status), "the upstream stream ended without data".into(), None),
+            Err(_) => return fail(true, Some(status), "upstream timed out before its first stream chunk".into(), None),
+        }
+    }
+}
+
+/// The `x-switchyard-*` response headers.
+struct RouterHeaders {
+    provider: String,
+    attempts: u32,
+    started: Instant,
+    upstream_time: Duration,
+}
+
+impl RouterHeaders {
+    fn apply(&self, resp: &mut HttpResponseBuilder, content_type: Option<HeaderValue>) {
+        let overhead = self.started.elapsed().saturating_sub(self.upstream_time);
+        resp.insert_header(("x-switchyard-provider", self.provider.as_str()))
+            .insert_header(("x-switchyard-attempts", self.attempts.to_string()))
+            .insert_header(("x-switchyard-overhead-ms", format!("{:.3}", overhead.as_secs_f64() * 1000.0)));
+        if let Some(ct) = content_type {
+            resp.insert_header((CONTENT_TYPE, ct));
+        }
+    }
+}
+
+/// Sends the attempt's outcome to its provider actor and its usage to the stats actor.
+fn report(
+    state: &AppState,
+    route: &Route,
+    model: &str,
+    kind: OutcomeKind,
+    took: Duration,
+    tokens: Option<TokenUsage>,
+) {
+    let latency_ms = took.as_millis() as u64;
+    let result = match &kind {
+        OutcomeKind::Success { .. } => UsageResult::Success,
+        OutcomeKind::Failure(_) => UsageResult::Failure,
+        OutcomeKind::Neutral => UsageResult::Neutral,
+    };
+    route.actor.do_send(Outcome { kind, latency_ms });
+    state.stats.do_send(usage_message(route.provider.id, model, result, tokens, latency_ms));
+}
+
+fn usage_message(provider_id: i64, model: &str, result: UsageResult, tokens: Option<TokenUsage>, latency_ms: u64) -> Usage {
+    let t = tokens.unwrap_or_default();
+    Usage(UsageRecord {
+        provider_id,
+        model: model.to_string(),
+        at: Utc::now(),
+        result,
+        prompt_tokens: t.prompt_tokens,
+        completion_tokens: t.completion_tokens,
+        total_tokens: t.total_tokens,
+        latency_ms,
+    })
+}
+
+/// Reports a stream's outcome when it ends (see `ObservedStream`).
+struct ChatStreamReport {
+    route: Route,
+    model: String,
+    started: Instant,
+    stats: actix::Addr<StatsActor>,
+    /// Keeps the request in flight until the stream ends.
+    _guard: InflightGuard,
+}
+
+impl StreamReport for ChatStreamReport {
+    fn finish(self: Box<Self>, end: StreamEnd, observer: &SseObserver) {
+        let latency_ms = self.started.elapsed().as_millis() as u64;
+        let (kind, result) = match end {
+            StreamEnd::Completed => (OutcomeKind::Success { status: 200 }, UsageResult::Success),
+            StreamEnd::ClientGone => (OutcomeKind::Neutral, UsageResult::Neutral),
+            StreamEnd::Failed(message) => (
+                OutcomeKind::Failure(Failure { status: None, message, cooldown: None }),
+                UsageResult::Failure,
+            ),
+        };
+        self.route.actor.do_send(Outcome { kind, latency_ms });
+        self.stats.do_send(usage_message(self.route.provider.id, &self.model, result, observer.usage, latency_ms));
+    }
+}
+
+fn announce_switch(state: &AppState, from: &Route, to: &Route, why: Option<&AttemptFailure>) {
+    state.metrics.count_failover();
+    state.events.publish(
+        Event::new(
+            EventKind::ProviderSwitch,
+            Severity::Medium,
+            format!("request moved from {} to {}", from.provider.name, to.provider.name),
+        )
+        .provider(to.provider.id, &to.provider.name)
+        .details(serde_json::json!({
+            "from_provider_id": from.provider.id,
+            "from_provider_name": from.provider.name,
+            "reason": why.map(|f| f.message.as_str()),
+        })),
+    );
+}
+
+/// The error when no attempt succeeded: 504 after a timeout, 503 when providers are cooling
+/// down or none is left, 502 otherwise; the last upstream error is in the message.
+fn all_failed(model: &str, attempts: u32, last: Option<AttemptFailure>, cooling: Option<Duration>) -> ApiError {
+    let retry_after_secs = cooling.map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0)).map(|s| s.max(1));
+    let Some(last) = last else {
+        let message = match cooling {
+            Some(_) => format!("every provider of `{model}` is cooling down after rate limits; retry later"),
+            None => format!("no provider of `{model}` is left to try (all excluded)"),
+        };
+        return ApiError::Upstream { status: 503, message, retry_after_secs };
+    };
+    let status = if cooling.is_some() || last.status == Some(429) {
+        503
+    } else if last.timed_out {
+        504
+    } else {
+        502
+    };
+    let message = format!(
+        "all {attempts} upstream attempt(s) for `{model}` failed; last error from provider {}: {}",
+        last.provider, last.message
+    );
+    ApiError::Upstream { status, message, retry_after_secs: retry_after_secs.or(last.cooldown_ms.map(|ms| ms.div_ceil(1000).max(1))) }
+}
+
+fn deadline_failure(last: Option<AttemptFailure>) -> AttemptFailure {
+    let previous = last.as_ref().map(|l| format!(" (before that: {})", l.message)).unwrap_or_default();
+    AttemptFailure {
+        provider: last.as_ref().map(|l| l.provider.clone()).unwrap_or_default(),
+        timed_out: true,
+        status: None,
+        message: format!("the request deadline passed{previous}"),
+        cooldown_ms: None,
+    }
+}
+
+fn status_code(status: u16) -> actix_web::http::StatusCode {
+    actix_web::http::StatusCode::from_u16(status).unwrap_or(actix_web::http::StatusCode::BAD_GATEWAY)
+}
+
+fn body_error(e: BodyError) -> ApiError {
+    let code = match e {
+        BodyError::InvalidJson(_) => "invalid_json",
+        BodyError::NotAnObject => "invalid_request",
+        BodyError::MissingModel => "missing_model",
+        BodyError::InvalidField { .. } => "invalid_field",
+    };
+    ApiError::BadRequest { message: e.to_string(), code }
+}
+
+/// `x-switchyard-exclude-providers: 3,7`.
+fn excluded_ids(req: &HttpRequest) -> Result<Vec<i64>, ApiError> {
+    let Some(v) = req.headers().get("x-switchyard-exclude-providers") else { return Ok(Vec::new()) };
+    let text = v.to_str().map_err(|_| ApiError::bad_request("x-switchyard-exclude-providers must be ASCII"))?;
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<i64>().map_err(|_| {
+                ApiError::bad_request(format!("x-switchyard-exclude-providers: {s:?} is not a provider id"))
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,71 @@
+//! The HTTP API: every route in one table (`configure`), the state handlers share, and the
+//! helpers they use. Handlers only parse, send messages into the actor graph, and answer.
+
+pub mod auth;
+pub mod chat;
+pub mod models;
+pub mod probes;
+
+use std::sync::Arc;
+
+use actix::Addr;
+use actix_web::{HttpRequest, web};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::events::EventBus;
+use crate::metrics::Metrics;
+use crate::secret::Secret;
+use crate::stats::StatsActor;
+use crate::store::Store;
+use crate::supervisor::Supervisor;
+
+/// What every handler can reach: the actor addresses and the settings. Shared by all workers.
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub supervisor: Addr<Supervisor>,
+    pub stats: Addr<StatsActor>,
+    pub store: Addr<Store>,
+    pub events: EventBus,
+    pub metrics: Arc<Metrics>,
+    pub admin_token: Secret,
+    /// Client keys for `/v1/*`; empty means open.
+    pub api_keys: Arc<Vec<Secret>>,
+}
+
+/// Registers every route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/chat/completions", web::post().to(chat::chat_completions))
+        .route("/v1/models", web::get().to(models::list_models))
+        .route("/healthz", web::get().to(probes::healthz))
+        .route("/readyz", web::get().to(probes::readyz))
+        .default_service(web::to(not_found));
+}
+
+async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::NotFound(format!("no route for {} {}", req.method(), req.path())))
+}
+
+/// Reads a request body up to `limit` bytes; a larger one is refused with 413 before it is
+/// all read, so memory per request stays bounded.
+pub async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<Bytes, ApiError> {
+    let declared = req
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::PayloadTooLarge(limit));
+    }
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the body failed: {e}")))?;
+        if buf.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge(limit));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}

@@ -1,0 +1,67 @@
+//! The `switchyard` binary: reads the configuration, starts the router, waits for SIGTERM or
+//! Ctrl-C, and shuts down gracefully.
+
+use std::process::ExitCode;
+
+use switchyard::{Config, StartOptions};
+
+const USAGE: &str = "\
+usage: switchyard [--config FILE]
+
+Runs the Switchyard LLM router. Settings come from FILE (or SWITCHYARD_CONFIG) and the
+environment: SWITCHYARD_LISTEN, DATABASE_URL, SWITCHYARD_ADMIN_TOKEN, SWITCHYARD_API_KEYS,
+SWITCHYARD_WORKERS, RUST_LOG. See switchyard.example.toml for every key.";
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let mut args = std::env::args().skip(1);
+    let mut config_file: Option<String> = None;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--config" | "-c" => match args.next() {
+                Some(f) => config_file = Some(f),
+                None => return usage_error("--config needs a file"),
+            },
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            "--version" | "-V" => {
+                println!("switchyard {}", env!("CARGO_PKG_VERSION"));
+                return ExitCode::SUCCESS;
+            }
+            other => return usage_error(&format!("unknown argument {other:?}")),
+        }
+    }
+    let config = match Config::load(config_file.as_deref(), &|k| std::env::var(k).ok()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("switchyard: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if config.api_keys.is_empty() {
+        log::warn!("SWITCHYARD_API_KEYS is not set: /v1/* is open to anyone who can reach {}", config.listen);
+    }
+    let system = actix_web::rt::System::new();
+    system.block_on(async move {
+        let running = match switchyard::start(config, StartOptions { handle_signals: true }).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("switchyard: cannot start: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        if running.admin_token_generated {
+            // Printed once, to stdout only, so the operator can use the admin API; never logged.
+            println!("switchyard admin token (generated, shown once): {}", running.admin_token.expose());
+        }
+        running.wait().await;
+        ExitCode::SUCCESS
+    })
+}
+
+fn usage_error(message: &str) -> ExitCode {
+    eprintln!("switchyard: {message}\n\n{USAGE}");
+    ExitCode::from(2)
+}

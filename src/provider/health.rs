@@ -1,0 +1,212 @@
+//! A provider's health as a pure state machine: counters and transitions, no actix and no
+//! clock of its own (`now` is always passed in), so every rule is unit tested.
+//!
+//! Rules:
+//! - A *counted* failure (connection error, timeout, 5xx, 429, 401/403) adds one to
+//!   `error_count` and clears `consecutive_successes`. When `error_count` reaches
+//!   `max_error_count` the provider turns unhealthy and `next_retry_at = now + retry_after`.
+//! - A success clears `error_count` (failures are counted in a row) and, on an unhealthy
+//!   provider, recovers it.
+//! - A 429 also sets a cool-down (`cooldown_until`) during which the provider is not picked,
+//!   healthy or not.
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::store::{ValidationRow, now_naive};
+
+/// The thresholds that turn failures into an unhealthy state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    pub max_error_count: u32,
+    pub retry_after: Duration,
+    /// Whether a successful probe may make an unhealthy provider healthy again.
+    pub auto_recovery: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy { max_error_count: 5, retry_after: Duration::hours(1), auto_recovery: true }
+    }
+}
+
+/// What a change did to the provider's standing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// Counters moved; healthy or not as before.
+    Unchanged,
+    BecameUnhealthy,
+    Recovered,
+}
+
+/// The health state of one provider (DESIGN §1).
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
+pub struct Health {
+    pub is_healthy: bool,
+    pub error_count: u32,
+    pub consecutive_successes: u32,
+    pub last_error: Option<String>,
+    pub last_status_code: Option<u16>,
+    pub last_validated_at: Option<DateTime<Utc>>,
+    pub last_success_at: Option<DateTime<Utc>>,
+    pub next_retry_at: Option<DateTime<Utc>>,
+    /// End of a rate-limit cool-down; not persisted.
+    pub cooldown_until: Option<DateTime<Utc>>,
+}
+
+/// A failure to record.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub status: Option<u16>,
+    pub message: String,
+    /// Set for 429: how long the provider must rest.
+    pub cooldown: Option<Duration>,
+}
+
+impl Health {
+    /// A new provider starts healthy.
+    pub fn healthy() -> Self {
+        Health { is_healthy: true, ..Default::default() }
+    }
+
+    /// Records a successful call or probe.
+    pub fn record_success(&mut self, now: DateTime<Utc>, status: Option<u16>) -> Transition {
+        self.error_count = 0;
+        self.consecutive_successes = self.consecutive_successes.saturating_add(1);
+        self.last_success_at = Some(now);
+        self.last_validated_at = Some(now);
+        self.last_status_code = status.or(self.last_status_code);
+        self.cooldown_until = None;
+        if self.is_healthy {
+            Transition::Unchanged
+        } else {
+            self.is_healthy = true;
+            self.next_retry_at = None;
+            Transition::Recovered
+        }
+    }
+
+    /// Records a counted failure.
+    pub fn record_failure(&mut self, now: DateTime<Utc>, failure: &Failure, policy: &Policy) -> Transition {
+        self.error_count = self.error_count.saturating_add(1);
+        self.consecutive_successes = 0;
+        self.last_error = Some(failure.message.clone());
+        self.last_status_code = failure.status;
+        self.last_validated_at = Some(now);
+        if let Some(c) = failure.cooldown {
+            self.cooldown_until = Some(now + c);
+        }
+        if self.is_healthy && self.error_count >= policy.max_error_count {
+            self.is_healthy = false;
+            self.next_retry_at = Some(now + policy.retry_after);
+            Transition::BecameUnhealthy
+        } else {
+            if !self.is_healthy {
+                // A failed retry or fallback attempt pushes the next retry out again.
+                self.next_retry_at = Some(now + policy.retry_after);
+            }
+            Transition::Unchanged
+        }
+    }
+
+    /// Clears every counter: healthy, as new (the admin reset).
+    pub fn reset(&mut self) {
+        *self = Health::healthy();
+    }
+
+    /// True while a rate-limit cool-down runs.
+    pub fn cooling(&self, now: DateTime<Utc>) -> bool {
+        self.cooldown_until.is_some_and(|c| c > now)
+    }
+
+    /// Builds the state from its stored row.
+    pub fn from_row(row: &ValidationRow) -> Self {
+        Health {
+            is_healthy: row.is_healthy,
+            error_count: row.error_count.max(0) as u32,
+            consecutive_successes: row.consecutive_successes.max(0) as u32,
+            last_error: row.last_error.clone(),
+            last_status_code: row.last_status_code.and_then(|s| u16::try_from(s).ok()),
+            last_validated_at: row.last_validated_at.map(|t| t.and_utc()),
+            last_success_at: row.last_success_at.map(|t| t.and_utc()),
+            next_retry_at: row.next_retry_at.map(|t| t.and_utc()),
+            cooldown_until: None,
+        }
+    }
+
+    /// The row to store for provider `provider_id`.
+    pub fn to_row(&self, provider_id: i64) -> ValidationRow {
+        use chrono::SubsecRound;
+        let naive = |t: Option<DateTime<Utc>>| t.map(|t| t.naive_utc().trunc_subsecs(6));
+        ValidationRow {
+            provider_id,
+            is_healthy: self.is_healthy,
+            error_count: self.error_count.min(i32::MAX as u32) as i32,
+            last_error: self.last_error.clone(),
+            last_status_code: self.last_status_code.map(i32::from),
+            last_validated_at: naive(self.last_validated_at),
+            last_success_at: naive(self.last_success_at),
+            next_retry_at: naive(self.next_retry_at),
+            consecutive_successes: self.consecutive_successes.min(i32::MAX as u32) as i32,
+            updated_at: now_naive(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fail(status: u16) -> Failure {
+        Failure { status: Some(status), message: format!("upstream {status}"), cooldown: None }
+    }
+
+    #[test]
+    fn unhealthy_after_max_failures_in_a_row() {
+        let policy = Policy { max_error_count: 3, retry_after: Duration::seconds(10), auto_recovery: true };
+        let now = Utc::now();
+        let mut h = Health::healthy();
+        assert_eq!(h.record_failure(now, &fail(500), &policy), Transition::Unchanged);
+        assert_eq!(h.record_failure(now, &fail(500), &policy), Transition::Unchanged);
+        assert_eq!(h.record_failure(now, &fail(502), &policy), Transition::BecameUnhealthy);
+        assert!(!h.is_healthy);
+        assert_eq!(h.next_retry_at, Some(now + Duration::seconds(10)));
+        assert_eq!(h.last_status_code, Some(502));
+        assert_eq!(h.record_success(now, Some(200)), Transition::Recovered);
+        assert!(h.is_healthy && h.error_count == 0 && h.next_retry_at.is_none());
+    }
+
+    #[test]
+    fn a_success_clears_the_run_of_failures() {
+        let policy = Policy { max_error_count: 2, retry_after: Duration::seconds(10), auto_recovery: true };
+        let now = Utc::now();
+        let mut h = Health::healthy();
+        h.record_failure(now, &fail(500), &policy);
+        h.record_success(now, Some(200));
+        assert_eq!(h.consecutive_successes, 1);
+        assert_eq!(h.record_failure(now, &fail(500), &policy), Transition::Unchanged);
+        assert!(h.is_healthy);
+        assert_eq!(h.consecutive_successes, 0);
+    }
+
+    #[test]
+    fn rate_limits_cool_down() {
+        let now = Utc::now();
+        let mut h = Health::healthy();
+        let f = Failure { status: Some(429), message: "slow down".into(), cooldown: Some(Duration::seconds(2)) };
+        h.record_failure(now, &f, &Policy::default());
+        assert!(h.cooling(now));
+        assert!(!h.cooling(now + Duration::seconds(3)));
+    }
+
+    #[test]
+    fn round_trips_through_its_row() {
+        let now = Utc::now();
+        let mut h = Health::healthy();
+        h.record_failure(now, &fail(503), &Policy { max_error_count: 1, retry_after: Duration::seconds(5), auto_recovery: true });
+        let back = Health::from_row(&h.to_row(7));
+        assert_eq!(back.is_healthy, h.is_healthy);
+        assert_eq!(back.error_count, 1);
+        assert_eq!(back.last_status_code, Some(503));
+        assert!(back.next_retry_at.is_some());
+    }
+}

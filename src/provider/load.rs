@@ -1,0 +1,125 @@
+//! Live load of one provider: requests in flight (shared atomically with the workers that
+//! call it) and a one-minute window of finished requests and their latency.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Instant;
+
+/// Counters shared between the provider actor and the workers routing to it.
+#[derive(Debug, Default)]
+pub struct LoadCounters {
+    inflight: AtomicI64,
+}
+
+impl LoadCounters {
+    /// Marks one request as started; the guard marks it finished when dropped, so an early
+    /// return or a cancelled request can never leak an in-flight count.
+    pub fn start(self: &std::sync::Arc<Self>) -> InflightGuard {
+        self.inflight.fetch_add(1, Ordering::Relaxed);
+        InflightGuard(self.clone())
+    }
+
+    pub fn inflight(&self) -> i64 {
+        self.inflight.load(Ordering::Relaxed).max(0)
+    }
+}
+
+/// See [`LoadCounters::start`].
+#[derive(Debug)]
+pub struct InflightGuard(std::sync::Arc<LoadCounters>);
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Finished requests per second over the last 60 seconds, as a ring of one-second buckets.
+#[derive(Debug)]
+pub struct Window {
+    origin: Instant,
+    buckets: [(u64, u64, u64); 60], // (second index, requests, latency sum in ms)
+}
+
+impl Default for Window {
+    fn default() -> Self {
+        Window { origin: Instant::now(), buckets: [(u64::MAX, 0, 0); 60] }
+    }
+}
+
+impl Window {
+    fn second(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.origin).as_secs()
+    }
+
+    /// Records one finished request.
+    pub fn record(&mut self, now: Instant, latency_ms: u64) {
+        let s = self.second(now);
+        let b = &mut self.buckets[(s % 60) as usize];
+        if b.0 != s {
+            *b = (s, 0, 0);
+        }
+        b.1 += 1;
+        b.2 += latency_ms;
+    }
+
+    /// (requests in the last minute, average latency in ms over them).
+    pub fn summary(&self, now: Instant) -> (u64, f64) {
+        let s = self.second(now);
+        let (mut n, mut sum) = (0u64, 0u64);
+        for b in &self.buckets {
+            if b.0 != u64::MAX && b.0 + 60 > s && b.0 <= s {
+                n += b.1;
+                sum += b.2;
+            }
+        }
+        (n, if n == 0 { 0.0 } else { sum as f64 / n as f64 })
+    }
+}
+
+/// The load score 0–100 shown by `GET /api/providers/load`:
+/// `min(100, 60·min(1, inflight/16) + 25·min(1, rpm/600) + 15·min(1, avg_ms/10000))`.
+/// In-flight requests weigh most because they are what an extra request would queue behind;
+/// the one-minute rate and latency smooth it. The reference points (16 concurrent, 10 req/s,
+/// 10 s) are where a typical LLM upstream starts to saturate.
+pub fn load_score(inflight: i64, rpm: u64, avg_ms: f64) -> f64 {
+    let part = |v: f64, full: f64| (v / full).clamp(0.0, 1.0);
+    let score = 60.0 * part(inflight as f64, 16.0) + 25.0 * part(rpm as f64, 600.0) + 15.0 * part(avg_ms, 10_000.0);
+    (score * 10.0).round() / 10.0
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn inflight_guard_counts_down_on_drop() {
+        let c = Arc::new(LoadCounters::default());
+        let g1 = c.start();
+        let g2 = c.start();
+        assert_eq!(c.inflight(), 2);
+        drop(g1);
+        drop(g2);
+        assert_eq!(c.inflight(), 0);
+    }
+
+    #[test]
+    fn window_forgets_after_a_minute() {
+        let mut w = Window::default();
+        let t0 = w.origin;
+        w.record(t0, 100);
+        w.record(t0 + Duration::from_secs(30), 300);
+        assert_eq!(w.summary(t0 + Duration::from_secs(31)), (2, 200.0));
+        assert_eq!(w.summary(t0 + Duration::from_secs(61)), (1, 300.0));
+        assert_eq!(w.summary(t0 + Duration::from_secs(200)), (0, 0.0));
+    }
+
+    #[test]
+    fn load_score_is_bounded() {
+        assert_eq!(load_score(0, 0, 0.0), 0.0);
+        assert_eq!(load_score(1000, 100_000, 1e9), 100.0);
+        assert_eq!(load_score(8, 0, 0.0), 30.0);
+    }
+}

@@ -1,0 +1,447 @@
+//! `ProviderActor`: one per provider. It owns the provider's configuration, its health
+//! counters and its retry timer.
+//!
+//! Workers send it an `Outcome` after every upstream attempt (fire and forget). When counted
+//! failures reach `max_error_count` it turns unhealthy, tells the `Supervisor`, and arms a
+//! retry timer for `retry_after`; when the timer fires it probes the upstream with a real API
+//! call and recovers on success. Health is persisted on change, coalesced into at most one
+//! write per `SAVE_DELAY`, never once per request.
+
+pub mod health;
+pub mod load;
+pub mod probe;
+pub mod spec;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use chrono::Utc;
+
+use crate::events::{Event, EventBus, EventKind, Severity};
+use crate::metrics::Metrics;
+use crate::store::{self, Store};
+use crate::supervisor::{HealthChanged, HealthView, Supervisor};
+use health::{Failure, Health, Policy, Transition};
+pub use load::LoadCounters;
+use load::Window;
+pub use probe::{ProbeResult, ProbeSettings};
+pub use spec::{ProviderConfig, from_row, to_new_row};
+
+/// How long health changes gather before one write.
+const SAVE_DELAY: Duration = Duration::from_millis(250);
+
+/// What every provider actor shares.
+#[derive(Clone)]
+pub struct ProviderDeps {
+    pub store: Addr<Store>,
+    pub events: EventBus,
+    pub metrics: Arc<Metrics>,
+    pub policy: Policy,
+    pub probe: ProbeSettings,
+}
+
+/// The result of one upstream attempt, reported by the worker that made it.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct Outcome {
+    pub kind: OutcomeKind,
+    pub latency_ms: u64,
+}
+
+/// How an attempt ended, for health.
+#[derive(Debug, Clone)]
+pub enum OutcomeKind {
+    Success { status: u16 },
+    /// Counts against the provider.
+    Failure(Failure),
+    /// Counts against nobody: a client error passed through, or a client that went away.
+    Neutral,
+}
+
+/// Why a probe runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeReason {
+    /// The retry timer of an unhealthy provider.
+    Retry,
+    /// The periodic background sweep.
+    Sweep,
+    /// An operator asked (`POST /api/health-check/force/{id}`).
+    Forced,
+}
+
+/// Probe the upstream now and answer what happened.
+#[derive(Message)]
+#[rtype(result = "ProbeResult")]
+pub struct Probe(pub ProbeReason);
+
+/// The provider's full state, for admin views.
+#[derive(Message)]
+#[rtype(result = "ProviderState")]
+pub struct GetState;
+
+/// Configuration, health and live load of one provider.
+#[derive(Debug, Clone)]
+pub struct ProviderState {
+    pub config: Arc<ProviderConfig>,
+    pub health: Health,
+    pub inflight: i64,
+    pub requests_per_minute: u64,
+    pub average_response_time_ms: f64,
+}
+
+/// Clear the health counters: healthy, as new.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Reset;
+
+/// New configuration for the same provider id.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Reconfigure(pub Arc<ProviderConfig>);
+
+/// New failure thresholds.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetPolicy(pub Policy);
+
+/// Health read from the database that another instance of a fleet wrote. Applied without
+/// writing it back.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ApplyStoredHealth(pub Health);
+
+/// Write pending health now; answers once it is stored (or failed).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SaveNow;
+
+/// Stop the actor (provider removed or replaced). Pending health is written first.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+/// The provider actor.
+pub struct ProviderActor {
+    config: Arc<ProviderConfig>,
+    health: Health,
+    load: Arc<LoadCounters>,
+    window: Window,
+    supervisor: Addr<Supervisor>,
+    deps: ProviderDeps,
+    retry_timer: Option<SpawnHandle>,
+    /// A write is scheduled.
+    save_pending: bool,
+    /// Unsaved changes, and whether they include a transition a fleet must see.
+    dirty: bool,
+    dirty_transition: bool,
+    /// When the provider last turned unhealthy, for the time-to-recovery metric.
+    unhealthy_since: Option<Instant>,
+    probing: bool,
+}
+
+impl ProviderActor {
+    pub fn new(
+        config: Arc<ProviderConfig>,
+        health: Health,
+        load: Arc<LoadCounters>,
+        supervisor: Addr<Supervisor>,
+        deps: ProviderDeps,
+    ) -> Self {
+        ProviderActor {
+            unhealthy_since: (!health.is_healthy).then(Instant::now),
+            config,
+            health,
+            load,
+            window: Window::default(),
+            supervisor,
+            deps,
+            retry_timer: None,
+            save_pending: false,
+            dirty: false,
+            dirty_transition: false,
+            probing: false,
+        }
+    }
+
+    fn id(&self) -> i64 {
+        self.config.id
+    }
+
+    fn event(&self, kind: EventKind, severity: Severity, message: String) -> Event {
+        Event::new(kind, severity, message).provider(self.id(), &self.config.name)
+    }
+
+    /// Tells the supervisor what routing needs to know.
+    fn publish_view(&self) {
+        self.supervisor.do_send(HealthChanged { id: self.id(), view: HealthView::from(&self.health) });
+    }
+
+    /// Reacts to a health transition: events, metrics, timer, supervisor.
+    fn after_transition(&mut self, t: Transition, ctx: &mut Context<Self>) {
+        match t {
+            Transition::Unchanged => {}
+            Transition::BecameUnhealthy => {
+                self.unhealthy_since = Some(Instant::now());
+                log::warn!(
+                    "provider {} (id {}) is unhealthy after {} failures: {}",
+                    self.config.name,
+                    self.id(),
+                    self.health.error_count,
+                    self.health.last_error.as_deref().unwrap_or("")
+                );
+                let retry = self.health.next_retry_at.map(|t| t.to_rfc3339());
+                self.deps.events.publish(
+                    self.event(
+                        EventKind::ProviderUnhealthy,
+                        Severity::High,
+                        format!("{} failures in a row", self.health.error_count),
+                    )
+                    .details(serde_json::json!({
+                        "last_error": self.health.last_error,
+                        "last_status_code": self.health.last_status_code,
+                        "next_retry_at": retry,
+                    })),
+                );
+            }
+            Transition::Recovered => {
+                let took = self.unhealthy_since.take().map(|t| t.elapsed());
+                if let Some(d) = took {
+                    self.deps.metrics.observe_recovery(d);
+                }
+                log::info!("provider {} (id {}) recovered", self.config.name, self.id());
+                self.deps.events.publish(
+                    self.event(EventKind::ProviderRecovered, Severity::Medium, "healthy again".into())
+                        .details(serde_json::json!({ "unhealthy_for_ms": took.map(|d| d.as_millis() as u64) })),
+                );
+            }
+        }
+        self.arm_retry(ctx);
+        self.mark_dirty(ctx, t != Transition::Unchanged);
+    }
+
+    /// (Re)arms the retry timer while unhealthy; cancels it when healthy.
+    fn arm_retry(&mut self, ctx: &mut Context<Self>) {
+        if let Some(h) = self.retry_timer.take() {
+            ctx.cancel_future(h);
+        }
+        if self.health.is_healthy {
+            return;
+        }
+        let due = self.health.next_retry_at.unwrap_or_else(Utc::now);
+        let delay = (due - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        self.retry_timer = Some(ctx.run_later(delay, |act, ctx| {
+            act.retry_timer = None;
+            if !act.health.is_healthy {
+                ctx.notify(Probe(ProbeReason::Retry));
+            }
+        }));
+    }
+
+    /// Schedules one coalesced write of the health row.
+    fn mark_dirty(&mut self, ctx: &mut Context<Self>, transition: bool) {
+        self.dirty = true;
+        self.dirty_transition |= transition;
+        if !self.save_pending {
+            self.save_pending = true;
+            ctx.run_later(SAVE_DELAY, |act, ctx| {
+                act.save_pending = false;
+                ctx.spawn(act.save().into_actor(act));
+            });
+        }
+    }
+
+    /// Writes the health row if anything changed; on failure the change stays dirty and is
+    /// retried with the next change or the next `SaveNow`.
+    fn save(&mut self) -> impl Future<Output = ()> + 'static {
+        let pending = self.dirty.then(|| (self.health.to_row(self.id()), self.dirty_transition));
+        self.dirty = false;
+        self.dirty_transition = false;
+        let store = self.deps.store.clone();
+        let name = self.config.name.clone();
+        async move {
+            let Some((row, bump)) = pending else { return };
+            if let Err(e) = store::run(&store, move |db| db.save_validation(&row, bump)).await {
+                log::warn!("saving the health of provider {name} failed, will retry: {e}");
+            }
+        }
+    }
+
+    fn apply_probe(&mut self, result: &ProbeResult, reason: ProbeReason, ctx: &mut Context<Self>) {
+        self.deps.metrics.count_health_check(result.ok);
+        let now = Utc::now();
+        let transition = if result.ok {
+            if self.health.is_healthy || self.deps.policy.auto_recovery {
+                self.health.record_success(now, result.status)
+            } else {
+                // Recovery by probe is off: note the check, stay unhealthy until a reset.
+                self.health.last_validated_at = Some(now);
+                self.health.next_retry_at = Some(now + self.deps.policy.retry_after);
+                Transition::Unchanged
+            }
+        } else {
+            let failure = Failure {
+                status: result.status,
+                message: result.error.clone().unwrap_or_else(|| "probe failed".into()),
+                cooldown: result.cooldown_ms.map(|ms| chrono::Duration::milliseconds(ms as i64)),
+            };
+            self.health.record_failure(now, &failure, &self.deps.policy)
+        };
+        let severity = if result.ok { Severity::Low } else { Severity::Medium };
+        self.deps.events.publish(
+            self.event(
+                EventKind::ProviderHealthCheck,
+                severity,
+                if result.ok { "probe succeeded".into() } else { "probe failed".into() },
+            )
+            .details(serde_json::json!({
+                "reason": reason, "ok": result.ok, "status": result.status,
+                "latency_ms": result.latency_ms, "error": result.error,
+            })),
+        );
+        self.publish_view();
+        self.after_transition(transition, ctx);
+        if !self.health.is_healthy && self.retry_timer.is_none() {
+            self.arm_retry(ctx);
+        }
+    }
+}
+
+impl Actor for ProviderActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(4096);
+        self.arm_retry(ctx);
+    }
+}
+
+impl Handler<Outcome> for ProviderActor {
+    type Result = ();
+
+    /// Counts one attempt's result.
+    fn handle(&mut self, msg: Outcome, ctx: &mut Context<Self>) {
+        let now = Utc::now();
+        self.window.record(Instant::now(), msg.latency_ms);
+        let was = HealthView::from(&self.health);
+        let transition = match &msg.kind {
+            OutcomeKind::Success { status } => self.health.record_success(now, Some(*status)),
+            OutcomeKind::Failure(f) => {
+                self.deps.events.publish(
+                    self.event(EventKind::ProviderRequestFailed, Severity::Medium, f.message.clone())
+                        .details(serde_json::json!({ "status": f.status, "latency_ms": msg.latency_ms })),
+                );
+                self.health.record_failure(now, f, &self.deps.policy)
+            }
+            OutcomeKind::Neutral => return,
+        };
+        if HealthView::from(&self.health) != was {
+            self.publish_view();
+        }
+        self.after_transition(transition, ctx);
+    }
+}
+
+impl Handler<Probe> for ProviderActor {
+    type Result = ResponseActFuture<Self, ProbeResult>;
+
+    /// Calls the upstream without blocking the actor: other messages are handled meanwhile.
+    fn handle(&mut self, msg: Probe, _: &mut Context<Self>) -> Self::Result {
+        let config = self.config.clone();
+        let settings = self.deps.probe;
+        self.probing = true;
+        Box::pin(async move { probe::probe(&config, settings).await }.into_actor(self).map(
+            move |result, act, ctx| {
+                act.probing = false;
+                act.apply_probe(&result, msg.0, ctx);
+                result
+            },
+        ))
+    }
+}
+
+impl Handler<GetState> for ProviderActor {
+    type Result = MessageResult<GetState>;
+
+    fn handle(&mut self, _: GetState, _: &mut Context<Self>) -> Self::Result {
+        let (rpm, avg) = self.window.summary(Instant::now());
+        MessageResult(ProviderState {
+            config: self.config.clone(),
+            health: self.health.clone(),
+            inflight: self.load.inflight(),
+            requests_per_minute: rpm,
+            average_response_time_ms: avg,
+        })
+    }
+}
+
+impl Handler<Reset> for ProviderActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Reset, ctx: &mut Context<Self>) {
+        let was_unhealthy = !self.health.is_healthy;
+        self.health.reset();
+        self.unhealthy_since = None;
+        self.publish_view();
+        self.arm_retry(ctx);
+        self.mark_dirty(ctx, true);
+        if was_unhealthy {
+            self.deps.events.publish(self.event(
+                EventKind::ProviderRecovered,
+                Severity::Medium,
+                "reset by an operator".into(),
+            ));
+        }
+    }
+}
+
+impl Handler<Reconfigure> for ProviderActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Reconfigure, _: &mut Context<Self>) {
+        self.config = msg.0;
+    }
+}
+
+impl Handler<SetPolicy> for ProviderActor {
+    type Result = ();
+
+    /// The new threshold applies from the next failure on.
+    fn handle(&mut self, msg: SetPolicy, _: &mut Context<Self>) {
+        self.deps.policy = msg.0;
+    }
+}
+
+impl Handler<ApplyStoredHealth> for ProviderActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ApplyStoredHealth, ctx: &mut Context<Self>) {
+        let cooldown = self.health.cooldown_until;
+        let was_healthy = self.health.is_healthy;
+        self.health = Health { cooldown_until: cooldown, ..msg.0 };
+        if was_healthy && !self.health.is_healthy {
+            self.unhealthy_since = Some(Instant::now());
+        } else if self.health.is_healthy {
+            self.unhealthy_since = None;
+        }
+        self.publish_view();
+        self.arm_retry(ctx);
+    }
+}
+
+impl Handler<SaveNow> for ProviderActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: SaveNow, _: &mut Context<Self>) -> Self::Result {
+        Box::pin(self.save())
+    }
+}
+
+impl Handler<Stop> for ProviderActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        ctx.spawn(self.save().into_actor(self).map(|_, _, ctx| ctx.stop()));
+    }
+}

@@ -1,0 +1,198 @@
+//! The in-memory usage aggregate: totals keyed by (provider, model, UTC day). Its size is
+//! bounded by providers × models × days pending, not by the number of requests, so holding it
+//! through a database outage costs little memory and drops nothing.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, SubsecRound, Utc};
+
+use crate::store::UsageIncrement;
+
+/// How a finished upstream attempt counts in usage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsageResult {
+    /// Answered (2xx, or a stream that ended cleanly).
+    Success,
+    /// Counted against the provider (error, timeout, broken stream).
+    Failure,
+    /// Counted in `total_requests` only: a client error passed through, or a client that
+    /// disconnected. So `total = success + failed + client errors and cancellations`.
+    Neutral,
+}
+
+/// One finished upstream attempt.
+#[derive(Debug, Clone)]
+pub struct UsageRecord {
+    pub provider_id: i64,
+    /// The model name the client asked for.
+    pub model: String,
+    pub at: DateTime<Utc>,
+    pub result: UsageResult,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+    pub latency_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    provider_id: i64,
+    model: String,
+    date: NaiveDate,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Totals {
+    total: i64,
+    success: i64,
+    failed: i64,
+    prompt: i64,
+    completion: i64,
+    tokens: i64,
+    response_time_ms: i64,
+    last_used_at: Option<NaiveDateTime>,
+}
+
+/// Totals waiting to be written.
+#[derive(Debug, Default)]
+pub struct Aggregate {
+    rows: HashMap<Key, Totals>,
+    /// When the oldest pending record was added.
+    oldest: Option<DateTime<Utc>>,
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl Aggregate {
+    /// Adds one record.
+    pub fn add(&mut self, r: &UsageRecord) {
+        let key = Key { provider_id: r.provider_id, model: r.model.clone(), date: r.at.date_naive() };
+        let t = self.rows.entry(key).or_default();
+        t.total += 1;
+        match r.result {
+            UsageResult::Success => t.success += 1,
+            UsageResult::Failure => t.failed += 1,
+            UsageResult::Neutral => {}
+        }
+        t.prompt += to_i64(r.prompt_tokens);
+        t.completion += to_i64(r.completion_tokens);
+        t.tokens += to_i64(r.total_tokens);
+        t.response_time_ms += to_i64(r.latency_ms);
+        let at = r.at.naive_utc().trunc_subsecs(6);
+        t.last_used_at = Some(t.last_used_at.map_or(at, |old| old.max(at)));
+        self.oldest.get_or_insert(r.at);
+    }
+
+    /// Distinct rows pending.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// When the oldest pending record arrived.
+    pub fn oldest(&self) -> Option<DateTime<Utc>> {
+        self.oldest
+    }
+
+    /// Empties the aggregate into increments ready for the additive upsert.
+    pub fn take(&mut self) -> Vec<UsageIncrement> {
+        self.oldest = None;
+        self.rows
+            .drain()
+            .map(|(k, t)| UsageIncrement {
+                provider_id: k.provider_id,
+                model: k.model,
+                date: k.date,
+                total_requests: t.total,
+                success_requests: t.success,
+                failed_requests: t.failed,
+                prompt_tokens: t.prompt,
+                completion_tokens: t.completion,
+                total_tokens: t.tokens,
+                total_response_time_ms: t.response_time_ms,
+                avg_response_time_ms: if t.total == 0 { 0.0 } else { t.response_time_ms as f64 / t.total as f64 },
+                last_used_at: t.last_used_at.unwrap_or_else(crate::store::now_naive),
+            })
+            .collect()
+    }
+
+    /// Puts increments that could not be written back, so the next flush retries them.
+    pub fn merge_back(&mut self, batch: Vec<UsageIncrement>, since: Option<DateTime<Utc>>) {
+        for i in batch {
+            let key = Key { provider_id: i.provider_id, model: i.model, date: i.date };
+            let t = self.rows.entry(key).or_default();
+            t.total += i.total_requests;
+            t.success += i.success_requests;
+            t.failed += i.failed_requests;
+            t.prompt += i.prompt_tokens;
+            t.completion += i.completion_tokens;
+            t.tokens += i.total_tokens;
+            t.response_time_ms += i.total_response_time_ms;
+            t.last_used_at = Some(t.last_used_at.map_or(i.last_used_at, |old| old.max(i.last_used_at)));
+        }
+        self.oldest = match (self.oldest, since) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+
+    /// A copy of the pending increments (for admin views that add unflushed usage).
+    pub fn snapshot(&self) -> Vec<UsageIncrement> {
+        let mut copy = Aggregate { rows: self.rows.clone(), oldest: None };
+        copy.take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(provider_id: i64, result: UsageResult, tokens: u64) -> UsageRecord {
+        UsageRecord {
+            provider_id,
+            model: "m".into(),
+            at: Utc::now(),
+            result,
+            prompt_tokens: tokens,
+            completion_tokens: 1,
+            total_tokens: tokens + 1,
+            latency_ms: 10,
+        }
+    }
+
+    #[test]
+    fn aggregates_by_provider_and_model() {
+        let mut a = Aggregate::default();
+        a.add(&rec(1, UsageResult::Success, 5));
+        a.add(&rec(1, UsageResult::Failure, 0));
+        a.add(&rec(1, UsageResult::Neutral, 0));
+        a.add(&rec(2, UsageResult::Success, 3));
+        assert_eq!(a.len(), 2);
+        let mut rows = a.take();
+        rows.sort_by_key(|r| r.provider_id);
+        assert!(a.is_empty());
+        assert_eq!((rows[0].total_requests, rows[0].success_requests, rows[0].failed_requests), (3, 1, 1));
+        assert_eq!(rows[0].prompt_tokens, 5);
+        assert_eq!(rows[0].avg_response_time_ms, 10.0);
+        assert_eq!(rows[1].total_tokens, 4);
+    }
+
+    #[test]
+    fn a_failed_batch_merges_back_without_loss() {
+        let mut a = Aggregate::default();
+        a.add(&rec(1, UsageResult::Success, 5));
+        let since = a.oldest();
+        let batch = a.take();
+        a.add(&rec(1, UsageResult::Success, 5));
+        a.merge_back(batch, since);
+        let rows = a.take();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].total_requests, 2);
+        assert_eq!(rows[0].prompt_tokens, 10);
+    }
+}

@@ -1,0 +1,165 @@
+//! The routing decision as a pure function: smooth weighted round-robin among the healthy
+//! providers of the best (lowest) priority tier, with fallbacks for when none is healthy.
+//!
+//! Smooth weighted round-robin (the algorithm nginx uses): every pick adds each candidate's
+//! weight to its running score, takes the highest score, and subtracts the tier's total
+//! weight from the winner. Weights 2:1 give A B A A B A…, interleaved rather than in bursts,
+//! and the spread is exact over every window of `total weight` picks.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+
+/// One provider that serves the requested model and is not excluded.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub id: i64,
+    pub weight: u32,
+    pub priority: i32,
+    pub is_healthy: bool,
+    pub next_retry_at: Option<DateTime<Utc>>,
+    pub cooldown_until: Option<DateTime<Utc>>,
+}
+
+/// The outcome of a routing decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Choice {
+    /// Route to this provider.
+    Picked(i64),
+    /// Every candidate is cooling down after a rate limit; the soonest is free after this.
+    AllCooling(std::time::Duration),
+    /// No candidate at all.
+    NoneLeft,
+}
+
+/// Running scores of the weighted round-robin, per model.
+#[derive(Debug, Default)]
+pub struct RoundRobin {
+    scores: HashMap<String, HashMap<i64, i64>>,
+}
+
+impl RoundRobin {
+    /// Chooses among `candidates` for `model`:
+    /// 1. healthy, not cooling: weighted round-robin inside the lowest priority tier;
+    /// 2. else an unhealthy one not cooling, whose retry is due soonest;
+    /// 3. else, when all are cooling, how long until the first is free.
+    pub fn choose(&mut self, model: &str, candidates: &[Candidate], now: DateTime<Utc>) -> Choice {
+        if candidates.is_empty() {
+            return Choice::NoneLeft;
+        }
+        let cooling = |c: &Candidate| c.cooldown_until.is_some_and(|t| t > now);
+        let best_tier = candidates.iter().filter(|c| c.is_healthy && !cooling(c)).map(|c| c.priority).min();
+        if let Some(tier) = best_tier {
+            let scores = self.scores.entry(model.to_string()).or_default();
+            let mut total: i64 = 0;
+            let mut best: Option<(i64, i64)> = None; // (score, id)
+            for c in candidates.iter().filter(|c| c.is_healthy && !cooling(c) && c.priority == tier) {
+                let w = i64::from(c.weight.max(1));
+                total += w;
+                let s = scores.entry(c.id).or_insert(0);
+                *s += w;
+                if best.is_none_or(|(bs, _)| *s > bs) {
+                    best = Some((*s, c.id));
+                }
+            }
+            if let Some((_, id)) = best {
+                if let Some(s) = scores.get_mut(&id) {
+                    *s -= total;
+                }
+                return Choice::Picked(id);
+            }
+        }
+        if let Some(c) = candidates
+            .iter()
+            .filter(|c| !cooling(c))
+            .min_by_key(|c| (c.next_retry_at.unwrap_or(now), c.priority, c.id))
+        {
+            return Choice::Picked(c.id);
+        }
+        let soonest = candidates.iter().filter_map(|c| c.cooldown_until).min().unwrap_or(now);
+        Choice::AllCooling((soonest - now).to_std().unwrap_or_default())
+    }
+
+    /// Forgets a provider's scores (removed or changed).
+    pub fn forget(&mut self, id: i64) {
+        for scores in self.scores.values_mut() {
+            scores.remove(&id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+
+    use super::*;
+
+    fn c(id: i64, weight: u32, priority: i32) -> Candidate {
+        Candidate { id, weight, priority, is_healthy: true, next_retry_at: None, cooldown_until: None }
+    }
+
+    fn picks(rr: &mut RoundRobin, cands: &[Candidate], n: usize) -> HashMap<i64, usize> {
+        let mut counts = HashMap::new();
+        for _ in 0..n {
+            match rr.choose("m", cands, Utc::now()) {
+                Choice::Picked(id) => *counts.entry(id).or_default() += 1,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        counts
+    }
+
+    #[test]
+    fn equal_weights_spread_evenly() {
+        let counts = picks(&mut RoundRobin::default(), &[c(1, 1, 0), c(2, 1, 0), c(3, 1, 0)], 30);
+        assert_eq!(counts.values().copied().collect::<Vec<_>>(), vec![10, 10, 10]);
+    }
+
+    #[test]
+    fn weights_set_the_share_and_interleave() {
+        let mut rr = RoundRobin::default();
+        let cands = [c(1, 2, 0), c(2, 1, 0)];
+        let seq: Vec<i64> = (0..6)
+            .map(|_| match rr.choose("m", &cands, Utc::now()) {
+                Choice::Picked(id) => id,
+                _ => 0,
+            })
+            .collect();
+        assert_eq!(seq, vec![1, 2, 1, 1, 2, 1]);
+    }
+
+    #[test]
+    fn the_best_tier_is_used_while_it_has_a_healthy_provider() {
+        let mut rr = RoundRobin::default();
+        let mut cands = vec![c(1, 1, 0), c(2, 1, 1)];
+        assert_eq!(picks(&mut rr, &cands, 4).get(&1), Some(&4));
+        cands[0].is_healthy = false;
+        assert_eq!(picks(&mut rr, &cands, 4).get(&2), Some(&4), "falls back to the next tier");
+    }
+
+    #[test]
+    fn with_none_healthy_the_soonest_retry_is_tried() {
+        let now = Utc::now();
+        let mut a = c(1, 1, 0);
+        a.is_healthy = false;
+        a.next_retry_at = Some(now + Duration::seconds(60));
+        let mut b = c(2, 1, 0);
+        b.is_healthy = false;
+        b.next_retry_at = Some(now + Duration::seconds(5));
+        assert_eq!(RoundRobin::default().choose("m", &[a, b], now), Choice::Picked(2));
+    }
+
+    #[test]
+    fn all_cooling_reports_the_wait() {
+        let now = Utc::now();
+        let mut a = c(1, 1, 0);
+        a.cooldown_until = Some(now + Duration::seconds(7));
+        let mut b = c(2, 1, 0);
+        b.cooldown_until = Some(now + Duration::seconds(3));
+        match RoundRobin::default().choose("m", &[a, b], now) {
+            Choice::AllCooling(d) => assert_eq!(d.as_secs(), 3 - u64::from(d.subsec_nanos() > 0)),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(RoundRobin::default().choose("m", &[], now), Choice::NoneLeft);
+    }
+}

@@ -1,0 +1,310 @@
+//! The chat request body: read what routing needs (`model`, `stream`, `stream_options`) and
+//! make the few edits the router must make, without re-serialising the rest.
+//!
+//! Edits are byte splices at the spans of top-level members, found by a small scanner. The
+//! body is validated by serde first, so the scanner only ever walks well-formed JSON. If a key
+//! is written with escapes (`"mod\u0065l"`) the scanner does not recognise it and the edit
+//! falls back to a full parse and re-serialisation, which is correct, only slower.
+
+use std::borrow::Cow;
+
+use bytes::{Bytes, BytesMut};
+use serde::Deserialize;
+
+/// What routing needs from a chat completion request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatHead {
+    pub model: String,
+    pub stream: bool,
+    /// `stream_options.include_usage` as the client sent it.
+    pub include_usage: Option<bool>,
+}
+
+/// Why a body was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    #[error("the body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("the body must be a JSON object")]
+    NotAnObject,
+    #[error("`model` is required")]
+    MissingModel,
+    #[error("`{field}` is invalid: {message}")]
+    InvalidField { field: &'static str, message: String },
+}
+
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(borrow, default)]
+    model: Option<Cow<'a, str>>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: Option<bool>,
+}
+
+/// Validates the body and reads its routing fields.
+pub fn parse(body: &[u8]) -> Result<ChatHead, BodyError> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some() && first != Some(&b'{') {
+        // Valid JSON that is not an object gets its own message; invalid JSON the parser's.
+        if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
+            return Err(BodyError::NotAnObject);
+        }
+    }
+    let head: Head = serde_json::from_slice(body).map_err(|e| {
+        let msg = e.to_string();
+        if e.is_data() {
+            let field = if msg.contains("stream_options") || msg.contains("include_usage") {
+                "stream_options"
+            } else if msg.contains("stream") || msg.contains("boolean") {
+                "stream"
+            } else {
+                "model"
+            };
+            BodyError::InvalidField { field, message: msg }
+        } else {
+            BodyError::InvalidJson(msg)
+        }
+    })?;
+    let model = head.model.ok_or(BodyError::MissingModel)?;
+    if model.trim().is_empty() {
+        return Err(BodyError::MissingModel);
+    }
+    Ok(ChatHead {
+        model: model.into_owned(),
+        stream: head.stream.unwrap_or(false),
+        include_usage: head.stream_options.and_then(|o| o.include_usage),
+    })
+}
+
+/// The body to send upstream: `model` replaced when the provider maps it, and for streams
+/// `stream_options.include_usage = true` so token counts come back. Returns the original
+/// bytes (a cheap clone) when nothing changes.
+pub fn for_upstream(body: &Bytes, head: &ChatHead, upstream_model: Option<&str>) -> Bytes {
+    let need_usage = head.stream && head.include_usage != Some(true);
+    if upstream_model.is_none() && !need_usage {
+        return body.clone();
+    }
+    splice(body, upstream_model, need_usage).unwrap_or_else(|| reserialize(body, upstream_model, need_usage))
+}
+
+/// The slow path: parse everything and write it back.
+fn reserialize(body: &[u8], model: Option<&str>, need_usage: bool) -> Bytes {
+    let Ok(serde_json::Value::Object(mut map)) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Bytes::copy_from_slice(body);
+    };
+    if let Some(m) = model {
+        map.insert("model".into(), m.into());
+    }
+    if need_usage {
+        let opts = map.entry("stream_options").or_insert_with(|| serde_json::json!({}));
+        if let Some(o) = opts.as_object_mut() {
+            o.insert("include_usage".into(), true.into());
+        } else {
+            *opts = serde_json::json!({"include_usage": true});
+        }
+    }
+    Bytes::from(serde_json::Value::Object(map).to_string())
+}
+
+/// The fast path: splice new values at the members' byte spans. `None` when a member that
+/// must be edited was not found by the scanner.
+fn splice(body: &[u8], model: Option<&str>, need_usage: bool) -> Option<Bytes> {
+    let members = top_level_members(body)?;
+    let find = |key: &str| members.iter().find(|m| &body[m.key.0..m.key.1] == key.as_bytes());
+    // (start, end, replacement), applied from the end so earlier spans stay valid.
+    let mut edits: Vec<(usize, usize, Vec<u8>)> = Vec::new();
+    if let Some(m) = model {
+        let member = find("model")?;
+        edits.push((member.value.0, member.value.1, serde_json::to_vec(m).ok()?));
+    }
+    if need_usage {
+        match find("stream_options") {
+            Some(member) => {
+                let mut opts: serde_json::Value = serde_json::from_slice(&body[member.value.0..member.value.1]).ok()?;
+                match opts.as_object_mut() {
+                    Some(o) => {
+                        o.insert("include_usage".into(), true.into());
+                    }
+                    None => opts = serde_json::json!({"include_usage": true}),
+                }
+                edits.push((member.value.0, member.value.1, serde_json::to_vec(&opts).ok()?));
+            }
+            None => {
+                let close = body.iter().rposition(|b| *b == b'}')?;
+                let sep = if members.is_empty() { "" } else { "," };
+                edits.push((close, close, format!(r#"{sep}"stream_options":{{"include_usage":true}}"#).into_bytes()));
+            }
+        }
+    }
+    edits.sort_by_key(|e| std::cmp::Reverse(e.0));
+    let mut out = BytesMut::from(body);
+    for (start, end, replacement) in edits {
+        let tail = out.split_off(end);
+        out.truncate(start);
+        out.extend_from_slice(&replacement);
+        out.extend_from_slice(&tail);
+    }
+    Some(out.freeze())
+}
+
+/// Byte spans of one top-level member: the key without quotes, and the raw value.
+#[derive(Debug)]
+struct Member {
+    key: (usize, usize),
+    value: (usize, usize),
+}
+
+/// Spans of the top-level members of a JSON object. Assumes valid JSON; keys are compared
+/// raw, so an escaped key is not recognised (see the module doc).
+fn top_level_members(b: &[u8]) -> Option<Vec<Member>> {
+    let ws = |i: &mut usize| {
+        while *i < b.len() && b[*i].is_ascii_whitespace() {
+            *i += 1;
+        }
+    };
+    let mut i = 0;
+    ws(&mut i);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i += 1;
+    let mut members = Vec::new();
+    loop {
+        ws(&mut i);
+        match b.get(i)? {
+            b'}' => return Some(members),
+            b',' => {
+                i += 1;
+                continue;
+            }
+            b'"' => {}
+            _ => return None,
+        }
+        let key_start = i + 1;
+        i = skip_string(b, i)?;
+        let key = (key_start, i - 1);
+        ws(&mut i);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        i += 1;
+        ws(&mut i);
+        let value_start = i;
+        i = skip_value(b, i)?;
+        members.push(Member { key, value: (value_start, i) });
+    }
+}
+
+/// Index just past the string that starts at `i` (on its opening quote).
+fn skip_string(b: &[u8], mut i: usize) -> Option<usize> {
+    i += 1;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// Index just past the value that starts at `i`.
+fn skip_value(b: &[u8], mut i: usize) -> Option<usize> {
+    match b.get(i)? {
+        b'"' => skip_string(b, i),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            while i < b.len() {
+                match b[i] {
+                    b'"' => {
+                        i = skip_string(b, i)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(i + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+            None
+        }
+        _ => {
+            while i < b.len() && !matches!(b[i], b',' | b'}' | b']') && !b[i].is_ascii_whitespace() {
+                i += 1;
+            }
+            Some(i)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(b: &Bytes) -> serde_json::Value {
+        serde_json::from_slice(b).unwrap()
+    }
+
+    #[test]
+    fn parses_routing_fields() {
+        let h = parse(br#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#).unwrap();
+        assert_eq!(h, ChatHead { model: "m".into(), stream: true, include_usage: None });
+        assert_eq!(parse(b"{").unwrap_err().to_string().contains("not valid JSON"), true);
+        assert_eq!(parse(b"[1]").unwrap_err(), BodyError::NotAnObject);
+        assert_eq!(parse(br#"{"messages":[]}"#).unwrap_err(), BodyError::MissingModel);
+        assert!(matches!(parse(br#"{"model":5}"#).unwrap_err(), BodyError::InvalidField { field: "model", .. }));
+        assert!(matches!(parse(br#"{"model":"m","stream":"yes"}"#).unwrap_err(), BodyError::InvalidField { .. }));
+    }
+
+    #[test]
+    fn unchanged_bodies_are_passed_by_reference() {
+        let body = Bytes::from_static(br#"{"model":"m", "x": {"a":[1,2]}}"#);
+        let head = parse(&body).unwrap();
+        let out = for_upstream(&body, &head, None);
+        assert_eq!(out.as_ptr(), body.as_ptr());
+    }
+
+    #[test]
+    fn model_is_rewritten_in_place() {
+        let body = Bytes::from_static(br#"{ "messages": [{"content": "say \"model\": {}"}], "model" : "public", "n": 1 }"#);
+        let head = parse(&body).unwrap();
+        let out = for_upstream(&body, &head, Some("upstream-\"x\""));
+        let s = std::str::from_utf8(&out).unwrap();
+        assert!(s.starts_with(r#"{ "messages": [{"content": "say \"model\": {}"}], "model" : "upstream-\"x\"", "n": 1 }"#));
+        assert_eq!(json(&out)["model"], "upstream-\"x\"");
+    }
+
+    #[test]
+    fn streams_get_include_usage() {
+        let body = Bytes::from_static(br#"{"model":"m","stream":true}"#);
+        let out = for_upstream(&body, &parse(&body).unwrap(), None);
+        assert_eq!(json(&out)["stream_options"]["include_usage"], true);
+        let body = Bytes::from_static(br#"{"model":"m","stream":true,"stream_options":{"include_usage":false,"x":1}}"#);
+        let out = for_upstream(&body, &parse(&body).unwrap(), Some("u"));
+        let v = json(&out);
+        assert_eq!(v["stream_options"], serde_json::json!({"include_usage": true, "x": 1}));
+        assert_eq!(v["model"], "u");
+    }
+
+    #[test]
+    fn escaped_keys_fall_back_to_a_full_rewrite() {
+        let body = Bytes::from_static(br#"{"mod\u0065l":"m"}"#);
+        let head = parse(&body).unwrap();
+        assert_eq!(head.model, "m");
+        let out = for_upstream(&body, &head, Some("u"));
+        assert_eq!(json(&out)["model"], "u");
+    }
+}

@@ -1,0 +1,47 @@
+//! Calling upstream providers with awc.
+//!
+//! An `awc::Client` is bound to the thread that built it, so each HTTP worker builds one (one
+//! connection pool per worker) and the actors' thread builds one for probes. awc's own request
+//! timeout only covers sending and the response head; callers bound the body themselves.
+
+pub mod body;
+pub mod classify;
+pub mod sse;
+pub mod usage;
+
+use std::time::Duration;
+
+use awc::{Client, ClientResponse, Connector};
+use bytes::Bytes;
+
+use crate::provider::spec::ProviderConfig;
+
+/// Most simultaneous upstream connections per client (so per worker); beyond it, requests
+/// wait in order for a free connection.
+pub const DEFAULT_CONNECTION_LIMIT: usize = 1024;
+
+/// Builds a client with a connect timeout and no default request timeout (each request sets
+/// its own from the provider and the request's deadline).
+pub fn build_client(connect_timeout: Duration, limit: usize) -> Client {
+    let connector = Connector::new().timeout(connect_timeout).limit(limit);
+    Client::builder().connector(connector).disable_timeout().no_default_headers().finish()
+}
+
+/// Sends one chat completion attempt and waits for the response head (at most `timeout`).
+pub async fn send_chat(
+    client: &Client,
+    provider: &ProviderConfig,
+    body: Bytes,
+    stream: bool,
+    timeout: Duration,
+) -> Result<ClientResponse, awc::error::SendRequestError> {
+    let mut req = client
+        .post(format!("{}/chat/completions", provider.base_url))
+        .timeout(timeout)
+        .insert_header(("content-type", "application/json"))
+        .insert_header(("accept", if stream { "text/event-stream" } else { "application/json" }));
+    if !provider.api_key.is_empty() {
+        req = req.insert_header(("authorization", format!("Bearer {}", provider.api_key.expose())));
+    }
+    req.send_body(body).await
+}
