@@ -129,10 +129,21 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
     let supervisor = Supervisor::new(deps).start();
     let env = |k: &str| std::env::var(k).ok();
     for (row, validation) in rows {
-        let config = crate::provider::from_row(&row, config.routing.request_timeout_ms, &env)
-            .map_err(|message| StartupError::Provider { name: row.name.clone(), message })?;
-        let health = validation.as_ref().map(Health::from_row).unwrap_or_else(Health::healthy);
-        supervisor.send(AddProvider { config, health }).await.map_err(|_| mailbox())?;
+        let config =
+            crate::provider::from_row(&row, config.routing.request_timeout_ms, &env).map_err(|message| {
+                StartupError::Provider {
+                    name: row.name.clone(),
+                    message,
+                }
+            })?;
+        let health = validation
+            .as_ref()
+            .map(Health::from_row)
+            .unwrap_or_else(Health::healthy);
+        supervisor
+            .send(AddProvider { config, health })
+            .await
+            .map_err(|_| mailbox())?;
     }
     let stats = StatsActor::new(
         store.clone(),
@@ -165,17 +176,27 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
     let server = HttpServer::new(move || {
         // One awc client, and so one upstream connection pool, per worker thread.
         let client = build_client(connect_timeout, DEFAULT_CONNECTION_LIMIT);
-        App::new().app_data(state.clone()).app_data(web::Data::new(client)).configure(http::configure)
+        App::new()
+            .app_data(state.clone())
+            .app_data(web::Data::new(client))
+            .configure(http::configure)
     })
     .workers(workers)
     .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
     .disable_signals()
     .bind(&config.listen)
-    .map_err(|source| StartupError::Bind { addr: config.listen.clone(), source })?;
-    let addr = server.addrs().first().copied().ok_or_else(|| StartupError::Bind {
+    .map_err(|source| StartupError::Bind {
         addr: config.listen.clone(),
-        source: std::io::Error::other("no address bound"),
+        source,
     })?;
+    let addr = server
+        .addrs()
+        .first()
+        .copied()
+        .ok_or_else(|| StartupError::Bind {
+            addr: config.listen.clone(),
+            source: std::io::Error::other("no address bound"),
+        })?;
     let server = server.run();
     let handle = server.handle();
     let server_task = tokio::task::spawn_local(server);
@@ -187,7 +208,11 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
         addr,
         admin_token,
         admin_token_generated,
-        actors: Actors { store, supervisor, stats },
+        actors: Actors {
+            store,
+            supervisor,
+            stats,
+        },
         metrics,
         events,
         server: handle,
@@ -253,7 +278,9 @@ fn spawn_signal_handler(server: actix_web::dev::ServerHandle) {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            let (Ok(mut term), Ok(mut int)) =
+                (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+            else {
                 log::error!("cannot install signal handlers; stop the process with SIGKILL");
                 return;
             };
@@ -291,9 +318,9 @@ fn lock_sqlite(path: &str) -> Result<std::fs::File, StartupError> {
             "another switchyard process is using {path}; SQLite serves one instance only \
              (use PostgreSQL, DATABASE_URL=postgres://…, to run several)"
         ))),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(StartupError::SingleInstance(format!("cannot lock {lock_path}: {e}")))
-        }
+        Err(std::fs::TryLockError::Error(e)) => Err(StartupError::SingleInstance(format!(
+            "cannot lock {lock_path}: {e}"
+        ))),
     }
 }
 
@@ -301,7 +328,9 @@ fn lock_sqlite(path: &str) -> Result<std::fs::File, StartupError> {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| StoreError::Failed(format!("start-up task failed: {e}")))?
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Failed(format!("start-up task failed: {e}")))?
 }
 
 fn mailbox() -> StartupError {
@@ -315,7 +344,10 @@ async fn seed_providers(pool: &DbPool, config: &Config) -> Result<(), StartupErr
     for spec in &config.providers {
         let valid = spec
             .validate(0, config.routing.request_timeout_ms, &env)
-            .map_err(|e| StartupError::Provider { name: spec.name.clone(), message: e.to_string() })?;
+            .map_err(|e| StartupError::Provider {
+                name: spec.name.clone(),
+                message: e.to_string(),
+            })?;
         rows.push(crate::provider::to_new_row(&valid));
     }
     if rows.is_empty() {

@@ -32,7 +32,11 @@ pub enum ApiError {
     InvalidField { field: String, message: String },
     /// 502/503/504: every provider failed; carries the last upstream error.
     #[error("{message}")]
-    Upstream { status: u16, message: String, retry_after_secs: Option<u64> },
+    Upstream {
+        status: u16,
+        message: String,
+        retry_after_secs: Option<u64>,
+    },
     /// 503: something the router depends on is unavailable (database, actors).
     #[error("{0}")]
     Unavailable(String),
@@ -71,7 +75,10 @@ impl ApiError {
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
-        ApiError::BadRequest { message: message.into(), code: "invalid_request" }
+        ApiError::BadRequest {
+            message: message.into(),
+            code: "invalid_request",
+        }
     }
 }
 
@@ -84,7 +91,9 @@ impl ResponseError for ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::InvalidField { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Upstream { status, .. } => StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY),
+            ApiError::Upstream { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
+            }
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -95,10 +104,15 @@ impl ResponseError for ApiError {
             log::error!("internal error: {detail}");
         }
         let mut resp = HttpResponse::build(self.status_code());
-        if let ApiError::Upstream { retry_after_secs: Some(s), .. } = self {
+        if let ApiError::Upstream {
+            retry_after_secs: Some(s),
+            ..
+        } = self
+        {
             resp.insert_header(("retry-after", s.to_string()));
         }
-        let mut error = serde_json::json!({ "message": self.to_string(), "type": self.kind(), "code": self.code() });
+        let mut error =
+            serde_json::json!({ "message": self.to_string(), "type": self.kind(), "code": self.code() });
         if let ApiError::InvalidField { field, .. } = self {
             error["param"] = field.clone().into();
         }
@@ -146,14 +160,24 @@ mod tests {
             serde_json::json!({"error": {"message": "the model `x` is not served by any enabled provider",
                 "type": "invalid_request_error", "code": "model_not_found"}})
         );
-        let e = ApiError::Upstream { status: 503, message: "m".into(), retry_after_secs: Some(3) };
+        let e = ApiError::Upstream {
+            status: 503,
+            message: "m".into(),
+            retry_after_secs: Some(3),
+        };
         let r = e.error_response();
         assert_eq!(r.status(), 503);
         assert_eq!(r.headers().get("retry-after").unwrap(), "3");
         assert_eq!(ApiError::PayloadTooLarge(1).status_code(), 413);
         assert_eq!(ApiError::Unauthorized("no").status_code(), 401);
-        let e = ApiError::InvalidField { field: "weight".into(), message: "bad".into() };
+        let e = ApiError::InvalidField {
+            field: "weight".into(),
+            message: "bad".into(),
+        };
         assert_eq!(body(&e)["error"]["param"], "weight");
-        assert_eq!(body(&ApiError::Internal("secret detail".into()))["error"]["message"], "internal error");
+        assert_eq!(
+            body(&ApiError::Internal("secret detail".into()))["error"]["message"],
+            "internal error"
+        );
     }
 }

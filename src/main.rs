@@ -41,7 +41,10 @@ fn main() -> ExitCode {
         }
     };
     if config.api_keys.is_empty() {
-        log::warn!("SWITCHYARD_API_KEYS is not set: /v1/* is open to anyone who can reach {}", config.listen);
+        log::warn!(
+            "SWITCHYARD_API_KEYS is not set: /v1/* is open to anyone who can reach {}",
+            config.listen
+        );
     }
     let system = actix_web::rt::System::new();
     system.block_on(async move {
@@ -54,7 +57,10 @@ fn main() -> ExitCode {
         };
         if running.admin_token_generated {
             // Printed once, to stdout only, so the operator can use the admin API; never logged.
-            println!("switchyard admin token (generated, shown once): {}", running.admin_token.expose());
+            println!(
+                "switchyard admin token (generated, shown once): {}",
+                running.admin_token.expose()
+            );
         }
         running.wait().await;
         ExitCode::SUCCESS

@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Upper bounds of the upstream latency histogram, in seconds.
-const LATENCY_BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 /// Upper bounds of the time-to-recovery histogram, in seconds.
 const RECOVERY_BUCKETS: [f64; 8] = [1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0];
 
@@ -44,7 +46,11 @@ impl Histogram {
             let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {c}");
         }
         let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", self.count);
-        let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
         let _ = writeln!(out, "{name}_sum{braces} {}", self.sum);
         let _ = writeln!(out, "{name}_count{braces} {}", self.count);
     }
@@ -97,8 +103,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Metrics {
     /// One finished upstream attempt (called by the `StatsActor`).
     pub fn count_request(&self, provider_id: i64, model: &str, outcome: RequestOutcome, latency: Duration) {
-        *lock(&self.requests).entry((provider_id, model.to_string(), outcome)).or_default() += 1;
-        lock(&self.latency).entry(provider_id).or_default().observe(&LATENCY_BUCKETS, latency.as_secs_f64());
+        *lock(&self.requests)
+            .entry((provider_id, model.to_string(), outcome))
+            .or_default() += 1;
+        lock(&self.latency)
+            .entry(provider_id)
+            .or_default()
+            .observe(&LATENCY_BUCKETS, latency.as_secs_f64());
     }
 
     /// A request moved from one provider to another.
@@ -107,7 +118,11 @@ impl Metrics {
     }
 
     pub fn count_health_check(&self, ok: bool) {
-        let c = if ok { &self.health_checks_ok } else { &self.health_checks_failed };
+        let c = if ok {
+            &self.health_checks_ok
+        } else {
+            &self.health_checks_failed
+        };
         c.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -117,7 +132,8 @@ impl Metrics {
 
     /// Set by the `StatsActor` after each flush attempt.
     pub fn set_stats_pending_since(&self, unix_ms: Option<u64>) {
-        self.stats_oldest_pending_ms.store(unix_ms.unwrap_or(0), Ordering::Relaxed);
+        self.stats_oldest_pending_ms
+            .store(unix_ms.unwrap_or(0), Ordering::Relaxed);
     }
 
     pub fn count_stats_flush_failure(&self) {
@@ -131,7 +147,11 @@ impl Metrics {
     /// The Prometheus text exposition of everything.
     pub fn render(&self, providers: &[ProviderLabel]) -> String {
         let name_of = |id: i64| {
-            providers.iter().find(|p| p.id == id).map(|p| escape(&p.name)).unwrap_or_else(|| format!("removed-{id}"))
+            providers
+                .iter()
+                .find(|p| p.id == id)
+                .map(|p| escape(&p.name))
+                .unwrap_or_else(|| format!("removed-{id}"))
         };
         let mut out = String::with_capacity(4096);
         out.push_str("# HELP switchyard_requests_total Upstream attempts by provider, model and outcome.\n");
@@ -149,9 +169,16 @@ impl Metrics {
         out.push_str("# TYPE switchyard_upstream_latency_seconds histogram\n");
         for (id, h) in lock(&self.latency).iter() {
             let labels = format!("provider=\"{}\",provider_id=\"{id}\"", name_of(*id));
-            h.render(&mut out, "switchyard_upstream_latency_seconds", &labels, &LATENCY_BUCKETS);
+            h.render(
+                &mut out,
+                "switchyard_upstream_latency_seconds",
+                &labels,
+                &LATENCY_BUCKETS,
+            );
         }
-        out.push_str("# HELP switchyard_failovers_total Requests moved to another provider after a failure.\n");
+        out.push_str(
+            "# HELP switchyard_failovers_total Requests moved to another provider after a failure.\n",
+        );
         out.push_str("# TYPE switchyard_failovers_total counter\n");
         let _ = writeln!(out, "switchyard_failovers_total {}", self.failovers());
         out.push_str("# HELP switchyard_health_checks_total Probes of providers by result.\n");
@@ -189,9 +216,15 @@ impl Metrics {
             (chrono::Utc::now().timestamp_millis() as u64).saturating_sub(pending) as f64 / 1000.0
         };
         let _ = writeln!(out, "switchyard_stats_flush_lag_seconds {lag}");
-        out.push_str("# HELP switchyard_stats_flush_failures_total Usage writes that failed and were kept.\n");
+        out.push_str(
+            "# HELP switchyard_stats_flush_failures_total Usage writes that failed and were kept.\n",
+        );
         out.push_str("# TYPE switchyard_stats_flush_failures_total counter\n");
-        let _ = writeln!(out, "switchyard_stats_flush_failures_total {}", self.stats_flush_failures.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "switchyard_stats_flush_failures_total {}",
+            self.stats_flush_failures.load(Ordering::Relaxed)
+        );
         out
     }
 }
@@ -210,10 +243,18 @@ mod tests {
         let m = Metrics::default();
         m.count_request(1, "gpt", RequestOutcome::Success, Duration::from_millis(20));
         m.count_failover();
-        let text = m.render(&[ProviderLabel { id: 1, name: "p\"1".into(), healthy: true }]);
-        assert!(text.contains(r#"switchyard_requests_total{provider="p\"1",provider_id="1",model="gpt",outcome="success"} 1"#));
+        let text = m.render(&[ProviderLabel {
+            id: 1,
+            name: "p\"1".into(),
+            healthy: true,
+        }]);
+        assert!(text.contains(
+            r#"switchyard_requests_total{provider="p\"1",provider_id="1",model="gpt",outcome="success"} 1"#
+        ));
         assert!(text.contains("switchyard_failovers_total 1"));
-        assert!(text.contains(r#"switchyard_upstream_latency_seconds_bucket{provider="p\"1",provider_id="1",le="0.025"} 1"#));
+        assert!(text.contains(
+            r#"switchyard_upstream_latency_seconds_bucket{provider="p\"1",provider_id="1",le="0.025"} 1"#
+        ));
         assert!(text.contains("switchyard_recovery_seconds_count 0"));
     }
 }

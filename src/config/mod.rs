@@ -145,7 +145,8 @@ impl Default for RoutingConfig {
 impl RoutingConfig {
     /// The overall deadline of one client request, in ms.
     pub fn deadline_ms(&self) -> u64 {
-        self.request_deadline_ms.unwrap_or(self.request_timeout_ms.saturating_mul(2))
+        self.request_deadline_ms
+            .unwrap_or(self.request_timeout_ms.saturating_mul(2))
     }
 }
 
@@ -165,13 +166,18 @@ impl Default for HealthCheckSettings {
 
 impl Default for StatsConfig {
     fn default() -> Self {
-        StatsConfig { flush_ms: 1_000, max_batch_rows: 1_000 }
+        StatsConfig {
+            flush_ms: 1_000,
+            max_batch_rows: 1_000,
+        }
     }
 }
 
 impl Default for FleetConfig {
     fn default() -> Self {
-        FleetConfig { sync_interval_ms: 2_000 }
+        FleetConfig {
+            sync_interval_ms: 2_000,
+        }
     }
 }
 
@@ -190,7 +196,10 @@ pub enum ConfigError {
 
 impl ConfigError {
     fn invalid(name: &str, message: impl Into<String>) -> Self {
-        ConfigError::Invalid { name: name.to_string(), message: message.into() }
+        ConfigError::Invalid {
+            name: name.to_string(),
+            message: message.into(),
+        }
     }
 }
 
@@ -219,11 +228,17 @@ impl Config {
             self.admin_token = Some(v);
         }
         if let Some(v) = env("SWITCHYARD_API_KEYS") {
-            self.api_keys = v.split(',').map(str::trim).filter(|k| !k.is_empty()).map(String::from).collect();
+            self.api_keys = v
+                .split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(String::from)
+                .collect();
         }
         if let Some(v) = env("SWITCHYARD_WORKERS") {
-            self.workers =
-                v.parse().map_err(|_| ConfigError::invalid("SWITCHYARD_WORKERS", "must be a whole number"))?;
+            self.workers = v
+                .parse()
+                .map_err(|_| ConfigError::invalid("SWITCHYARD_WORKERS", "must be a whole number"))?;
         }
         Ok(())
     }
@@ -231,7 +246,10 @@ impl Config {
     /// Checks every setting; the error names the first bad one.
     pub fn validate(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
-            return Err(ConfigError::invalid("listen", format!("{:?} is not a socket address", self.listen)));
+            return Err(ConfigError::invalid(
+                "listen",
+                format!("{:?} is not a socket address", self.listen),
+            ));
         }
         crate::store::Backend::from_url(&self.database_url)
             .map_err(|e| ConfigError::invalid("database_url", e.to_string()))?;
@@ -256,16 +274,23 @@ impl Config {
             ));
         }
         if self.stats.flush_ms == 0 || self.stats.max_batch_rows == 0 {
-            return Err(ConfigError::invalid("stats", "flush_ms and max_batch_rows must be positive"));
+            return Err(ConfigError::invalid(
+                "stats",
+                "flush_ms and max_batch_rows must be positive",
+            ));
         }
         if self.fleet.sync_interval_ms == 0 {
             return Err(ConfigError::invalid("fleet.sync_interval_ms", "must be positive"));
         }
         let mut names = std::collections::HashSet::new();
         for (index, p) in self.providers.iter().enumerate() {
-            p.validate(0, r.request_timeout_ms, env).map_err(|error| ConfigError::Provider { index, error })?;
+            p.validate(0, r.request_timeout_ms, env)
+                .map_err(|error| ConfigError::Provider { index, error })?;
             if !names.insert(p.name.trim()) {
-                return Err(ConfigError::Provider { index, error: FieldError::new("name", "is used twice") });
+                return Err(ConfigError::Provider {
+                    index,
+                    error: FieldError::new("name", "is used twice"),
+                });
             }
         }
         Ok(())
@@ -308,9 +333,19 @@ mod tests {
     fn bad_settings_are_named() {
         let mut c = Config::default();
         c.listen = "nope".into();
-        assert!(c.validate(&|_| None).unwrap_err().to_string().starts_with("listen"));
+        assert!(
+            c.validate(&|_| None)
+                .unwrap_err()
+                .to_string()
+                .starts_with("listen")
+        );
         let mut c = Config::default();
         c.database_url = "mysql://x".into();
-        assert!(c.validate(&|_| None).unwrap_err().to_string().starts_with("database_url"));
+        assert!(
+            c.validate(&|_| None)
+                .unwrap_err()
+                .to_string()
+                .starts_with("database_url")
+        );
     }
 }

@@ -18,16 +18,25 @@ pub fn check_client(req: &HttpRequest, state: &AppState) -> Result<(), ApiError>
     if state.api_keys.is_empty() {
         return Ok(());
     }
-    let token = bearer(req).ok_or(ApiError::Unauthorized("missing API key: send Authorization: Bearer <key>"))?;
+    let token = bearer(req).ok_or(ApiError::Unauthorized(
+        "missing API key: send Authorization: Bearer <key>",
+    ))?;
     // Compare against every key so the time does not tell which one came close.
-    let matched =
-        state.api_keys.iter().fold(false, |ok, k| ok | constant_time_eq(k.expose().as_bytes(), token.as_bytes()));
-    if matched { Ok(()) } else { Err(ApiError::Unauthorized("invalid API key")) }
+    let matched = state.api_keys.iter().fold(false, |ok, k| {
+        ok | constant_time_eq(k.expose().as_bytes(), token.as_bytes())
+    });
+    if matched {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized("invalid API key"))
+    }
 }
 
 /// Checks the admin token.
 pub fn check_admin(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
-    let token = bearer(req).ok_or(ApiError::Unauthorized("missing admin token: send Authorization: Bearer <token>"))?;
+    let token = bearer(req).ok_or(ApiError::Unauthorized(
+        "missing admin token: send Authorization: Bearer <token>",
+    ))?;
     if constant_time_eq(state.admin_token.expose().as_bytes(), token.as_bytes()) {
         Ok(())
     } else {

@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use actix_web::http::header::{HeaderValue, CONTENT_TYPE};
+use actix_web::http::header::{CONTENT_TYPE, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 use bytes::Bytes;
 use chrono::Utc;
@@ -25,9 +25,9 @@ use crate::stats::{StatsActor, Usage, UsageRecord, UsageResult};
 use crate::supervisor::{Pick, PickResult, Route};
 use crate::upstream::body::{self, BodyError, ChatHead};
 use crate::upstream::classify::{self, Class};
+use crate::upstream::send_chat;
 use crate::upstream::sse::{ObservedStream, SseObserver, StreamEnd, StreamReport};
 use crate::upstream::usage::{self, TokenUsage};
-use crate::upstream::send_chat;
 
 /// Most of an error answer read from an upstream (for the message and pass-through).
 const MAX_ERROR_BODY: usize = 256 * 1024;
@@ -45,11 +45,25 @@ struct AttemptFailure {
 /// How one attempt ended.
 enum Attempt {
     /// A complete 2xx answer.
-    Answered { status: u16, content_type: Option<HeaderValue>, body: Bytes, usage: Option<TokenUsage> },
+    Answered {
+        status: u16,
+        content_type: Option<HeaderValue>,
+        body: Bytes,
+        usage: Option<TokenUsage>,
+    },
     /// The upstream refused the client's request (400/404/422…): returned as is.
-    ClientError { status: u16, content_type: Option<HeaderValue>, body: Bytes },
+    ClientError {
+        status: u16,
+        content_type: Option<HeaderValue>,
+        body: Bytes,
+    },
     /// A stream whose first bytes arrived: committed to this provider.
-    Streaming { status: u16, content_type: Option<HeaderValue>, first: Bytes, rest: awc::ClientResponse },
+    Streaming {
+        status: u16,
+        content_type: Option<HeaderValue>,
+        first: Bytes,
+        rest: awc::ClientResponse,
+    },
     Failed(AttemptFailure),
 }
 
@@ -73,7 +87,10 @@ pub async fn chat_completions(
     let mut last: Option<AttemptFailure> = None;
     let mut previous: Option<Route> = None;
     while attempts < max_attempts {
-        let pick = Pick { model: head.model.clone(), exclude: exclude.clone() };
+        let pick = Pick {
+            model: head.model.clone(),
+            exclude: exclude.clone(),
+        };
         let route = match state.supervisor.send(pick).await? {
             PickResult::Route(r) => r,
             PickResult::UnknownModel => return Err(ApiError::UnknownModel(head.model.clone())),
@@ -94,26 +111,60 @@ pub async fn chat_completions(
         let guard = route.load.start();
         let upstream_body = body::for_upstream(&body, &head, route.upstream_model.as_deref());
         let t0 = Instant::now();
-        let result = attempt(&client, &route, upstream_body, &head, timeout, routing.max_response_bytes).await;
+        let result = attempt(
+            &client,
+            &route,
+            upstream_body,
+            &head,
+            timeout,
+            routing.max_response_bytes,
+        )
+        .await;
         let took = t0.elapsed();
         upstream_time += took;
-        let headers = RouterHeaders { provider: route.provider.name.clone(), attempts, started, upstream_time };
+        let headers = RouterHeaders {
+            provider: route.provider.name.clone(),
+            attempts,
+            started,
+            upstream_time,
+        };
         match result {
-            Attempt::Answered { status, content_type, body, usage } => {
-                report(&state, &route, &head.model, OutcomeKind::Success { status }, took, usage);
+            Attempt::Answered {
+                status,
+                content_type,
+                body,
+                usage,
+            } => {
+                report(
+                    &state,
+                    &route,
+                    &head.model,
+                    OutcomeKind::Success { status },
+                    took,
+                    usage,
+                );
                 drop(guard);
                 let mut resp = HttpResponse::build(status_code(status));
                 headers.apply(&mut resp, content_type);
                 return Ok(resp.body(body));
             }
-            Attempt::ClientError { status, content_type, body } => {
+            Attempt::ClientError {
+                status,
+                content_type,
+                body,
+            } => {
                 report(&state, &route, &head.model, OutcomeKind::Neutral, took, None);
                 drop(guard);
                 let mut resp = HttpResponse::build(status_code(status));
                 headers.apply(&mut resp, content_type);
                 return Ok(resp.body(body));
             }
-            Attempt::Streaming { status, content_type, first, rest } => {
+            Attempt::Streaming {
+                status,
+                content_type,
+                first,
+                rest,
+            } => {
                 let report = Box::new(ChatStreamReport {
                     route: route.clone(),
                     model: head.model.clone(),
@@ -134,8 +185,19 @@ pub async fn chat_completions(
                     message: f.message.clone(),
                     cooldown: f.cooldown_ms.map(|ms| chrono::Duration::milliseconds(ms as i64)),
                 };
-                report(&state, &route, &head.model, OutcomeKind::Failure(failure), took, None);
-                log::debug!("attempt {attempts} on provider {} failed: {}", f.provider, f.message);
+                report(
+                    &state,
+                    &route,
+                    &head.model,
+                    OutcomeKind::Failure(failure),
+                    took,
+                    None,
+                );
+                log::debug!(
+                    "attempt {attempts} on provider {} failed: {}",
+                    f.provider,
+                    f.message
+                );
                 last = Some(f);
                 previous = Some(route);
             }
@@ -156,13 +218,28 @@ async fn attempt(
     let started = Instant::now();
     let provider = &route.provider;
     let fail = |timed_out: bool, status: Option<u16>, message: String, cooldown_ms: Option<u64>| {
-        Attempt::Failed(AttemptFailure { provider: provider.name.clone(), timed_out, status, message, cooldown_ms })
+        Attempt::Failed(AttemptFailure {
+            provider: provider.name.clone(),
+            timed_out,
+            status,
+            message,
+            cooldown_ms,
+        })
     };
     let mut resp = match send_chat(client, provider, body, head.stream, timeout).await {
         Ok(r) => r,
-        Err(e) => return fail(classify::is_timeout(&e), None, classify::send_error_message(&e), None),
+        Err(e) => {
+            return fail(
+                classify::is_timeout(&e),
+                None,
+                classify::send_error_message(&e),
+                None,
+            );
+        }
     };
-    let remaining = timeout.saturating_sub(started.elapsed()).max(Duration::from_millis(1));
+    let remaining = timeout
+        .saturating_sub(started.elapsed())
+        .max(Duration::from_millis(1));
     let status = resp.status().as_u16();
     let content_type = resp.headers().get(CONTENT_TYPE).cloned();
     if !resp.status().is_success() {
@@ -170,7 +247,11 @@ async fn attempt(
         let mut resp = resp.timeout(remaining);
         let body = resp.body().limit(MAX_ERROR_BODY).await.unwrap_or_default();
         return match classify::status(status, &body) {
-            Class::ClientError => Attempt::ClientError { status, content_type, body },
+            Class::ClientError => Attempt::ClientError {
+                status,
+                content_type,
+                body,
+            },
             class => {
                 let cooldown = matches!(class, Class::RateLimited).then(|| retry_after.unwrap_or(0));
                 let message = format!("upstream answered {status}{}", classify::error_summary(&body));
@@ -183,12 +264,25 @@ async fn attempt(
         return match resp.body().limit(max_response_bytes).await {
             Ok(body) => {
                 let usage = usage::from_json(&body);
-                Attempt::Answered { status, content_type, body, usage }
+                Attempt::Answered {
+                    status,
+                    content_type,
+                    body,
+                    usage,
+                }
             }
-            Err(awc::error::PayloadError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
-                fail(true, Some(status), "upstream timed out while sending its answer".into(), None)
-            }
-            Err(e) => fail(false, Some(status), format!("reading the upstream answer failed: {e}"), None),
+            Err(awc::error::PayloadError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => fail(
+                true,
+                Some(status),
+                "upstream timed out while sending its answer".into(),
+                None,
+            ),
+            Err(e) => fail(
+                false,
+                Some(status),
+                format!("reading the upstream answer failed: {e}"),
+                None,
+            ),
         };
     }
     // A stream: wait for its first bytes before committing; until then, failing over is safe.
@@ -196,10 +290,38 @@ async fn attempt(
         let remaining = timeout.saturating_sub(started.elapsed());
         match tokio::time::timeout(remaining, resp.next()).await {
             Ok(Some(Ok(chunk))) if chunk.is_empty() => continue,
-            Ok(Some(Ok(first))) => return Attempt::Streaming { status, content_type, first, rest: resp },
-            Ok(Some(Err(e))) => return fail(false, Some(status), format!("the upstream stream broke before its first byte: {e}"), None),
-            Ok(None) => return fail(false, Some(status), "the upstream stream ended without data".into(), None),
-            Err(_) => return fail(true, Some(status), "upstream timed out before its first stream chunk".into(), None),
+            Ok(Some(Ok(first))) => {
+                return Attempt::Streaming {
+                    status,
+                    content_type,
+                    first,
+                    rest: resp,
+                };
+            }
+            Ok(Some(Err(e))) => {
+                return fail(
+                    false,
+                    Some(status),
+                    format!("the upstream stream broke before its first byte: {e}"),
+                    None,
+                );
+            }
+            Ok(None) => {
+                return fail(
+                    false,
+                    Some(status),
+                    "the upstream stream ended without data".into(),
+                    None,
+                );
+            }
+            Err(_) => {
+                return fail(
+                    true,
+                    Some(status),
+                    "upstream timed out before its first stream chunk".into(),
+                    None,
+                );
+            }
         }
     }
 }
@@ -217,7 +339,10 @@ impl RouterHeaders {
         let overhead = self.started.elapsed().saturating_sub(self.upstream_time);
         resp.insert_header(("x-switchyard-provider", self.provider.as_str()))
             .insert_header(("x-switchyard-attempts", self.attempts.to_string()))
-            .insert_header(("x-switchyard-overhead-ms", format!("{:.3}", overhead.as_secs_f64() * 1000.0)));
+            .insert_header((
+                "x-switchyard-overhead-ms",
+                format!("{:.3}", overhead.as_secs_f64() * 1000.0),
+            ));
         if let Some(ct) = content_type {
             resp.insert_header((CONTENT_TYPE, ct));
         }
@@ -240,10 +365,22 @@ fn report(
         OutcomeKind::Neutral => UsageResult::Neutral,
     };
     route.actor.do_send(Outcome { kind, latency_ms });
-    state.stats.do_send(usage_message(route.provider.id, model, result, tokens, latency_ms));
+    state.stats.do_send(usage_message(
+        route.provider.id,
+        model,
+        result,
+        tokens,
+        latency_ms,
+    ));
 }
 
-fn usage_message(provider_id: i64, model: &str, result: UsageResult, tokens: Option<TokenUsage>, latency_ms: u64) -> Usage {
+fn usage_message(
+    provider_id: i64,
+    model: &str,
+    result: UsageResult,
+    tokens: Option<TokenUsage>,
+    latency_ms: u64,
+) -> Usage {
     let t = tokens.unwrap_or_default();
     Usage(UsageRecord {
         provider_id,
@@ -274,12 +411,22 @@ impl StreamReport for ChatStreamReport {
             StreamEnd::Completed => (OutcomeKind::Success { status: 200 }, UsageResult::Success),
             StreamEnd::ClientGone => (OutcomeKind::Neutral, UsageResult::Neutral),
             StreamEnd::Failed(message) => (
-                OutcomeKind::Failure(Failure { status: None, message, cooldown: None }),
+                OutcomeKind::Failure(Failure {
+                    status: None,
+                    message,
+                    cooldown: None,
+                }),
                 UsageResult::Failure,
             ),
         };
         self.route.actor.do_send(Outcome { kind, latency_ms });
-        self.stats.do_send(usage_message(self.route.provider.id, &self.model, result, observer.usage, latency_ms));
+        self.stats.do_send(usage_message(
+            self.route.provider.id,
+            &self.model,
+            result,
+            observer.usage,
+            latency_ms,
+        ));
     }
 }
 
@@ -289,7 +436,10 @@ fn announce_switch(state: &AppState, from: &Route, to: &Route, why: Option<&Atte
         Event::new(
             EventKind::ProviderSwitch,
             Severity::Medium,
-            format!("request moved from {} to {}", from.provider.name, to.provider.name),
+            format!(
+                "request moved from {} to {}",
+                from.provider.name, to.provider.name
+            ),
         )
         .provider(to.provider.id, &to.provider.name)
         .details(serde_json::json!({
@@ -302,14 +452,35 @@ fn announce_switch(state: &AppState, from: &Route, to: &Route, why: Option<&Atte
 
 /// The error when no attempt succeeded: 504 after a timeout, 503 when providers are cooling
 /// down or none is left, 502 otherwise; the last upstream error is in the message.
-fn all_failed(model: &str, attempts: u32, last: Option<AttemptFailure>, cooling: Option<Duration>) -> ApiError {
-    let retry_after_secs = cooling.map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0)).map(|s| s.max(1));
+fn all_failed(
+    model: &str,
+    attempts: u32,
+    last: Option<AttemptFailure>,
+    cooling: Option<Duration>,
+) -> ApiError {
+    // The soonest a provider is free again: the pick's answer, or the cool-down the last
+    // attempt just asked for (its actor may not have told the supervisor yet).
+    let last_cooldown = last
+        .as_ref()
+        .and_then(|l| l.cooldown_ms)
+        .map(Duration::from_millis);
+    let cooling = match (cooling, last_cooldown) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, _) => a,
+    };
+    let retry_after_secs = cooling
+        .map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0))
+        .map(|s| s.max(1));
     let Some(last) = last else {
         let message = match cooling {
             Some(_) => format!("every provider of `{model}` is cooling down after rate limits; retry later"),
             None => format!("no provider of `{model}` is left to try (all excluded)"),
         };
-        return ApiError::Upstream { status: 503, message, retry_after_secs };
+        return ApiError::Upstream {
+            status: 503,
+            message,
+            retry_after_secs,
+        };
     };
     let status = if cooling.is_some() || last.status == Some(429) {
         503
@@ -322,11 +493,18 @@ fn all_failed(model: &str, attempts: u32, last: Option<AttemptFailure>, cooling:
         "all {attempts} upstream attempt(s) for `{model}` failed; last error from provider {}: {}",
         last.provider, last.message
     );
-    ApiError::Upstream { status, message, retry_after_secs: retry_after_secs.or(last.cooldown_ms.map(|ms| ms.div_ceil(1000).max(1))) }
+    ApiError::Upstream {
+        status,
+        message,
+        retry_after_secs: retry_after_secs.or(last.cooldown_ms.map(|ms| ms.div_ceil(1000).max(1))),
+    }
 }
 
 fn deadline_failure(last: Option<AttemptFailure>) -> AttemptFailure {
-    let previous = last.as_ref().map(|l| format!(" (before that: {})", l.message)).unwrap_or_default();
+    let previous = last
+        .as_ref()
+        .map(|l| format!(" (before that: {})", l.message))
+        .unwrap_or_default();
     AttemptFailure {
         provider: last.as_ref().map(|l| l.provider.clone()).unwrap_or_default(),
         timed_out: true,
@@ -347,19 +525,28 @@ fn body_error(e: BodyError) -> ApiError {
         BodyError::MissingModel => "missing_model",
         BodyError::InvalidField { .. } => "invalid_field",
     };
-    ApiError::BadRequest { message: e.to_string(), code }
+    ApiError::BadRequest {
+        message: e.to_string(),
+        code,
+    }
 }
 
 /// `x-switchyard-exclude-providers: 3,7`.
 fn excluded_ids(req: &HttpRequest) -> Result<Vec<i64>, ApiError> {
-    let Some(v) = req.headers().get("x-switchyard-exclude-providers") else { return Ok(Vec::new()) };
-    let text = v.to_str().map_err(|_| ApiError::bad_request("x-switchyard-exclude-providers must be ASCII"))?;
+    let Some(v) = req.headers().get("x-switchyard-exclude-providers") else {
+        return Ok(Vec::new());
+    };
+    let text = v
+        .to_str()
+        .map_err(|_| ApiError::bad_request("x-switchyard-exclude-providers must be ASCII"))?;
     text.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(|s| {
             s.parse::<i64>().map_err(|_| {
-                ApiError::bad_request(format!("x-switchyard-exclude-providers: {s:?} is not a provider id"))
+                ApiError::bad_request(format!(
+                    "x-switchyard-exclude-providers: {s:?} is not a provider id"
+                ))
             })
         })
         .collect()

@@ -45,12 +45,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::NotFound(format!("no route for {} {}", req.method(), req.path())))
+    Err(ApiError::NotFound(format!(
+        "no route for {} {}",
+        req.method(),
+        req.path()
+    )))
 }
 
 /// Reads a request body up to `limit` bytes; a larger one is refused with 413 before it is
 /// all read, so memory per request stays bounded.
-pub async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<Bytes, ApiError> {
+pub async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
     let declared = req
         .headers()
         .get("content-length")

@@ -25,7 +25,11 @@ pub struct Policy {
 
 impl Default for Policy {
     fn default() -> Self {
-        Policy { max_error_count: 5, retry_after: Duration::hours(1), auto_recovery: true }
+        Policy {
+            max_error_count: 5,
+            retry_after: Duration::hours(1),
+            auto_recovery: true,
+        }
     }
 }
 
@@ -65,7 +69,10 @@ pub struct Failure {
 impl Health {
     /// A new provider starts healthy.
     pub fn healthy() -> Self {
-        Health { is_healthy: true, ..Default::default() }
+        Health {
+            is_healthy: true,
+            ..Default::default()
+        }
     }
 
     /// Records a successful call or probe.
@@ -157,17 +164,28 @@ mod tests {
     use super::*;
 
     fn fail(status: u16) -> Failure {
-        Failure { status: Some(status), message: format!("upstream {status}"), cooldown: None }
+        Failure {
+            status: Some(status),
+            message: format!("upstream {status}"),
+            cooldown: None,
+        }
     }
 
     #[test]
     fn unhealthy_after_max_failures_in_a_row() {
-        let policy = Policy { max_error_count: 3, retry_after: Duration::seconds(10), auto_recovery: true };
+        let policy = Policy {
+            max_error_count: 3,
+            retry_after: Duration::seconds(10),
+            auto_recovery: true,
+        };
         let now = Utc::now();
         let mut h = Health::healthy();
         assert_eq!(h.record_failure(now, &fail(500), &policy), Transition::Unchanged);
         assert_eq!(h.record_failure(now, &fail(500), &policy), Transition::Unchanged);
-        assert_eq!(h.record_failure(now, &fail(502), &policy), Transition::BecameUnhealthy);
+        assert_eq!(
+            h.record_failure(now, &fail(502), &policy),
+            Transition::BecameUnhealthy
+        );
         assert!(!h.is_healthy);
         assert_eq!(h.next_retry_at, Some(now + Duration::seconds(10)));
         assert_eq!(h.last_status_code, Some(502));
@@ -177,7 +195,11 @@ mod tests {
 
     #[test]
     fn a_success_clears_the_run_of_failures() {
-        let policy = Policy { max_error_count: 2, retry_after: Duration::seconds(10), auto_recovery: true };
+        let policy = Policy {
+            max_error_count: 2,
+            retry_after: Duration::seconds(10),
+            auto_recovery: true,
+        };
         let now = Utc::now();
         let mut h = Health::healthy();
         h.record_failure(now, &fail(500), &policy);
@@ -192,7 +214,11 @@ mod tests {
     fn rate_limits_cool_down() {
         let now = Utc::now();
         let mut h = Health::healthy();
-        let f = Failure { status: Some(429), message: "slow down".into(), cooldown: Some(Duration::seconds(2)) };
+        let f = Failure {
+            status: Some(429),
+            message: "slow down".into(),
+            cooldown: Some(Duration::seconds(2)),
+        };
         h.record_failure(now, &f, &Policy::default());
         assert!(h.cooling(now));
         assert!(!h.cooling(now + Duration::seconds(3)));
@@ -202,7 +228,15 @@ mod tests {
     fn round_trips_through_its_row() {
         let now = Utc::now();
         let mut h = Health::healthy();
-        h.record_failure(now, &fail(503), &Policy { max_error_count: 1, retry_after: Duration::seconds(5), auto_recovery: true });
+        h.record_failure(
+            now,
+            &fail(503),
+            &Policy {
+                max_error_count: 1,
+                retry_after: Duration::seconds(5),
+                auto_recovery: true,
+            },
+        );
         let back = Health::from_row(&h.to_row(7));
         assert_eq!(back.is_healthy, h.is_healthy);
         assert_eq!(back.error_count, 1);

@@ -42,7 +42,10 @@ pub struct Window {
 
 impl Default for Window {
     fn default() -> Self {
-        Window { origin: Instant::now(), buckets: [(u64::MAX, 0, 0); 60] }
+        Window {
+            origin: Instant::now(),
+            buckets: [(u64::MAX, 0, 0); 60],
+        }
     }
 }
 
@@ -83,7 +86,8 @@ impl Window {
 /// 10 s) are where a typical LLM upstream starts to saturate.
 pub fn load_score(inflight: i64, rpm: u64, avg_ms: f64) -> f64 {
     let part = |v: f64, full: f64| (v / full).clamp(0.0, 1.0);
-    let score = 60.0 * part(inflight as f64, 16.0) + 25.0 * part(rpm as f64, 600.0) + 15.0 * part(avg_ms, 10_000.0);
+    let score =
+        60.0 * part(inflight as f64, 16.0) + 25.0 * part(rpm as f64, 600.0) + 15.0 * part(avg_ms, 10_000.0);
     (score * 10.0).round() / 10.0
 }
 

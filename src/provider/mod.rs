@@ -52,7 +52,9 @@ pub struct Outcome {
 /// How an attempt ended, for health.
 #[derive(Debug, Clone)]
 pub enum OutcomeKind {
-    Success { status: u16 },
+    Success {
+        status: u16,
+    },
     /// Counts against the provider.
     Failure(Failure),
     /// Counts against nobody: a client error passed through, or a client that went away.
@@ -175,7 +177,10 @@ impl ProviderActor {
 
     /// Tells the supervisor what routing needs to know.
     fn publish_view(&self) {
-        self.supervisor.do_send(HealthChanged { id: self.id(), view: HealthView::from(&self.health) });
+        self.supervisor.do_send(HealthChanged {
+            id: self.id(),
+            view: HealthView::from(&self.health),
+        });
     }
 
     /// Reacts to a health transition: events, metrics, timer, supervisor.
@@ -212,8 +217,12 @@ impl ProviderActor {
                 }
                 log::info!("provider {} (id {}) recovered", self.config.name, self.id());
                 self.deps.events.publish(
-                    self.event(EventKind::ProviderRecovered, Severity::Medium, "healthy again".into())
-                        .details(serde_json::json!({ "unhealthy_for_ms": took.map(|d| d.as_millis() as u64) })),
+                    self.event(
+                        EventKind::ProviderRecovered,
+                        Severity::Medium,
+                        "healthy again".into(),
+                    )
+                    .details(serde_json::json!({ "unhealthy_for_ms": took.map(|d| d.as_millis() as u64) })),
                 );
             }
         }
@@ -255,7 +264,9 @@ impl ProviderActor {
     /// Writes the health row if anything changed; on failure the change stays dirty and is
     /// retried with the next change or the next `SaveNow`.
     fn save(&mut self) -> impl Future<Output = ()> + 'static {
-        let pending = self.dirty.then(|| (self.health.to_row(self.id()), self.dirty_transition));
+        let pending = self
+            .dirty
+            .then(|| (self.health.to_row(self.id()), self.dirty_transition));
         self.dirty = false;
         self.dirty_transition = false;
         let store = self.deps.store.clone();
@@ -284,16 +295,26 @@ impl ProviderActor {
             let failure = Failure {
                 status: result.status,
                 message: result.error.clone().unwrap_or_else(|| "probe failed".into()),
-                cooldown: result.cooldown_ms.map(|ms| chrono::Duration::milliseconds(ms as i64)),
+                cooldown: result
+                    .cooldown_ms
+                    .map(|ms| chrono::Duration::milliseconds(ms as i64)),
             };
             self.health.record_failure(now, &failure, &self.deps.policy)
         };
-        let severity = if result.ok { Severity::Low } else { Severity::Medium };
+        let severity = if result.ok {
+            Severity::Low
+        } else {
+            Severity::Medium
+        };
         self.deps.events.publish(
             self.event(
                 EventKind::ProviderHealthCheck,
                 severity,
-                if result.ok { "probe succeeded".into() } else { "probe failed".into() },
+                if result.ok {
+                    "probe succeeded".into()
+                } else {
+                    "probe failed".into()
+                },
             )
             .details(serde_json::json!({
                 "reason": reason, "ok": result.ok, "status": result.status,
@@ -329,8 +350,12 @@ impl Handler<Outcome> for ProviderActor {
             OutcomeKind::Success { status } => self.health.record_success(now, Some(*status)),
             OutcomeKind::Failure(f) => {
                 self.deps.events.publish(
-                    self.event(EventKind::ProviderRequestFailed, Severity::Medium, f.message.clone())
-                        .details(serde_json::json!({ "status": f.status, "latency_ms": msg.latency_ms })),
+                    self.event(
+                        EventKind::ProviderRequestFailed,
+                        Severity::Medium,
+                        f.message.clone(),
+                    )
+                    .details(serde_json::json!({ "status": f.status, "latency_ms": msg.latency_ms })),
                 );
                 self.health.record_failure(now, f, &self.deps.policy)
             }
@@ -351,13 +376,15 @@ impl Handler<Probe> for ProviderActor {
         let config = self.config.clone();
         let settings = self.deps.probe;
         self.probing = true;
-        Box::pin(async move { probe::probe(&config, settings).await }.into_actor(self).map(
-            move |result, act, ctx| {
-                act.probing = false;
-                act.apply_probe(&result, msg.0, ctx);
-                result
-            },
-        ))
+        Box::pin(
+            async move { probe::probe(&config, settings).await }
+                .into_actor(self)
+                .map(move |result, act, ctx| {
+                    act.probing = false;
+                    act.apply_probe(&result, msg.0, ctx);
+                    result
+                }),
+        )
     }
 }
 
@@ -419,7 +446,10 @@ impl Handler<ApplyStoredHealth> for ProviderActor {
     fn handle(&mut self, msg: ApplyStoredHealth, ctx: &mut Context<Self>) {
         let cooldown = self.health.cooldown_until;
         let was_healthy = self.health.is_healthy;
-        self.health = Health { cooldown_until: cooldown, ..msg.0 };
+        self.health = Health {
+            cooldown_until: cooldown,
+            ..msg.0
+        };
         if was_healthy && !self.health.is_healthy {
             self.unhealthy_since = Some(Instant::now());
         } else if self.health.is_healthy {

@@ -57,14 +57,20 @@ pub async fn probe(config: &ProviderConfig, settings: ProbeSettings) -> ProbeRes
     let auth = format!("Bearer {}", config.api_key.expose());
     let sent = match settings.kind {
         ProbeKind::Models => {
-            let mut req = client.get(format!("{}/models", config.base_url)).timeout(settings.timeout);
+            let mut req = client
+                .get(format!("{}/models", config.base_url))
+                .timeout(settings.timeout);
             if !config.api_key.is_empty() {
                 req = req.insert_header(("authorization", auth));
             }
             req.send().await
         }
         ProbeKind::Chat => {
-            let model = config.models.first().map(|m| m.upstream().unwrap_or(m.name())).unwrap_or_default();
+            let model = config
+                .models
+                .first()
+                .map(|m| m.upstream().unwrap_or(m.name()))
+                .unwrap_or_default();
             let body = serde_json::json!({
                 "model": model,
                 "messages": [{"role": "user", "content": "ping"}],
@@ -85,13 +91,22 @@ pub async fn probe(config: &ProviderConfig, settings: ProbeSettings) -> ProbeRes
         Ok(resp) => {
             let status = resp.status().as_u16();
             let retry_after = classify::retry_after(resp.headers());
-            let remaining = settings.timeout.saturating_sub(started.elapsed()).max(Duration::from_millis(1));
+            let remaining = settings
+                .timeout
+                .saturating_sub(started.elapsed())
+                .max(Duration::from_millis(1));
             let mut resp = resp.timeout(remaining);
             let body = resp.body().limit(64 * 1024).await;
             let latency_ms = elapsed(started);
             if resp.status().is_success() {
                 return match body {
-                    Ok(_) => ProbeResult { ok: true, status: Some(status), latency_ms, error: None, cooldown_ms: None },
+                    Ok(_) => ProbeResult {
+                        ok: true,
+                        status: Some(status),
+                        latency_ms,
+                        error: None,
+                        cooldown_ms: None,
+                    },
                     Err(e) => ProbeResult {
                         ok: false,
                         status: Some(status),

@@ -92,7 +92,10 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: &str, message: impl Into<String>) -> Self {
-        FieldError { field: field.to_string(), message: message.into() }
+        FieldError {
+            field: field.to_string(),
+            message: message.into(),
+        }
     }
 }
 
@@ -114,8 +117,15 @@ impl ProviderSpec {
         if name.is_empty() {
             return Err(FieldError::new("name", "must not be empty"));
         }
-        if name.len() > 100 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-            return Err(FieldError::new("name", "use up to 100 letters, digits, '-', '_' or '.'"));
+        if name.len() > 100
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(FieldError::new(
+                "name",
+                "use up to 100 letters, digits, '-', '_' or '.'",
+            ));
         }
         let base_url = validate_base_url(&self.base_url)?;
         if self.models.is_empty() {
@@ -131,7 +141,10 @@ impl ProviderSpec {
             }
         }
         if !(1..=MAX_WEIGHT).contains(&self.weight) {
-            return Err(FieldError::new("weight", format!("must be between 1 and {MAX_WEIGHT}")));
+            return Err(FieldError::new(
+                "weight",
+                format!("must be between 1 and {MAX_WEIGHT}"),
+            ));
         }
         let priority = i32::try_from(self.priority)
             .ok()
@@ -140,14 +153,29 @@ impl ProviderSpec {
         let timeout_ms = match self.timeout_ms {
             None => default_timeout_ms,
             Some(t) if (1..=MAX_TIMEOUT_MS).contains(&t) => t as u64,
-            Some(_) => return Err(FieldError::new("timeout_ms", format!("must be between 1 and {MAX_TIMEOUT_MS}"))),
+            Some(_) => {
+                return Err(FieldError::new(
+                    "timeout_ms",
+                    format!("must be between 1 and {MAX_TIMEOUT_MS}"),
+                ));
+            }
         };
         let api_key = match (&self.api_key, &self.api_key_env) {
-            (Some(_), Some(_)) => return Err(FieldError::new("api_key_env", "give api_key or api_key_env, not both")),
+            (Some(_), Some(_)) => {
+                return Err(FieldError::new(
+                    "api_key_env",
+                    "give api_key or api_key_env, not both",
+                ));
+            }
             (Some(k), None) => Secret::new(k.clone()),
             (None, Some(var)) => match env(var) {
                 Some(k) => Secret::new(k),
-                None => return Err(FieldError::new("api_key_env", format!("environment variable {var} is not set"))),
+                None => {
+                    return Err(FieldError::new(
+                        "api_key_env",
+                        format!("environment variable {var} is not set"),
+                    ));
+                }
             },
             (None, None) => Secret::default(),
         };
@@ -199,7 +227,11 @@ impl ProviderConfig {
         ProviderSpec {
             name: self.name.clone(),
             base_url: self.base_url.clone(),
-            api_key: if self.api_key_env.is_some() { None } else { Some(self.api_key.expose().to_string()) },
+            api_key: if self.api_key_env.is_some() {
+                None
+            } else {
+                Some(self.api_key.expose().to_string())
+            },
             api_key_env: self.api_key_env.clone(),
             models: self.models.clone(),
             weight: i64::from(self.weight),
@@ -229,7 +261,8 @@ pub fn from_row(
         timeout_ms: Some(row.timeout_ms),
         enabled: row.enabled,
     };
-    spec.validate(row.id, default_timeout_ms, env).map_err(|e| e.to_string())
+    spec.validate(row.id, default_timeout_ms, env)
+        .map_err(|e| e.to_string())
 }
 
 /// The row to store for a configuration. A key read from `api_key_env` is not stored.
@@ -237,7 +270,11 @@ pub fn to_new_row(c: &ProviderConfig) -> NewProvider {
     NewProvider {
         name: c.name.clone(),
         base_url: c.base_url.clone(),
-        api_key: if c.api_key_env.is_some() { String::new() } else { c.api_key.expose().to_string() },
+        api_key: if c.api_key_env.is_some() {
+            String::new()
+        } else {
+            c.api_key.expose().to_string()
+        },
         api_key_env: c.api_key_env.clone(),
         models: serde_json::to_string(&c.models).unwrap_or_else(|_| "[]".into()),
         weight: c.weight as i32,
@@ -287,7 +324,10 @@ mod tests {
         assert_eq!(field(|s| s.weight = -1), "weight");
         assert_eq!(field(|s| s.timeout_ms = Some(-5)), "timeout_ms");
         assert_eq!(field(|s| s.name = " ".into()), "name");
-        assert_eq!(field(|s| s.api_key_env = Some("NOPE_NOT_SET".into())), "api_key_env");
+        assert_eq!(
+            field(|s| s.api_key_env = Some("NOPE_NOT_SET".into())),
+            "api_key_env"
+        );
     }
 
     #[test]

@@ -68,7 +68,11 @@ fn to_i64(v: u64) -> i64 {
 impl Aggregate {
     /// Adds one record.
     pub fn add(&mut self, r: &UsageRecord) {
-        let key = Key { provider_id: r.provider_id, model: r.model.clone(), date: r.at.date_naive() };
+        let key = Key {
+            provider_id: r.provider_id,
+            model: r.model.clone(),
+            date: r.at.date_naive(),
+        };
         let t = self.rows.entry(key).or_default();
         t.total += 1;
         match r.result {
@@ -115,7 +119,11 @@ impl Aggregate {
                 completion_tokens: t.completion,
                 total_tokens: t.tokens,
                 total_response_time_ms: t.response_time_ms,
-                avg_response_time_ms: if t.total == 0 { 0.0 } else { t.response_time_ms as f64 / t.total as f64 },
+                avg_response_time_ms: if t.total == 0 {
+                    0.0
+                } else {
+                    t.response_time_ms as f64 / t.total as f64
+                },
                 last_used_at: t.last_used_at.unwrap_or_else(crate::store::now_naive),
             })
             .collect()
@@ -124,7 +132,11 @@ impl Aggregate {
     /// Puts increments that could not be written back, so the next flush retries them.
     pub fn merge_back(&mut self, batch: Vec<UsageIncrement>, since: Option<DateTime<Utc>>) {
         for i in batch {
-            let key = Key { provider_id: i.provider_id, model: i.model, date: i.date };
+            let key = Key {
+                provider_id: i.provider_id,
+                model: i.model,
+                date: i.date,
+            };
             let t = self.rows.entry(key).or_default();
             t.total += i.total_requests;
             t.success += i.success_requests;
@@ -133,7 +145,10 @@ impl Aggregate {
             t.completion += i.completion_tokens;
             t.tokens += i.total_tokens;
             t.response_time_ms += i.total_response_time_ms;
-            t.last_used_at = Some(t.last_used_at.map_or(i.last_used_at, |old| old.max(i.last_used_at)));
+            t.last_used_at = Some(
+                t.last_used_at
+                    .map_or(i.last_used_at, |old| old.max(i.last_used_at)),
+            );
         }
         self.oldest = match (self.oldest, since) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -143,7 +158,10 @@ impl Aggregate {
 
     /// A copy of the pending increments (for admin views that add unflushed usage).
     pub fn snapshot(&self) -> Vec<UsageIncrement> {
-        let mut copy = Aggregate { rows: self.rows.clone(), oldest: None };
+        let mut copy = Aggregate {
+            rows: self.rows.clone(),
+            oldest: None,
+        };
         copy.take()
     }
 }
@@ -176,7 +194,14 @@ mod tests {
         let mut rows = a.take();
         rows.sort_by_key(|r| r.provider_id);
         assert!(a.is_empty());
-        assert_eq!((rows[0].total_requests, rows[0].success_requests, rows[0].failed_requests), (3, 1, 1));
+        assert_eq!(
+            (
+                rows[0].total_requests,
+                rows[0].success_requests,
+                rows[0].failed_requests
+            ),
+            (3, 1, 1)
+        );
         assert_eq!(rows[0].prompt_tokens, 5);
         assert_eq!(rows[0].avg_response_time_ms, 10.0);
         assert_eq!(rows[1].total_tokens, 4);

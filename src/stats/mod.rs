@@ -22,8 +22,8 @@ use tokio::sync::oneshot;
 
 use crate::metrics::{Metrics, RequestOutcome};
 use crate::store::{self, Store, StoreError, UsageIncrement};
-pub use aggregate::{UsageRecord, UsageResult};
 use aggregate::Aggregate;
+pub use aggregate::{UsageRecord, UsageResult};
 
 /// Longest wait between retries of a failed write.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -60,7 +60,12 @@ pub struct StatsActor {
 }
 
 impl StatsActor {
-    pub fn new(store: Addr<Store>, metrics: Arc<Metrics>, flush_every: Duration, max_batch_rows: usize) -> Self {
+    pub fn new(
+        store: Addr<Store>,
+        metrics: Arc<Metrics>,
+        flush_every: Duration,
+        max_batch_rows: usize,
+    ) -> Self {
         StatsActor {
             store,
             metrics,
@@ -106,7 +111,8 @@ impl StatsActor {
                 }
                 Err(e) => {
                     act.failures += 1;
-                    let backoff = (act.flush_every * 2u32.saturating_pow(act.failures.min(16))).min(MAX_BACKOFF);
+                    let backoff =
+                        (act.flush_every * 2u32.saturating_pow(act.failures.min(16))).min(MAX_BACKOFF);
                     act.retry_at = Some(Instant::now() + backoff);
                     act.metrics.count_stats_flush_failure();
                     log::warn!(
@@ -159,7 +165,12 @@ impl Handler<Usage> for StatsActor {
             UsageResult::Failure => RequestOutcome::Failure,
             UsageResult::Neutral => RequestOutcome::ClientError,
         };
-        self.metrics.count_request(r.provider_id, &r.model, outcome, Duration::from_millis(r.latency_ms));
+        self.metrics.count_request(
+            r.provider_id,
+            &r.model,
+            outcome,
+            Duration::from_millis(r.latency_ms),
+        );
         let was_empty = self.pending.is_empty();
         self.pending.add(r);
         if was_empty {

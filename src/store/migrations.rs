@@ -21,14 +21,20 @@ pub fn run(pool: &DbPool) -> Result<usize, StoreError> {
         DbPool::Pg(p) => {
             let mut conn = p.get()?;
             // Session-level lock on this one connection; blocks until the holder is done.
-            diesel::sql_query("SELECT pg_advisory_lock($1)").bind::<BigInt, _>(MIGRATION_LOCK_KEY).execute(&mut conn)?;
+            diesel::sql_query("SELECT pg_advisory_lock($1)")
+                .bind::<BigInt, _>(MIGRATION_LOCK_KEY)
+                .execute(&mut conn)?;
             let result = conn.run_pending_migrations(PG_MIGRATIONS).map(|v| v.len());
-            diesel::sql_query("SELECT pg_advisory_unlock($1)").bind::<BigInt, _>(MIGRATION_LOCK_KEY).execute(&mut conn)?;
+            diesel::sql_query("SELECT pg_advisory_unlock($1)")
+                .bind::<BigInt, _>(MIGRATION_LOCK_KEY)
+                .execute(&mut conn)?;
             result.map_err(|e| StoreError::Migration(e.to_string()))
         }
         DbPool::Sqlite(p) => {
             let mut conn = p.get()?;
-            conn.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()).map_err(|e| StoreError::Migration(e.to_string()))
+            conn.run_pending_migrations(SQLITE_MIGRATIONS)
+                .map(|v| v.len())
+                .map_err(|e| StoreError::Migration(e.to_string()))
         }
     }
 }

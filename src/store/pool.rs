@@ -26,7 +26,10 @@ impl Backend {
     pub fn from_url(url: &str) -> Result<Backend, StoreError> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(Backend::Postgres(url.to_string()))
-        } else if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        } else if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
             if path.is_empty() {
                 return Err(StoreError::BadUrl("sqlite URL has an empty path".into()));
             }
@@ -46,7 +49,12 @@ pub fn redact_url(url: &str) -> String {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let userinfo = &url[scheme_end + 3..at];
             match userinfo.find(':') {
-                Some(colon) => format!("{}{}:***{}", &url[..scheme_end + 3], &userinfo[..colon], &url[at..]),
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
                 None => url.to_string(),
             }
         }
@@ -88,8 +96,10 @@ struct SqlitePragmas;
 
 impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
     fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
-        conn.batch_execute("PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
-            .map_err(diesel::r2d2::Error::QueryError)
+        conn.batch_execute(
+            "PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+        )
+        .map_err(diesel::r2d2::Error::QueryError)
     }
 }
 
@@ -110,8 +120,9 @@ impl DbPool {
                 if let Some(dir) = std::path::Path::new(path).parent()
                     && !dir.as_os_str().is_empty()
                 {
-                    std::fs::create_dir_all(dir)
-                        .map_err(|e| StoreError::BadUrl(format!("cannot create directory {}: {e}", dir.display())))?;
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        StoreError::BadUrl(format!("cannot create directory {}: {e}", dir.display()))
+                    })?;
                 }
                 let mut first = SqliteConnection::establish(path)?;
                 first.batch_execute("PRAGMA journal_mode = WAL;")?;
@@ -139,10 +150,22 @@ mod tests {
 
     #[test]
     fn backend_is_chosen_by_scheme() {
-        assert_eq!(Backend::from_url("sqlite://data/x.db").unwrap(), Backend::Sqlite("data/x.db".into()));
-        assert_eq!(Backend::from_url("sqlite:x.db").unwrap(), Backend::Sqlite("x.db".into()));
-        assert!(matches!(Backend::from_url("postgres://u@h/db").unwrap(), Backend::Postgres(_)));
-        assert!(matches!(Backend::from_url("postgresql://u@h/db").unwrap(), Backend::Postgres(_)));
+        assert_eq!(
+            Backend::from_url("sqlite://data/x.db").unwrap(),
+            Backend::Sqlite("data/x.db".into())
+        );
+        assert_eq!(
+            Backend::from_url("sqlite:x.db").unwrap(),
+            Backend::Sqlite("x.db".into())
+        );
+        assert!(matches!(
+            Backend::from_url("postgres://u@h/db").unwrap(),
+            Backend::Postgres(_)
+        ));
+        assert!(matches!(
+            Backend::from_url("postgresql://u@h/db").unwrap(),
+            Backend::Postgres(_)
+        ));
         assert!(Backend::from_url("host=127.0.0.1 dbname=x").is_err());
         assert!(Backend::from_url("mysql://h/db").is_err());
     }

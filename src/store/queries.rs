@@ -8,7 +8,9 @@ use diesel::upsert::excluded;
 
 use super::models::*;
 use super::pool::DbPool;
-use super::schema::{config_version, health_check_configs, provider_usage_stats, provider_validations, providers};
+use super::schema::{
+    config_version, health_check_configs, provider_usage_stats, provider_validations, providers,
+};
 use super::{StoreError, now_naive};
 use crate::with_conn;
 
@@ -112,7 +114,10 @@ impl DbPool {
         with_conn!(self, |conn| {
             conn.transaction::<_, StoreError, _>(|conn| {
                 // A provider deleted meanwhile has no row to attach health to: skip quietly.
-                let exists: i64 = providers::table.filter(providers::id.eq(row.provider_id)).count().get_result(conn)?;
+                let exists: i64 = providers::table
+                    .filter(providers::id.eq(row.provider_id))
+                    .count()
+                    .get_result(conn)?;
                 if exists == 0 {
                     return Ok(());
                 }
@@ -228,7 +233,10 @@ impl DbPool {
     /// The configuration change marker.
     pub fn config_version(&self) -> Result<i64, StoreError> {
         with_conn!(self, |conn| {
-            Ok(config_version::table.find(1).select(config_version::version).first(conn)?)
+            Ok(config_version::table
+                .find(1)
+                .select(config_version::version)
+                .first(conn)?)
         })
     }
 

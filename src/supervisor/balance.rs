@@ -48,12 +48,19 @@ impl RoundRobin {
             return Choice::NoneLeft;
         }
         let cooling = |c: &Candidate| c.cooldown_until.is_some_and(|t| t > now);
-        let best_tier = candidates.iter().filter(|c| c.is_healthy && !cooling(c)).map(|c| c.priority).min();
+        let best_tier = candidates
+            .iter()
+            .filter(|c| c.is_healthy && !cooling(c))
+            .map(|c| c.priority)
+            .min();
         if let Some(tier) = best_tier {
             let scores = self.scores.entry(model.to_string()).or_default();
             let mut total: i64 = 0;
             let mut best: Option<(i64, i64)> = None; // (score, id)
-            for c in candidates.iter().filter(|c| c.is_healthy && !cooling(c) && c.priority == tier) {
+            for c in candidates
+                .iter()
+                .filter(|c| c.is_healthy && !cooling(c) && c.priority == tier)
+            {
                 let w = i64::from(c.weight.max(1));
                 total += w;
                 let s = scores.entry(c.id).or_insert(0);
@@ -76,7 +83,11 @@ impl RoundRobin {
         {
             return Choice::Picked(c.id);
         }
-        let soonest = candidates.iter().filter_map(|c| c.cooldown_until).min().unwrap_or(now);
+        let soonest = candidates
+            .iter()
+            .filter_map(|c| c.cooldown_until)
+            .min()
+            .unwrap_or(now);
         Choice::AllCooling((soonest - now).to_std().unwrap_or_default())
     }
 
@@ -95,7 +106,14 @@ mod tests {
     use super::*;
 
     fn c(id: i64, weight: u32, priority: i32) -> Candidate {
-        Candidate { id, weight, priority, is_healthy: true, next_retry_at: None, cooldown_until: None }
+        Candidate {
+            id,
+            weight,
+            priority,
+            is_healthy: true,
+            next_retry_at: None,
+            cooldown_until: None,
+        }
     }
 
     fn picks(rr: &mut RoundRobin, cands: &[Candidate], n: usize) -> HashMap<i64, usize> {
@@ -111,7 +129,11 @@ mod tests {
 
     #[test]
     fn equal_weights_spread_evenly() {
-        let counts = picks(&mut RoundRobin::default(), &[c(1, 1, 0), c(2, 1, 0), c(3, 1, 0)], 30);
+        let counts = picks(
+            &mut RoundRobin::default(),
+            &[c(1, 1, 0), c(2, 1, 0), c(3, 1, 0)],
+            30,
+        );
         assert_eq!(counts.values().copied().collect::<Vec<_>>(), vec![10, 10, 10]);
     }
 
@@ -134,7 +156,11 @@ mod tests {
         let mut cands = vec![c(1, 1, 0), c(2, 1, 1)];
         assert_eq!(picks(&mut rr, &cands, 4).get(&1), Some(&4));
         cands[0].is_healthy = false;
-        assert_eq!(picks(&mut rr, &cands, 4).get(&2), Some(&4), "falls back to the next tier");
+        assert_eq!(
+            picks(&mut rr, &cands, 4).get(&2),
+            Some(&4),
+            "falls back to the next tier"
+        );
     }
 
     #[test]

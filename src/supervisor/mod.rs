@@ -28,7 +28,11 @@ pub struct HealthView {
 
 impl From<&Health> for HealthView {
     fn from(h: &Health) -> Self {
-        HealthView { is_healthy: h.is_healthy, next_retry_at: h.next_retry_at, cooldown_until: h.cooldown_until }
+        HealthView {
+            is_healthy: h.is_healthy,
+            next_retry_at: h.next_retry_at,
+            cooldown_until: h.cooldown_until,
+        }
     }
 }
 
@@ -120,7 +124,11 @@ pub struct Supervisor {
 
 impl Supervisor {
     pub fn new(deps: ProviderDeps) -> Self {
-        Supervisor { providers: BTreeMap::new(), round_robin: RoundRobin::default(), deps }
+        Supervisor {
+            providers: BTreeMap::new(),
+            round_robin: RoundRobin::default(),
+            deps,
+        }
     }
 }
 
@@ -161,14 +169,30 @@ impl Handler<Pick> for Supervisor {
         MessageResult(match self.round_robin.choose(&msg.model, &candidates, now) {
             Choice::Picked(id) => match self.providers.get(&id) {
                 Some(e) => PickResult::Route(Route {
-                    upstream_model: e.config.model(&msg.model).and_then(|m| m.upstream()).map(str::to_string),
+                    upstream_model: e
+                        .config
+                        .model(&msg.model)
+                        .and_then(|m| m.upstream())
+                        .map(str::to_string),
                     provider: e.config.clone(),
                     actor: e.actor.clone(),
                     load: e.load.clone(),
                 }),
                 None => PickResult::Exhausted,
             },
-            Choice::AllCooling(wait) => PickResult::CoolingDown(wait),
+            Choice::AllCooling(wait) => {
+                // Tell the client the soonest any provider of the model is free again, the
+                // ones this request already tried included.
+                let soonest = self
+                    .providers
+                    .values()
+                    .filter(|e| e.config.enabled && e.config.model(&msg.model).is_some())
+                    .filter_map(|e| e.view.cooldown_until)
+                    .filter(|t| *t > now)
+                    .min()
+                    .and_then(|t| (t - now).to_std().ok());
+                PickResult::CoolingDown(soonest.map_or(wait, |s| s.min(wait)))
+            }
             Choice::NoneLeft => PickResult::Exhausted,
         })
     }
@@ -197,9 +221,23 @@ impl Handler<AddProvider> for Supervisor {
         let config = Arc::new(msg.config);
         let load = Arc::new(LoadCounters::default());
         let view = HealthView::from(&msg.health);
-        let actor = ProviderActor::new(config.clone(), msg.health, load.clone(), ctx.address(), self.deps.clone())
-            .start();
-        self.providers.insert(id, ProviderEntry { config, actor: actor.clone(), load, view });
+        let actor = ProviderActor::new(
+            config.clone(),
+            msg.health,
+            load.clone(),
+            ctx.address(),
+            self.deps.clone(),
+        )
+        .start();
+        self.providers.insert(
+            id,
+            ProviderEntry {
+                config,
+                actor: actor.clone(),
+                load,
+                view,
+            },
+        );
         MessageResult(actor)
     }
 }
@@ -208,7 +246,9 @@ impl Handler<UpdateProvider> for Supervisor {
     type Result = bool;
 
     fn handle(&mut self, msg: UpdateProvider, _: &mut Context<Self>) -> bool {
-        let Some(e) = self.providers.get_mut(&msg.0.id) else { return false };
+        let Some(e) = self.providers.get_mut(&msg.0.id) else {
+            return false;
+        };
         if *e.config == msg.0 {
             return true;
         }

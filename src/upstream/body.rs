@@ -104,7 +104,9 @@ fn reserialize(body: &[u8], model: Option<&str>, need_usage: bool) -> Bytes {
         map.insert("model".into(), m.into());
     }
     if need_usage {
-        let opts = map.entry("stream_options").or_insert_with(|| serde_json::json!({}));
+        let opts = map
+            .entry("stream_options")
+            .or_insert_with(|| serde_json::json!({}));
         if let Some(o) = opts.as_object_mut() {
             o.insert("include_usage".into(), true.into());
         } else {
@@ -128,7 +130,8 @@ fn splice(body: &[u8], model: Option<&str>, need_usage: bool) -> Option<Bytes> {
     if need_usage {
         match find("stream_options") {
             Some(member) => {
-                let mut opts: serde_json::Value = serde_json::from_slice(&body[member.value.0..member.value.1]).ok()?;
+                let mut opts: serde_json::Value =
+                    serde_json::from_slice(&body[member.value.0..member.value.1]).ok()?;
                 match opts.as_object_mut() {
                     Some(o) => {
                         o.insert("include_usage".into(), true.into());
@@ -140,7 +143,11 @@ fn splice(body: &[u8], model: Option<&str>, need_usage: bool) -> Option<Bytes> {
             None => {
                 let close = body.iter().rposition(|b| *b == b'}')?;
                 let sep = if members.is_empty() { "" } else { "," };
-                edits.push((close, close, format!(r#"{sep}"stream_options":{{"include_usage":true}}"#).into_bytes()));
+                edits.push((
+                    close,
+                    close,
+                    format!(r#"{sep}"stream_options":{{"include_usage":true}}"#).into_bytes(),
+                ));
             }
         }
     }
@@ -199,7 +206,10 @@ fn top_level_members(b: &[u8]) -> Option<Vec<Member>> {
         ws(&mut i);
         let value_start = i;
         i = skip_value(b, i)?;
-        members.push(Member { key, value: (value_start, i) });
+        members.push(Member {
+            key,
+            value: (value_start, i),
+        });
     }
 }
 
@@ -261,12 +271,28 @@ mod tests {
     #[test]
     fn parses_routing_fields() {
         let h = parse(br#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#).unwrap();
-        assert_eq!(h, ChatHead { model: "m".into(), stream: true, include_usage: None });
-        assert_eq!(parse(b"{").unwrap_err().to_string().contains("not valid JSON"), true);
+        assert_eq!(
+            h,
+            ChatHead {
+                model: "m".into(),
+                stream: true,
+                include_usage: None
+            }
+        );
+        assert_eq!(
+            parse(b"{").unwrap_err().to_string().contains("not valid JSON"),
+            true
+        );
         assert_eq!(parse(b"[1]").unwrap_err(), BodyError::NotAnObject);
         assert_eq!(parse(br#"{"messages":[]}"#).unwrap_err(), BodyError::MissingModel);
-        assert!(matches!(parse(br#"{"model":5}"#).unwrap_err(), BodyError::InvalidField { field: "model", .. }));
-        assert!(matches!(parse(br#"{"model":"m","stream":"yes"}"#).unwrap_err(), BodyError::InvalidField { .. }));
+        assert!(matches!(
+            parse(br#"{"model":5}"#).unwrap_err(),
+            BodyError::InvalidField { field: "model", .. }
+        ));
+        assert!(matches!(
+            parse(br#"{"model":"m","stream":"yes"}"#).unwrap_err(),
+            BodyError::InvalidField { .. }
+        ));
     }
 
     #[test]
@@ -279,11 +305,15 @@ mod tests {
 
     #[test]
     fn model_is_rewritten_in_place() {
-        let body = Bytes::from_static(br#"{ "messages": [{"content": "say \"model\": {}"}], "model" : "public", "n": 1 }"#);
+        let body = Bytes::from_static(
+            br#"{ "messages": [{"content": "say \"model\": {}"}], "model" : "public", "n": 1 }"#,
+        );
         let head = parse(&body).unwrap();
         let out = for_upstream(&body, &head, Some("upstream-\"x\""));
         let s = std::str::from_utf8(&out).unwrap();
-        assert!(s.starts_with(r#"{ "messages": [{"content": "say \"model\": {}"}], "model" : "upstream-\"x\"", "n": 1 }"#));
+        assert!(s.starts_with(
+            r#"{ "messages": [{"content": "say \"model\": {}"}], "model" : "upstream-\"x\"", "n": 1 }"#
+        ));
         assert_eq!(json(&out)["model"], "upstream-\"x\"");
     }
 
@@ -292,10 +322,15 @@ mod tests {
         let body = Bytes::from_static(br#"{"model":"m","stream":true}"#);
         let out = for_upstream(&body, &parse(&body).unwrap(), None);
         assert_eq!(json(&out)["stream_options"]["include_usage"], true);
-        let body = Bytes::from_static(br#"{"model":"m","stream":true,"stream_options":{"include_usage":false,"x":1}}"#);
+        let body = Bytes::from_static(
+            br#"{"model":"m","stream":true,"stream_options":{"include_usage":false,"x":1}}"#,
+        );
         let out = for_upstream(&body, &parse(&body).unwrap(), Some("u"));
         let v = json(&out);
-        assert_eq!(v["stream_options"], serde_json::json!({"include_usage": true, "x": 1}));
+        assert_eq!(
+            v["stream_options"],
+            serde_json::json!({"include_usage": true, "x": 1})
+        );
         assert_eq!(v["model"], "u");
     }
 

@@ -51,7 +51,10 @@ pub fn retry_after(headers: &HeaderMap) -> Option<u64> {
     if let Ok(secs) = v.parse::<u64>() {
         return Some(secs.saturating_mul(1000));
     }
-    v.parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).map(|s| (s * 1000.0) as u64)
+    v.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(|s| (s * 1000.0) as u64)
 }
 
 /// `": message"` from an OpenAI-style error body, or a short excerpt of any other body, for
@@ -66,11 +69,17 @@ pub fn error_summary(body: &[u8]) -> String {
         message: Option<String>,
     }
     let text = match serde_json::from_slice::<Envelope>(body) {
-        Ok(Envelope { error: Inner { message: Some(m) } }) => m,
+        Ok(Envelope {
+            error: Inner { message: Some(m) },
+        }) => m,
         _ => String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
     };
     let text: String = text.chars().filter(|c| !c.is_control()).take(200).collect();
-    if text.trim().is_empty() { String::new() } else { format!(": {}", text.trim()) }
+    if text.trim().is_empty() {
+        String::new()
+    } else {
+        format!(": {}", text.trim())
+    }
 }
 
 /// True when awc gave up waiting (connect or response head).
@@ -83,7 +92,9 @@ pub fn is_timeout(e: &SendRequestError) -> bool {
 pub fn send_error_message(e: &SendRequestError) -> String {
     match e {
         SendRequestError::Timeout => "upstream timed out before answering".into(),
-        SendRequestError::Connect(awc::error::ConnectError::Timeout) => "connecting to the upstream timed out".into(),
+        SendRequestError::Connect(awc::error::ConnectError::Timeout) => {
+            "connecting to the upstream timed out".into()
+        }
         SendRequestError::Connect(c) => format!("cannot connect to the upstream: {c}"),
         other => format!("upstream request failed: {other}"),
     }
@@ -98,7 +109,13 @@ mod tests {
         assert_eq!(status(200, b""), Class::Success);
         assert_eq!(status(400, b""), Class::ClientError);
         assert_eq!(status(422, b""), Class::ClientError);
-        assert_eq!(status(404, br#"{"error":{"message":"no such model","code":"model_not_found"}}"#), Class::ClientError);
+        assert_eq!(
+            status(
+                404,
+                br#"{"error":{"message":"no such model","code":"model_not_found"}}"#
+            ),
+            Class::ClientError
+        );
         assert_eq!(status(404, b"<html>not found</html>"), Class::ProviderError);
         assert_eq!(status(401, b""), Class::AuthFailed);
         assert_eq!(status(403, b""), Class::AuthFailed);
@@ -111,16 +128,25 @@ mod tests {
     #[test]
     fn retry_after_is_read_in_seconds() {
         let mut h = HeaderMap::new();
-        h.insert(awc::http::header::RETRY_AFTER, awc::http::header::HeaderValue::from_static("3"));
+        h.insert(
+            awc::http::header::RETRY_AFTER,
+            awc::http::header::HeaderValue::from_static("3"),
+        );
         assert_eq!(retry_after(&h), Some(3000));
-        h.insert(awc::http::header::RETRY_AFTER, awc::http::header::HeaderValue::from_static("0.5"));
+        h.insert(
+            awc::http::header::RETRY_AFTER,
+            awc::http::header::HeaderValue::from_static("0.5"),
+        );
         assert_eq!(retry_after(&h), Some(500));
         assert_eq!(retry_after(&HeaderMap::new()), None);
     }
 
     #[test]
     fn summaries_are_short_and_prefer_the_message() {
-        assert_eq!(error_summary(br#"{"error":{"message":"overloaded"}}"#), ": overloaded");
+        assert_eq!(
+            error_summary(br#"{"error":{"message":"overloaded"}}"#),
+            ": overloaded"
+        );
         assert_eq!(error_summary(b""), "");
         assert!(error_summary(&[b'x'; 1000]).len() < 210);
     }

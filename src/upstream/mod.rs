@@ -24,7 +24,11 @@ pub const DEFAULT_CONNECTION_LIMIT: usize = 1024;
 /// its own from the provider and the request's deadline).
 pub fn build_client(connect_timeout: Duration, limit: usize) -> Client {
     let connector = Connector::new().timeout(connect_timeout).limit(limit);
-    Client::builder().connector(connector).disable_timeout().no_default_headers().finish()
+    Client::builder()
+        .connector(connector)
+        .disable_timeout()
+        .no_default_headers()
+        .finish()
 }
 
 /// Sends one chat completion attempt and waits for the response head (at most `timeout`).
@@ -39,7 +43,14 @@ pub async fn send_chat(
         .post(format!("{}/chat/completions", provider.base_url))
         .timeout(timeout)
         .insert_header(("content-type", "application/json"))
-        .insert_header(("accept", if stream { "text/event-stream" } else { "application/json" }));
+        .insert_header((
+            "accept",
+            if stream {
+                "text/event-stream"
+            } else {
+                "application/json"
+            },
+        ));
     if !provider.api_key.is_empty() {
         req = req.insert_header(("authorization", format!("Bearer {}", provider.api_key.expose())));
     }

@@ -66,7 +66,9 @@ impl SseObserver {
     fn on_event(&mut self, event: &[u8]) {
         for line in event.split(|b| *b == b'\n') {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
-            let Some(data) = line.strip_prefix(b"data:") else { continue };
+            let Some(data) = line.strip_prefix(b"data:") else {
+                continue;
+            };
             let data = data.trim_ascii();
             if data == b"[DONE]" {
                 self.done = true;
@@ -100,7 +102,7 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 /// How a stream ended, reported once from `Drop`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StreamEnd {
-    /// The upstream finished its body.
+    /// The upstream finished its body with `[DONE]`.
     Completed,
     /// The upstream broke or stalled after the first byte; the message says how.
     Failed(String),
@@ -185,6 +187,11 @@ where
                 Poll::Ready(Some(Ok(chunk)))
             }
             Poll::Ready(Some(Err(e))) => this.fail(format!("the upstream stream broke: {e}")),
+            // An OpenAI stream ends with `[DONE]`; a body that stops before it was cut (awc
+            // reports a connection closed mid-body as a normal end).
+            Poll::Ready(None) if !this.observer.done => {
+                this.fail("the upstream stream ended early, before its end marker".to_string())
+            }
             Poll::Ready(None) => {
                 this.finished = true;
                 Poll::Ready(None)
@@ -232,7 +239,14 @@ mod tests {
                 o.feed(part);
             }
             assert!(o.done, "split {split}");
-            assert_eq!(o.usage, Some(TokenUsage { prompt_tokens: 3, completion_tokens: 4, total_tokens: 7 }));
+            assert_eq!(
+                o.usage,
+                Some(TokenUsage {
+                    prompt_tokens: 3,
+                    completion_tokens: 4,
+                    total_tokens: 7
+                })
+            );
             assert_eq!(o.bytes, all.len() as u64);
         }
     }
@@ -264,7 +278,11 @@ mod tests {
         );
         let out: Vec<_> = s.map(|r| r.unwrap()).collect().await;
         assert_eq!(out.len(), 3);
-        assert!(std::str::from_utf8(&out[2]).unwrap().starts_with("event: error\ndata: {\"error\""));
+        assert!(
+            std::str::from_utf8(&out[2])
+                .unwrap()
+                .starts_with("event: error\ndata: {\"error\"")
+        );
         let (end, usage) = seen.borrow_mut().take().unwrap();
         assert!(matches!(end, StreamEnd::Failed(_)));
         assert_eq!(usage.map(|u| u.total_tokens), Some(7));
@@ -274,8 +292,15 @@ mod tests {
     async fn an_idle_upstream_times_out() {
         let seen = std::rc::Rc::new(std::cell::RefCell::new(None));
         let rest = futures_util::stream::pending::<Result<Bytes, &str>>();
-        let s = ObservedStream::new(Bytes::from_static(b"data: {}\n\n"), rest, Duration::from_millis(50), Box::new(Capture(seen.clone())));
-        let out: Vec<_> = tokio::time::timeout(Duration::from_secs(5), s.collect::<Vec<_>>()).await.unwrap();
+        let s = ObservedStream::new(
+            Bytes::from_static(b"data: {}\n\n"),
+            rest,
+            Duration::from_millis(50),
+            Box::new(Capture(seen.clone())),
+        );
+        let out: Vec<_> = tokio::time::timeout(Duration::from_secs(5), s.collect::<Vec<_>>())
+            .await
+            .unwrap();
         assert_eq!(out.len(), 2);
         assert!(matches!(seen.borrow().as_ref().unwrap().0, StreamEnd::Failed(_)));
     }

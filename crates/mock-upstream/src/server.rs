@@ -1,0 +1,428 @@
+//! Shared state and the HTTP handlers.
+
+use std::{
+    borrow::Cow,
+    collections::VecDeque,
+    fmt::Write as _,
+    sync::{
+        Arc, Mutex, PoisonError, RwLock,
+        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
+    },
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use actix_web::{
+    HttpRequest, HttpResponse, HttpResponseBuilder,
+    http::{
+        StatusCode,
+        header::{self, HeaderName, HeaderValue},
+    },
+    web,
+};
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::Deserialize;
+
+use crate::{
+    RecordedRequest,
+    behavior::{Behavior, Compiled, STALL_LIMIT_MS, failure_body, status_code},
+    sse,
+};
+
+/// Cap of the request log: beyond it the oldest entries are dropped, so a long benchmark run
+/// with recording on cannot eat all memory.
+pub(crate) const MAX_RECORDED: usize = 100_000;
+
+/// Largest request body accepted (actix's default of 256 KiB is too small for long chats).
+const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// Upper bound for the `slow-<ms>ms` model latency.
+const MAX_MODEL_LATENCY_MS: u64 = 60_000;
+
+const X_MOCK_NAME: HeaderName = HeaderName::from_static("x-mock-name");
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+const EVENT_STREAM: HeaderValue = HeaderValue::from_static("text/event-stream");
+const NO_CACHE: HeaderValue = HeaderValue::from_static("no-cache");
+
+/// State shared by every worker of one mock and by its handles.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub name: String,
+    name_header: HeaderValue,
+    /// `"Hello from <name>"` as a JSON string literal, kept to recompile behaviours.
+    content_json: String,
+    /// Read once per request (a cheap uncontended read lock and an `Arc` clone).
+    behavior: RwLock<Arc<Compiled>>,
+    pub chat_hits: AtomicU64,
+    pub models_hits: AtomicU64,
+    /// Completion ids; never reset so ids stay unique for the mock's lifetime.
+    next_id: AtomicU64,
+    /// splitmix64 state for `fail_rate` rolls: lock-free and good enough for a coin flip.
+    rng: AtomicU64,
+    pub record: AtomicBool,
+    log: Mutex<VecDeque<RecordedRequest>>,
+}
+
+impl Shared {
+    pub fn new(name: &str, behavior: Behavior, record: bool) -> std::io::Result<Self> {
+        let name_header = HeaderValue::from_str(name).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("mock name {name:?} is not a valid header value"),
+            )
+        })?;
+        let content_json =
+            serde_json::to_string(&format!("Hello from {name}")).map_err(std::io::Error::other)?;
+        let seed = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0x5eed);
+        Ok(Self {
+            name: name.to_owned(),
+            name_header,
+            behavior: RwLock::new(Arc::new(Compiled::new(behavior, &content_json))),
+            content_json,
+            chat_hits: AtomicU64::new(0),
+            models_hits: AtomicU64::new(0),
+            next_id: AtomicU64::new(1),
+            rng: AtomicU64::new(seed),
+            record: AtomicBool::new(record),
+            log: Mutex::new(VecDeque::new()),
+        })
+    }
+
+    pub fn current(&self) -> Arc<Compiled> {
+        self.behavior
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn set_behavior(&self, b: Behavior) {
+        // Compile outside the lock so readers are never blocked on formatting.
+        let compiled = Arc::new(Compiled::new(b, &self.content_json));
+        *self.behavior.write().unwrap_or_else(PoisonError::into_inner) = compiled;
+    }
+
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    pub fn reset(&self) {
+        self.chat_hits.store(0, Relaxed);
+        self.models_hits.store(0, Relaxed);
+        self.log.lock().unwrap_or_else(PoisonError::into_inner).clear();
+    }
+
+    fn record(&self, req: &HttpRequest, body: Option<&[u8]>) {
+        if !self.record.load(Relaxed) {
+            return;
+        }
+        let body = match body {
+            None => serde_json::Value::Null,
+            Some(raw) => serde_json::from_slice(raw).unwrap_or_else(|_| {
+                // Keep unparsable bodies visible to tests as text.
+                serde_json::Value::String(String::from_utf8_lossy(raw).into_owned())
+            }),
+        };
+        let headers = req
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let entry = RecordedRequest {
+            method: req.method().as_str().to_owned(),
+            path: req.path().to_owned(),
+            authorization: req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+            headers,
+            body,
+            at: Instant::now(),
+        };
+        let mut log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
+        if log.len() >= MAX_RECORDED {
+            log.pop_front();
+        }
+        log.push_back(entry);
+    }
+
+    /// Rolls the `fail_rate` die.
+    fn roll(&self, rate: f64) -> bool {
+        if rate >= 1.0 {
+            return true;
+        }
+        // splitmix64: a Weyl sequence on the atomic plus a mixer, so concurrent rolls never
+        // need a compare-and-swap loop.
+        let mut z = self
+            .rng
+            .fetch_add(0x9E37_79B9_7F4A_7C15, Relaxed)
+            .wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        // 53 random bits mapped to [0, 1).
+        ((z >> 11) as f64) * (1.0 / (1u64 << 53) as f64) < rate
+    }
+
+    fn builder(&self, status: StatusCode) -> HttpResponseBuilder {
+        let mut b = HttpResponse::build(status);
+        b.insert_header((X_MOCK_NAME, self.name_header.clone()));
+        b
+    }
+
+    fn json(&self, status: StatusCode, body: Bytes) -> HttpResponse {
+        self.builder(status)
+            .insert_header((header::CONTENT_TYPE, JSON))
+            .body(body)
+    }
+
+    /// An error answer, with `Retry-After` when the behaviour asks for it.
+    fn error(&self, c: &Compiled, status: StatusCode, body: Bytes) -> HttpResponse {
+        let mut b = self.builder(status);
+        b.insert_header((header::CONTENT_TYPE, JSON));
+        if let Some(ra) = &c.retry_after {
+            b.insert_header((header::RETRY_AFTER, ra.clone()));
+        }
+        b.body(body)
+    }
+
+    /// The scripted failure for this request, if any (`status`, then `fail_rate`).
+    fn scripted_failure(&self, c: &Compiled) -> Option<HttpResponse> {
+        if let Some((status, body)) = &c.status_error {
+            return Some(self.error(c, *status, body.clone()));
+        }
+        if c.may_fail && self.roll(c.behavior.fail_rate) {
+            let (status, body) = &c.fail_error;
+            return Some(self.error(c, *status, body.clone()));
+        }
+        None
+    }
+
+    /// Holds the request until [`STALL_LIMIT_MS`] (or until the server stops).
+    async fn stall(&self, c: &Compiled) -> HttpResponse {
+        actix_rt::time::sleep(Duration::from_millis(STALL_LIMIT_MS)).await;
+        self.error(c, StatusCode::GATEWAY_TIMEOUT, failure_body(504))
+    }
+}
+
+/// The fields of a chat request the mock looks at; everything else is skipped (but the body
+/// must still be valid JSON).
+#[derive(Deserialize)]
+struct ChatRequest<'a> {
+    #[serde(default, borrow)]
+    model: Option<Cow<'a, str>>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: Option<bool>,
+}
+
+fn openai_error(message: &str, kind: &str, code: &str) -> Bytes {
+    let v = serde_json::json!({"error": {"message": message, "type": kind, "code": code}});
+    Bytes::from(v.to_string())
+}
+
+async fn sleep_ms(ms: u64) {
+    if ms > 0 {
+        actix_rt::time::sleep(Duration::from_millis(ms)).await;
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// `POST /v1/chat/completions` and `POST /chat/completions`.
+async fn chat(req: HttpRequest, body: web::Bytes, state: web::Data<Shared>) -> HttpResponse {
+    state.chat_hits.fetch_add(1, Relaxed);
+    state.record(&req, Some(&body));
+    let c = state.current();
+    let b = &c.behavior;
+    if b.stall {
+        return state.stall(&c).await;
+    }
+    if let Some(resp) = state.scripted_failure(&c) {
+        sleep_ms(b.latency_ms).await;
+        return resp;
+    }
+
+    let parsed: ChatRequest<'_> = match serde_json::from_slice(&body) {
+        Ok(p) => p,
+        Err(e) => {
+            sleep_ms(b.latency_ms).await;
+            let msg = format!("mock: invalid JSON body: {e}");
+            return state.json(
+                StatusCode::BAD_REQUEST,
+                openai_error(&msg, "invalid_request_error", "invalid_json"),
+            );
+        }
+    };
+    let model = parsed.model.as_deref().unwrap_or("mock");
+
+    // Model-name scripting for demos, only on an otherwise plain healthy upstream.
+    let mut latency = b.latency_ms;
+    if model == "mock-bad-request" {
+        sleep_ms(latency).await;
+        return state.json(
+            StatusCode::BAD_REQUEST,
+            openai_error("mock: bad request", "invalid_request_error", "bad_request"),
+        );
+    }
+    if b.status == 200 {
+        if let Some(code) = model
+            .strip_prefix("fail-")
+            .and_then(|s| s.parse::<u16>().ok())
+            .filter(|c| (400..=599).contains(c))
+        {
+            sleep_ms(latency).await;
+            return state.error(&c, status_code(code), failure_body(code));
+        }
+        if let Some(ms) = model
+            .strip_prefix("slow-")
+            .and_then(|s| s.strip_suffix("ms"))
+            .and_then(|s| s.parse::<u64>().ok())
+        {
+            latency = latency.saturating_add(ms.min(MAX_MODEL_LATENCY_MS));
+        }
+    }
+
+    let id = state.next_id.fetch_add(1, Relaxed);
+    let created = unix_now();
+
+    if parsed.stream == Some(true) {
+        let include_usage = parsed
+            .stream_options
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false);
+        let prefix = head(
+            r#"data: {"id":"chatcmpl-mock-"#,
+            "chat.completion.chunk",
+            id,
+            created,
+            model,
+            br#","choices":["#,
+        );
+        let stream = sse::body(prefix, c.clone(), include_usage);
+        sleep_ms(latency).await;
+        return state
+            .builder(c.ok_status)
+            .insert_header((header::CONTENT_TYPE, EVENT_STREAM))
+            .insert_header((header::CACHE_CONTROL, NO_CACHE))
+            .streaming(stream);
+    }
+
+    let body = head(
+        r#"{"id":"chatcmpl-mock-"#,
+        "chat.completion",
+        id,
+        created,
+        model,
+        &c.chat_suffix,
+    );
+    sleep_ms(latency).await;
+    state.json(c.ok_status, body)
+}
+
+/// `<start><id>","object":"<object>","created":<created>,"model":<model><tail>`, built in one
+/// allocation.
+fn head(start: &str, object: &str, id: u64, created: u64, model: &str, tail: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(96 + start.len() + model.len() + tail.len());
+    // Formatting into a growable buffer cannot fail.
+    let _ = write!(
+        out,
+        r#"{start}{id}","object":"{object}","created":{created},"model":"#
+    );
+    // Escapes the echoed model; writing a str into a buffer cannot fail.
+    let _ = serde_json::to_writer((&mut out).writer(), model);
+    out.put_slice(tail);
+    out.freeze()
+}
+
+/// `GET /v1/models` and `GET /models`.
+async fn models(req: HttpRequest, state: web::Data<Shared>) -> HttpResponse {
+    state.models_hits.fetch_add(1, Relaxed);
+    state.record(&req, None);
+    let c = state.current();
+    if c.behavior.stall {
+        return state.stall(&c).await;
+    }
+    let resp = state
+        .scripted_failure(&c)
+        .unwrap_or_else(|| state.json(c.ok_status, c.models_body.clone()));
+    sleep_ms(c.behavior.latency_ms).await;
+    resp
+}
+
+/// Registers the mock's routes and state on an actix `App`.
+pub(crate) fn configure(state: web::Data<Shared>) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        cfg.app_data(state)
+            .app_data(web::PayloadConfig::new(MAX_BODY))
+            .route("/v1/chat/completions", web::post().to(chat))
+            .route("/chat/completions", web::post().to(chat))
+            .route("/v1/models", web::get().to(models))
+            .route("/models", web::get().to(models));
+    }
+}
+
+/// Answers unknown routes with an OpenAI-style 404.
+pub(crate) async fn not_found(req: HttpRequest, state: web::Data<Shared>) -> HttpResponse {
+    let msg = format!("mock: no route for {} {}", req.method(), req.path());
+    state.json(
+        StatusCode::NOT_FOUND,
+        openai_error(&msg, "invalid_request_error", "not_found"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fail_rate_roll_matches_probability() {
+        let s = Shared::new("t", Behavior::default(), false).expect("shared");
+        let hits = (0..20_000).filter(|_| s.roll(0.3)).count();
+        assert!((5_000..7_000).contains(&hits), "{hits} hits of 20000 at 0.3");
+        assert!((0..100).all(|_| s.roll(1.0)));
+        assert!(!(0..100).any(|_| s.roll(0.0)));
+    }
+
+    #[test]
+    fn log_is_capped() {
+        let s = Shared::new("t", Behavior::default(), true).expect("shared");
+        let req = actix_web::test::TestRequest::get()
+            .uri("/v1/models")
+            .to_http_request();
+        for _ in 0..MAX_RECORDED + 5 {
+            s.record(&req, None);
+        }
+        assert_eq!(s.requests().len(), MAX_RECORDED);
+        s.reset();
+        assert!(s.requests().is_empty());
+    }
+
+    #[test]
+    fn invalid_name_is_rejected() {
+        assert!(Shared::new("bad\nname", Behavior::default(), false).is_err());
+    }
+}

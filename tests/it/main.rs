@@ -1,0 +1,11 @@
+//! Integration tests: the router over real sockets, against mock upstreams and real SQLite and
+//! PostgreSQL databases. One test binary, so it links once.
+
+mod support;
+
+mod bad_input;
+mod failover;
+mod health;
+mod routing;
+mod stats;
+mod streaming;

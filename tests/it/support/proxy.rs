@@ -1,0 +1,101 @@
+//! A TCP proxy a test can break and restore, placed between the router and PostgreSQL to
+//! simulate a database outage. While broken it closes every open connection and refuses new
+//! ones (accepts and drops them at once).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use tokio::net::{TcpListener, TcpStream};
+
+pub struct ChaosProxy {
+    pub addr: SocketAddr,
+    up: Arc<AtomicBool>,
+    /// Bumped on every break, so connections opened before it close themselves.
+    epoch: Arc<AtomicU64>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl ChaosProxy {
+    /// Proxies to `target` (host:port). Runs on its own thread with its own runtime, so it
+    /// keeps working while the test's thread awaits.
+    pub fn start(target: &str) -> ChaosProxy {
+        let target = target.to_string();
+        let up = Arc::new(AtomicBool::new(true));
+        let epoch = Arc::new(AtomicU64::new(0));
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (up2, epoch2) = (up.clone(), epoch.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+                addr_tx
+                    .send(listener.local_addr().expect("addr"))
+                    .expect("send addr");
+                loop {
+                    tokio::select! {
+                        _ = &mut stop_rx => return,
+                        accepted = listener.accept() => {
+                            let Ok((client, _)) = accepted else { continue };
+                            if !up2.load(Ordering::SeqCst) {
+                                drop(client);
+                                continue;
+                            }
+                            let target = target.clone();
+                            let (up3, epoch3) = (up2.clone(), epoch2.clone());
+                            tokio::spawn(pipe(client, target, up3, epoch3));
+                        }
+                    }
+                }
+            });
+        });
+        let addr = addr_rx.recv().expect("proxy address");
+        ChaosProxy {
+            addr,
+            up,
+            epoch,
+            stop: Some(stop_tx),
+        }
+    }
+
+    /// Closes every connection and refuses new ones.
+    pub fn break_now(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for ChaosProxy {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+async fn pipe(mut client: TcpStream, target: String, up: Arc<AtomicBool>, epoch: Arc<AtomicU64>) {
+    let born = epoch.load(Ordering::SeqCst);
+    let Ok(mut server) = TcpStream::connect(&target).await else {
+        return;
+    };
+    let watch = async {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            if epoch.load(Ordering::SeqCst) != born || !up.load(Ordering::SeqCst) {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+        _ = watch => {}
+    }
+}
