@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: makes sure the build needs are installed and PostgreSQL answers
+# on 127.0.0.1:5432 (using a running server, starting an installed one, or installing one),
+# then runs `cargo test` for the workspace. The tests create and drop their own databases.
+#
+# TEST_DATABASE_URL overrides the server (default postgres://postgres@127.0.0.1:5432/postgres).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '[test.sh] %s\n' "$*" >&2; }
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+        log "need root for: $*"; return 1; fi
+}
+
+apt_updated=0
+apt_install() {
+    if [ "$apt_updated" = 0 ]; then as_root apt-get update -qq; apt_updated=1; fi
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# libpq (headers and library) for diesel's PostgreSQL driver; pkg-config and a C compiler for
+# the bundled SQLite.
+ensure_build_deps() {
+    local missing=()
+    [ -e /usr/include/postgresql/libpq-fe.h ] || missing+=(libpq-dev)
+    command -v pkg-config >/dev/null || missing+=(pkg-config)
+    command -v cc >/dev/null || missing+=(gcc)
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "installing ${missing[*]}"
+        apt_install "${missing[@]}"
+    fi
+}
+
+pg_url="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+
+pg_answers() {
+    command -v psql >/dev/null && psql "$pg_url" -qtAc 'SELECT 1' >/dev/null 2>&1
+}
+
+wait_for_pg() {
+    for _ in $(seq 1 60); do
+        pg_answers && return 0
+        sleep 0.5
+    done
+    return 1
+}
+
+ensure_postgres() {
+    if pg_answers; then log "PostgreSQL answers at ${pg_url%%@*}@…"; return; fi
+    if ! command -v pg_ctlcluster >/dev/null || [ -z "$(ls /etc/postgresql 2>/dev/null)" ]; then
+        log "installing PostgreSQL"
+        apt_install postgresql postgresql-client
+    fi
+    local version
+    version="$(ls /etc/postgresql | sort -V | tail -n1)"
+    log "starting PostgreSQL $version"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    if ! wait_for_pg; then
+        # A fresh cluster asks for a password on TCP: give the postgres user one and use it.
+        if [ -z "${TEST_DATABASE_URL:-}" ]; then
+            as_root su postgres -c "psql -qc \"ALTER USER postgres PASSWORD 'postgres'\"" >/dev/null
+            pg_url="postgres://postgres:postgres@127.0.0.1:5432/postgres"
+            export TEST_DATABASE_URL="$pg_url"
+        fi
+        wait_for_pg || { log "PostgreSQL does not answer at 127.0.0.1:5432"; exit 1; }
+    fi
+}
+
+ensure_build_deps
+command -v psql >/dev/null || apt_install postgresql-client
+ensure_postgres
+
+# Tests wait on sockets, not on the CPU: run a few more than the core count at once.
+threads="${TEST_THREADS:-4}"
+log "running cargo test (test threads: $threads)"
+cargo test --workspace --locked -- --test-threads="$threads"
