@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -13,6 +14,7 @@ use actix_web::{App, HttpServer, web};
 
 use crate::config::Config;
 use crate::events::EventBus;
+use crate::health_checker::{HealthCheckConfig, HealthChecker};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::provider::health::{Health, Policy};
@@ -54,6 +56,7 @@ pub struct Actors {
     pub store: Addr<Store>,
     pub supervisor: Addr<Supervisor>,
     pub stats: Addr<StatsActor>,
+    pub health_checker: Addr<HealthChecker>,
 }
 
 /// A started router.
@@ -145,6 +148,14 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
             .await
             .map_err(|_| mailbox())?;
     }
+    let may_sweep = Arc::new(AtomicBool::new(true));
+    let health_checker = HealthChecker::new(
+        HealthCheckConfig::from_row(&health_config),
+        supervisor.clone(),
+        store.clone(),
+        may_sweep.clone(),
+    )
+    .start();
     let stats = StatsActor::new(
         store.clone(),
         metrics.clone(),
@@ -162,6 +173,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
         supervisor: supervisor.clone(),
         stats: stats.clone(),
         store: store.clone(),
+        health_checker: health_checker.clone(),
         events: events.clone(),
         metrics: metrics.clone(),
         admin_token: admin_token.clone(),
@@ -208,11 +220,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
         addr,
         admin_token,
         admin_token_generated,
-        actors: Actors {
-            store,
-            supervisor,
-            stats,
-        },
+        actors: Actors { store, supervisor, stats, health_checker },
         metrics,
         events,
         server: handle,
@@ -244,6 +252,8 @@ impl Running {
             Err(e) => log::error!("the HTTP server task failed: {e}"),
             Ok(Ok(())) => {}
         }
+        // The background check stops with the server; probes already running are dropped.
+        self.actors.health_checker.do_send(crate::health_checker::Stop);
         flush_until_stored(&self.actors.stats).await;
         if let Ok(providers) = self.actors.supervisor.send(ListProviders).await {
             for p in providers {

@@ -30,6 +30,9 @@ pub enum ApiError {
     /// 422: a field is well-formed but not acceptable.
     #[error("{field}: {message}")]
     InvalidField { field: String, message: String },
+    /// 422: a provider's upstream failed the check asked for before adding it.
+    #[error("health check failed: {0}")]
+    CheckFailed(String),
     /// 502/503/504: every provider failed; carries the last upstream error.
     #[error("{message}")]
     Upstream {
@@ -56,6 +59,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::InvalidField { .. } => "invalid_field",
+            ApiError::CheckFailed(_) => "health_check_failed",
             ApiError::Upstream { status: 504, .. } => "upstream_timeout",
             ApiError::Upstream { status: 503, .. } => "no_provider_available",
             ApiError::Upstream { .. } => "upstream_error",
@@ -90,7 +94,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) | ApiError::UnknownModel(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::InvalidField { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::InvalidField { .. } | ApiError::CheckFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Upstream { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
             }
@@ -131,6 +135,12 @@ impl From<StoreError> for ApiError {
             }
             other => ApiError::Internal(other.to_string()),
         }
+    }
+}
+
+impl From<crate::config::FieldError> for ApiError {
+    fn from(e: crate::config::FieldError) -> Self {
+        ApiError::InvalidField { field: e.field, message: e.message }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The HTTP API: every route in one table (`configure`), the state handlers share, and the
 //! helpers they use. Handlers only parse, send messages into the actor graph, and answer.
 
+pub mod admin;
 pub mod auth;
 pub mod chat;
 pub mod models;
@@ -16,6 +17,7 @@ use futures_util::StreamExt;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::events::EventBus;
+use crate::health_checker::HealthChecker;
 use crate::metrics::Metrics;
 use crate::secret::Secret;
 use crate::stats::StatsActor;
@@ -28,6 +30,7 @@ pub struct AppState {
     pub supervisor: Addr<Supervisor>,
     pub stats: Addr<StatsActor>,
     pub store: Addr<Store>,
+    pub health_checker: Addr<HealthChecker>,
     pub events: EventBus,
     pub metrics: Arc<Metrics>,
     pub admin_token: Secret,
@@ -35,12 +38,41 @@ pub struct AppState {
     pub api_keys: Arc<Vec<Secret>>,
 }
 
-/// Registers every route.
+/// Every route, as (method, path). `configure` registers exactly these; a test checks them
+/// against the OpenAPI document.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/v1/chat/completions"),
+    ("GET", "/v1/models"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("GET", "/api/providers"),
+    ("POST", "/api/providers"),
+    ("GET", "/api/providers/health"),
+    ("GET", "/api/providers/health/{id}"),
+    ("GET", "/api/providers/load"),
+    ("GET", "/api/providers/{id}"),
+    ("PUT", "/api/providers/{id}"),
+    ("DELETE", "/api/providers/{id}"),
+    ("POST", "/api/providers/{id}/reset"),
+    ("POST", "/api/health-check/force/{id}"),
+    ("GET", "/api/health-check/config"),
+    ("PUT", "/api/health-check/config"),
+    ("GET", "/api/stats/usage"),
+    ("GET", "/api/events"),
+    ("GET", "/api/openapi.json"),
+];
+
+/// Registers every route, and makes path and query errors answer in the API's error shape.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/chat/completions", web::post().to(chat::chat_completions))
+    cfg.app_data(web::PathConfig::default().error_handler(|e, _| ApiError::bad_request(e.to_string()).into()))
+        .app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::bad_request(e.to_string()).into()))
+        .route("/v1/chat/completions", web::post().to(chat::chat_completions))
         .route("/v1/models", web::get().to(models::list_models))
         .route("/healthz", web::get().to(probes::healthz))
         .route("/readyz", web::get().to(probes::readyz))
+        .route("/metrics", web::get().to(probes::metrics))
+        .configure(admin::configure)
         .default_service(web::to(not_found));
 }
 

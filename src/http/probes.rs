@@ -1,5 +1,6 @@
-//! `/healthz` (the process answers) and `/readyz` (it can reach its database). Both are open,
-//! for load balancers and orchestrators.
+//! `/healthz` (the process answers), `/readyz` (it can reach its database) and `/metrics`
+//! (Prometheus). All three are open, for load balancers, orchestrators and scrapers: they
+//! reveal no keys, only provider names and counts.
 
 use std::time::Duration;
 
@@ -24,4 +25,14 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         Err(_) => HttpResponse::ServiceUnavailable()
             .json(serde_json::json!({ "status": "not_ready", "database": "timed out" })),
     }
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let providers = state.supervisor.send(crate::supervisor::ListProviders).await.unwrap_or_default();
+    let labels: Vec<crate::metrics::ProviderLabel> = providers
+        .iter()
+        .map(|p| crate::metrics::ProviderLabel { id: p.config.id, name: p.config.name.clone(), healthy: p.view.is_healthy })
+        .collect();
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(state.metrics.render(&labels))
 }

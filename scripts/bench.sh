@@ -1,0 +1,440 @@
+#!/usr/bin/env bash
+# Benchmark: the mock upstream directly, nginx in front of it, and switchyard in front of it.
+#
+#   scripts/bench.sh [--workers "2 1"] [--duration 10] [--latency-duration 5]
+#                    [--connections 64] [--threads 2] [--mock-workers 1] [--no-build]
+#                    [--no-stream] [--out FILE]
+#
+# For each target it measures throughput (wrk -tT -cC -dD), unloaded latency
+# (wrk -t1 -c1 --latency: p50/p99, and the latency *added* over the direct mock), CPU time
+# per request and peak memory of the proxy processes, and how many connections the proxy
+# keeps open to the mock (keep-alive check). nginx and switchyard get the same worker count.
+# Everything runs on 127.0.0.1 with ports picked free at run time; every process started is
+# stopped on exit. Exit status: 0 ok, 1 a server failed to start or a tool is missing,
+# 3 some responses were errors (non-2xx or socket errors), so the numbers are suspect.
+#
+# Environment: CARGO_TARGET_DIR is honoured (binaries are looked up there).
+set -euo pipefail
+
+# ---------------------------------------------------------------------------------------
+# Settings
+# ---------------------------------------------------------------------------------------
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BENCH_DIR="$ROOT/scripts/bench"
+WORKERS_LIST="2 1"      # worker counts tried for nginx and switchyard alike
+DURATION=10             # seconds of each throughput run
+LAT_DURATION=5          # seconds of each unloaded-latency run
+WARMUP=2                # seconds of load before each measurement (fills connection pools)
+CONNECTIONS=64
+THREADS=2
+MOCK_WORKERS=1
+BUILD=1
+STREAM=1
+OUT=""
+ADMIN_TOKEN="bench-admin-token-0123456789"
+START_TIMEOUT=30        # seconds a server gets to answer before we give up
+
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --workers) WORKERS_LIST="${2//,/ }"; shift 2 ;;
+        --duration) DURATION="$2"; shift 2 ;;
+        --latency-duration) LAT_DURATION="$2"; shift 2 ;;
+        --connections) CONNECTIONS="$2"; shift 2 ;;
+        --threads) THREADS="$2"; shift 2 ;;
+        --mock-workers) MOCK_WORKERS="$2"; shift 2 ;;
+        --no-build) BUILD=0; shift ;;
+        --no-stream) STREAM=0; shift ;;
+        --out) OUT="$2"; shift 2 ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "bench: unknown argument $1" >&2; usage >&2; exit 2 ;;
+    esac
+done
+
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+SWITCHYARD_BIN="$TARGET_DIR/release/switchyard"
+MOCK_BIN="$TARGET_DIR/release/examples/mock_upstream"
+NGINX_BIN="${NGINX_BIN:-/usr/sbin/nginx}"
+WRK_BIN="${WRK_BIN:-$(command -v wrk || echo /usr/bin/wrk)}"
+CLK_TCK="$(getconf CLK_TCK)"
+
+TMP="$(mktemp -d /tmp/switchyard-bench.XXXXXX)"
+# nginx workers drop to "nobody" when started as root and must reach their temp dirs.
+chmod 755 "$TMP"
+PIDS=()          # every process this script started, stopped by cleanup()
+EXIT_CODE=0
+RESULTS=()       # "target|rps|p50|p99|p50_added|p99_added|rss|cpu_us_per_req|upstream_conns"
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# ---------------------------------------------------------------------------------------
+# Process management
+# ---------------------------------------------------------------------------------------
+
+# Stops every process we started (TERM, then KILL after a grace period). Runs on any exit.
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    PIDS=()
+    if [[ "${KEEP_TMP:-0}" == 1 ]]; then log "kept $TMP"; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Stops one process we started and forgets it.
+stop_pid() {
+    local pid="$1" p keep=()
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    for p in "${PIDS[@]}"; do [[ "$p" != "$pid" ]] && keep+=("$p"); done
+    PIDS=("${keep[@]+"${keep[@]}"}")
+}
+
+# A free TCP port on 127.0.0.1 (the kernel picks it; we release it just before use).
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Waits until `curl` gets any HTTP answer from URL (bounded), or fails if PID died.
+wait_http() {
+    local name="$1" url="$2" pid="$3" logfile="$4" i
+    for ((i = 0; i < START_TIMEOUT * 10; i++)); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            log "$name exited during start-up; its log:"; tail -n 30 "$logfile" >&2 || true
+            return 1
+        fi
+        if curl -s -o /dev/null --max-time 1 "$url"; then return 0; fi
+        sleep 0.1
+    done
+    log "$name did not answer $url within ${START_TIMEOUT}s; its log:"; tail -n 30 "$logfile" >&2 || true
+    return 1
+}
+
+# The pids of a process and its direct children (nginx master + workers).
+pid_tree() { echo "$1"; pgrep -P "$1" || true; }
+
+# Sum over PIDS of a /proc/<pid>/status field (kB).
+status_kb() {
+    local field="$1" pid total=0 v
+    shift
+    for pid in "$@"; do
+        v="$(awk -v f="$field:" '$1 == f { print $2 }' "/proc/$pid/status" 2>/dev/null || true)"
+        total=$((total + ${v:-0}))
+    done
+    echo "$total"
+}
+
+# Sum over PIDS of utime+stime (clock ticks; all threads included).
+cpu_ticks() {
+    local pid total=0 v
+    for pid in "$@"; do
+        # Fields after the ")" of the command name: utime and stime are the 12th and 13th.
+        v="$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{ print $12 + $13 }' || true)"
+        total=$((total + ${v:-0}))
+    done
+    echo "$total"
+}
+
+# ---------------------------------------------------------------------------------------
+# Setup
+# ---------------------------------------------------------------------------------------
+
+# Installs a Debian package when running as root; otherwise explains what is missing.
+ensure_tool() {
+    local bin="$1" pkg="$2"
+    [[ -x "$bin" ]] && return 0
+    if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+        log "$bin missing: installing $pkg"
+        apt-get install -y "$pkg" >/dev/null 2>&1 \
+            || { apt-get update >/dev/null && apt-get install -y "$pkg" >/dev/null; } \
+            || die "cannot install $pkg"
+    else
+        die "$bin is missing: install it with 'sudo apt-get install -y $pkg'"
+    fi
+}
+
+build() {
+    if [[ "$BUILD" == 1 ]]; then
+        log "building release binaries in $TARGET_DIR (first build takes minutes)"
+        (cd "$ROOT" && CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release --bin switchyard --example mock_upstream)
+    fi
+    [[ -x "$SWITCHYARD_BIN" ]] || die "no $SWITCHYARD_BIN (run without --no-build)"
+    [[ -x "$MOCK_BIN" ]] || die "no $MOCK_BIN (run without --no-build)"
+}
+
+# ---------------------------------------------------------------------------------------
+# Servers
+# ---------------------------------------------------------------------------------------
+
+start_mock() {
+    MOCK_PORT="$(free_port)"
+    "$MOCK_BIN" --port "$MOCK_PORT" --workers "$MOCK_WORKERS" >"$TMP/mock.log" 2>&1 &
+    MOCK_PID=$!
+    PIDS+=("$MOCK_PID")
+    wait_http mock "http://127.0.0.1:$MOCK_PORT/v1/models" "$MOCK_PID" "$TMP/mock.log" \
+        || die "the mock upstream failed to start"
+    log "mock upstream on :$MOCK_PORT (pid $MOCK_PID, $MOCK_WORKERS worker)"
+}
+
+start_nginx() {
+    local workers="$1"
+    local dir="$TMP/nginx-w$workers" user_line=""
+    mkdir -p "$dir"
+    NGINX_PORT="$(free_port)"
+    # As root, nginx workers would switch to "nobody"; keep them as the invoking user.
+    [[ "$(id -u)" == 0 ]] && user_line="user root;"
+    sed -e "s|@WORKERS@|$workers|g" -e "s|@DIR@|$dir|g" -e "s|@PORT@|$NGINX_PORT|g" \
+        -e "s|@MOCK_PORT@|$MOCK_PORT|g" -e "s|@USER_LINE@|$user_line|g" \
+        "$BENCH_DIR/nginx.conf.template" >"$dir/nginx.conf"
+    # Foreground master (daemon off) so $! is the master and the trap can stop it;
+    # -e keeps nginx from opening the system error log before it reads our config.
+    "$NGINX_BIN" -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" -g 'daemon off;' \
+        >"$dir/stdout.log" 2>&1 &
+    NGINX_PID=$!
+    PIDS+=("$NGINX_PID")
+    wait_http nginx "http://127.0.0.1:$NGINX_PORT/v1/models" "$NGINX_PID" "$dir/error.log" \
+        || die "nginx failed to start"
+    log "nginx on :$NGINX_PORT (master pid $NGINX_PID, $workers workers)"
+}
+
+start_switchyard() {
+    local workers="$1"
+    local dir="$TMP/switchyard-w$workers"
+    mkdir -p "$dir"
+    SWITCHYARD_PORT="$(free_port)"
+    sed -e "s|@WORKERS@|$workers|g" -e "s|@MOCK_PORT@|$MOCK_PORT|g" \
+        "$BENCH_DIR/switchyard.toml.template" >"$dir/switchyard.toml"
+    DATABASE_URL="sqlite://$dir/bench.db" \
+    SWITCHYARD_LISTEN="127.0.0.1:$SWITCHYARD_PORT" \
+    SWITCHYARD_ADMIN_TOKEN="$ADMIN_TOKEN" \
+    RUST_LOG=warn \
+        "$SWITCHYARD_BIN" --config "$dir/switchyard.toml" >"$dir/switchyard.log" 2>&1 &
+    SWITCHYARD_PID=$!
+    SWITCHYARD_DB="$dir/bench.db"
+    PIDS+=("$SWITCHYARD_PID")
+    wait_http switchyard "http://127.0.0.1:$SWITCHYARD_PORT/healthz" "$SWITCHYARD_PID" \
+        "$dir/switchyard.log" || die "switchyard failed to start"
+    log "switchyard on :$SWITCHYARD_PORT (pid $SWITCHYARD_PID, $workers workers)"
+}
+
+# ---------------------------------------------------------------------------------------
+# Measurements
+# ---------------------------------------------------------------------------------------
+
+# Runs wrk and prints the BENCH line of chat.lua (key=value pairs). Args: wrk options.
+run_wrk() {
+    local out
+    out="$("$WRK_BIN" -s "$BENCH_DIR/chat.lua" "$@" 2>&1)" || { log "wrk failed: $out"; return 1; }
+    printf '%s\n' "$out" >>"$TMP/wrk.log"
+    grep '^BENCH ' <<<"$out" | head -n 1
+}
+
+# Reads KEY from a BENCH line.
+field() { tr ' ' '\n' <<<"$2" | awk -F= -v k="$1" '$1 == k { print $2 }'; }
+
+# Microseconds to milliseconds with 3 decimals.
+ms() { awk -v u="$1" 'BEGIN { printf "%.3f", u / 1000 }'; }
+
+# Flags error responses: a proxy answering errors fast would look falsely good.
+check_errors() {
+    local name="$1" line="$2" n
+    n=$(($(field non2xx "$line") + $(field err_connect "$line") + $(field err_read "$line") \
+        + $(field err_write "$line") + $(field err_timeout "$line")))
+    if ((n > 0)); then
+        log "WARNING: $name had $n error responses/socket errors: $line"
+        EXIT_CODE=3
+    fi
+}
+
+# Measures one target. Args: name url pid-of-proxy-or-empty.
+# Sets globals: M_RPS M_P50 M_P99 M_RSS_MB M_CPU_US M_CONNS M_TW
+measure() {
+    local name="$1" url="$2" pid="${3:-}" pids=() line lat sampler peak_file t0 t1 reqs
+    M_RSS_MB="-"; M_CPU_US="-"; M_CONNS="-"; M_TW="-"
+
+    # Warm up: open the proxy's upstream connections and fault in its memory.
+    run_wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" "$url" >/dev/null
+
+    if [[ -n "$pid" ]]; then
+        mapfile -t pids < <(pid_tree "$pid")
+        # Sample total RSS while loaded; the peak of the sum is the figure we report.
+        peak_file="$TMP/peak-$name"
+        echo 0 >"$peak_file"
+        (
+            peak=0
+            while :; do
+                cur="$(status_kb VmRSS "${pids[@]}")"
+                ((cur > peak)) && peak=$cur && echo "$peak" >"$peak_file"
+                sleep 0.2
+            done
+        ) &
+        sampler=$!
+        PIDS+=("$sampler")
+        # Count established connections to the mock mid-run: with keep-alive working this
+        # stays at or below the client connection count and TIME-WAIT stays near zero.
+        (
+            sleep "$((DURATION / 2))"
+            ss -Htn state established "( dport = :$MOCK_PORT )" 2>/dev/null | wc -l >"$TMP/conns-$name"
+            ss -Htn state time-wait "( dport = :$MOCK_PORT )" 2>/dev/null | wc -l >"$TMP/tw-$name"
+        ) &
+        PIDS+=("$!")
+        local ss_pid=$!
+        t0="$(cpu_ticks "${pids[@]}")"
+    fi
+
+    line="$(run_wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" "$url")"
+    check_errors "$name throughput" "$line"
+    M_RPS="$(field rps "$line")"
+
+    if [[ -n "$pid" ]]; then
+        t1="$(cpu_ticks "${pids[@]}")"
+        stop_pid "$sampler"
+        wait "$ss_pid" 2>/dev/null || true
+        stop_pid "$ss_pid"
+        reqs="$(field requests "$line")"
+        # CPU time the proxy spent per proxied request: the efficiency figure that does not
+        # depend on who else is competing for the 2 cores.
+        M_CPU_US="$(awk -v t="$((t1 - t0))" -v hz="$CLK_TCK" -v n="$reqs" \
+            'BEGIN { printf "%.1f", n ? t / hz * 1e6 / n : 0 }')"
+        # Peak = the larger of the sampled sum and the sum of per-process high-water marks
+        # of the workers (VmHWM catches spikes between samples).
+        local hwm sampled
+        hwm="$(status_kb VmHWM "${pids[@]}")"
+        sampled="$(cat "$peak_file")"
+        M_RSS_MB="$(awk -v a="$sampled" -v b="$hwm" 'BEGIN { m = a > b ? a : b; printf "%.1f", m / 1024 }')"
+        M_CONNS="$(cat "$TMP/conns-$name" 2>/dev/null || echo '?')"
+        M_TW="$(cat "$TMP/tw-$name" 2>/dev/null || echo '?')"
+    fi
+
+    # Unloaded latency: one connection, one request at a time.
+    sleep 1
+    lat="$(run_wrk -t1 -c1 -d"${LAT_DURATION}s" --latency "$url")"
+    check_errors "$name latency" "$lat"
+    M_P50="$(field p50_us "$lat")"
+    M_P99="$(field p99_us "$lat")"
+    log "$name: $M_RPS req/s, p50 $(ms "$M_P50") ms, p99 $(ms "$M_P99") ms, peak RSS $M_RSS_MB MB," \
+        "CPU $M_CPU_US us/req, $M_CONNS upstream conns ($M_TW TIME-WAIT)"
+}
+
+record() {
+    local name="$1"
+    local add50="-" add99="-"
+    if [[ -n "${BASE_P50:-}" ]]; then
+        add50="$(ms "$((M_P50 - BASE_P50))")"
+        add99="$(ms "$((M_P99 - BASE_P99))")"
+    fi
+    RESULTS+=("$name|$(printf '%.0f' "$M_RPS")|$(ms "$M_P50")|$(ms "$M_P99")|$add50|$add99|$M_RSS_MB|$M_CPU_US|$M_CONNS")
+}
+
+# A few seconds of streamed requests: checks streams pass through whole and how fast.
+stream_check() {
+    local name="$1" url="$2" body line
+    body="$(curl -s --max-time 5 -H 'content-type: application/json' \
+        -d '{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hello"}]}' "$url")"
+    if ! grep -q '^data: \[DONE\]' <<<"$body"; then
+        log "WARNING: $name stream did not end with 'data: [DONE]'"; EXIT_CODE=3
+    fi
+    line="$(BENCH_STREAM=1 run_wrk -t1 -c4 -d3s "$url")"
+    check_errors "$name stream" "$line"
+    STREAM_RESULTS+=("$name|$(field requests "$line")|$(printf '%.0f' "$(field rps "$line")")|$(ms "$(field p50_us "$line")")|$(ms "$(field p99_us "$line")")")
+}
+
+# Usage rows written by switchyard: proof that recording was on during the run.
+usage_rows() {
+    python3 - "$1" <<'EOF' 2>/dev/null || echo "?"
+import sqlite3, sys
+db = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True, timeout=5)
+print(db.execute("select coalesce(sum(total_requests),0) from provider_usage_stats").fetchone()[0])
+EOF
+}
+
+# ---------------------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------------------
+
+main() {
+    ensure_tool "$NGINX_BIN" nginx-light
+    ensure_tool "$WRK_BIN" wrk
+    command -v curl >/dev/null || die "curl is missing"
+    command -v python3 >/dev/null || die "python3 is missing (used to pick free ports)"
+    build
+
+    log "machine: $(nproc) cores ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)); wrk, proxies and mock share them"
+    log "load: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s; latency: wrk -t1 -c1 -d${LAT_DURATION}s --latency"
+    STREAM_RESULTS=()
+    local chat="/v1/chat/completions" w served
+
+    start_mock
+    measure mock "http://127.0.0.1:$MOCK_PORT$chat" "$MOCK_PID"
+    BASE_P50="$M_P50"; BASE_P99="$M_P99"
+    record "mock (direct)"
+    if [[ "$STREAM" == 1 ]]; then stream_check "mock (direct)" "http://127.0.0.1:$MOCK_PORT$chat"; fi
+
+    declare -gA RPS
+    for w in $WORKERS_LIST; do
+        start_nginx "$w"
+        measure "nginx-w$w" "http://127.0.0.1:$NGINX_PORT$chat" "$NGINX_PID"
+        RPS["nginx-$w"]="$M_RPS"
+        record "nginx (workers=$w)"
+        if [[ "$STREAM" == 1 ]]; then stream_check "nginx (workers=$w)" "http://127.0.0.1:$NGINX_PORT$chat"; fi
+        stop_pid "$NGINX_PID"
+
+        start_switchyard "$w"
+        measure "switchyard-w$w" "http://127.0.0.1:$SWITCHYARD_PORT$chat" "$SWITCHYARD_PID"
+        RPS["switchyard-$w"]="$M_RPS"
+        record "switchyard (workers=$w)"
+        if [[ "$STREAM" == 1 ]]; then stream_check "switchyard (workers=$w)" "http://127.0.0.1:$SWITCHYARD_PORT$chat"; fi
+        sleep 1.5   # past one stats flush interval
+        served="$(usage_rows "$SWITCHYARD_DB")"
+        log "switchyard-w$w recorded $served requests in provider_usage_stats"
+        stop_pid "$SWITCHYARD_PID"
+    done
+
+    # ---- summary ------------------------------------------------------------------------
+    {
+        echo
+        echo "| target | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms | peak RSS MB | CPU us/req | upstream conns |"
+        echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+        local r
+        for r in "${RESULTS[@]}"; do echo "| ${r//|/ | } |"; done
+        echo
+        for w in $WORKERS_LIST; do
+            awk -v s="${RPS[switchyard-$w]}" -v n="${RPS[nginx-$w]}" -v w="$w" \
+                'BEGIN { printf "workers=%s: switchyard/nginx throughput = %.1f%%\n", w, 100 * s / n }'
+        done
+        if ((${#STREAM_RESULTS[@]} > 0)); then
+            echo
+            echo "Streaming sanity (wrk -t1 -c4 -d3s, \"stream\": true):"
+            echo
+            echo "| target | requests | req/s | p50 ms | p99 ms |"
+            echo "|---|---:|---:|---:|---:|"
+            for r in "${STREAM_RESULTS[@]}"; do echo "| ${r//|/ | } |"; done
+        fi
+        echo
+        echo "peak RSS: max of sampled VmRSS sum and sum of VmHWM over the process and its children"
+        echo "(nginx: master + workers; shared pages are counted once per process)."
+        echo "CPU us/req: utime+stime of those processes during the throughput run / requests."
+        echo "upstream conns: established TCP connections to the mock, sampled mid-run."
+    } | tee "${OUT:-/dev/null}"
+    if ((EXIT_CODE != 0)); then log "some requests failed: see warnings above"; fi
+    return "$EXIT_CODE"
+}
+
+main
