@@ -21,12 +21,14 @@ apt_install() {
 }
 
 # libpq (headers and library) for diesel's PostgreSQL driver; pkg-config and a C compiler for
-# the bundled SQLite.
+# the bundled SQLite; promtool for the metrics test.
 ensure_build_deps() {
     local missing=()
     [ -e /usr/include/postgresql/libpq-fe.h ] || missing+=(libpq-dev)
     command -v pkg-config >/dev/null || missing+=(pkg-config)
     command -v cc >/dev/null || missing+=(gcc)
+    # promtool checks the /metrics output in the tests.
+    command -v promtool >/dev/null || missing+=(prometheus)
     if [ ${#missing[@]} -gt 0 ]; then
         log "installing ${missing[*]}"
         apt_install "${missing[@]}"

@@ -213,14 +213,19 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
     let handle = server.handle();
     let server_task = tokio::task::spawn_local(server);
     if options.handle_signals {
-        spawn_signal_handler(handle.clone());
+        spawn_signal_handler(handle.clone(), events.clone());
     }
     log::info!("switchyard listening on http://{addr}");
     Ok(Running {
         addr,
         admin_token,
         admin_token_generated,
-        actors: Actors { store, supervisor, stats, health_checker },
+        actors: Actors {
+            store,
+            supervisor,
+            stats,
+            health_checker,
+        },
         metrics,
         events,
         server: handle,
@@ -237,6 +242,7 @@ impl Running {
 
     /// Stops gracefully: in-flight requests finish, then usage and health are flushed.
     pub async fn stop(self) {
+        self.events.close();
         self.server.stop(true).await;
         self.finish().await;
     }
@@ -283,7 +289,7 @@ async fn flush_until_stored(stats: &Addr<StatsActor>) {
     }
 }
 
-fn spawn_signal_handler(server: actix_web::dev::ServerHandle) {
+fn spawn_signal_handler(server: actix_web::dev::ServerHandle, events: EventBus) {
     actix_web::rt::spawn(async move {
         #[cfg(unix)]
         {
@@ -303,6 +309,7 @@ fn spawn_signal_handler(server: actix_web::dev::ServerHandle) {
         {
             let _ = tokio::signal::ctrl_c().await;
         }
+        events.close();
         server.stop(true).await;
     });
 }

@@ -140,7 +140,10 @@ impl From<StoreError> for ApiError {
 
 impl From<crate::config::FieldError> for ApiError {
     fn from(e: crate::config::FieldError) -> Self {
-        ApiError::InvalidField { field: e.field, message: e.message }
+        ApiError::InvalidField {
+            field: e.field,
+            message: e.message,
+        }
     }
 }
 

@@ -80,12 +80,18 @@ impl Event {
 #[derive(Clone)]
 pub struct EventBus {
     tx: broadcast::Sender<Arc<Event>>,
+    /// Set at shutdown: event streams end, so graceful shutdown does not wait on them.
+    closing: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Default for EventBus {
     fn default() -> Self {
         let (tx, _) = broadcast::channel(CAPACITY);
-        EventBus { tx }
+        let (closing, _) = tokio::sync::watch::channel(false);
+        EventBus {
+            tx,
+            closing: Arc::new(closing),
+        }
     }
 }
 
@@ -99,5 +105,18 @@ impl EventBus {
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.tx.subscribe()
+    }
+
+    /// Ends every event stream (called when shutdown starts).
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Resolves once shutdown has started.
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + 'static {
+        let mut rx = self.closing.subscribe();
+        async move {
+            let _ = rx.wait_for(|closing| *closing).await;
+        }
     }
 }

@@ -98,19 +98,28 @@ impl HealthConfigUpdate {
             };
             let v = match (secs, from_alias) {
                 (Some(s), Some(a)) if s != a => {
-                    return Err(FieldError::new(alias_name, format!("disagrees with {name}; give one of them")));
+                    return Err(FieldError::new(
+                        alias_name,
+                        format!("disagrees with {name}; give one of them"),
+                    ));
                 }
                 (s, a) => s.or(a),
             };
             match v {
-                Some(v) if !(1..=MAX_SECONDS).contains(&v) => {
-                    Err(FieldError::new(name, format!("must be between 1 and {MAX_SECONDS} seconds")))
-                }
+                Some(v) if !(1..=MAX_SECONDS).contains(&v) => Err(FieldError::new(
+                    name,
+                    format!("must be between 1 and {MAX_SECONDS} seconds"),
+                )),
                 other => Ok(other.map(|v| v as u64)),
             }
         };
-        let interval =
-            seconds(self.interval_seconds, self.interval_minutes, 60.0, "interval_seconds", "interval_minutes")?;
+        let interval = seconds(
+            self.interval_seconds,
+            self.interval_minutes,
+            60.0,
+            "interval_seconds",
+            "interval_minutes",
+        )?;
         let retry = seconds(
             self.retry_after_seconds,
             self.retry_after_hours,
@@ -184,7 +193,13 @@ impl HealthChecker {
         store: Addr<Store>,
         may_sweep: Arc<AtomicBool>,
     ) -> Self {
-        HealthChecker { config, supervisor, store, timer: None, may_sweep }
+        HealthChecker {
+            config,
+            supervisor,
+            store,
+            timer: None,
+            may_sweep,
+        }
     }
 
     fn schedule(&mut self, ctx: &mut Context<Self>) {
@@ -218,11 +233,12 @@ impl HealthChecker {
     fn apply(&mut self, config: HealthCheckConfig, ctx: &mut Context<Self>) {
         let interval_changed = config.interval_seconds != self.config.interval_seconds;
         self.config = config;
-        self.supervisor.do_send(UpdatePolicy(crate::provider::health::Policy {
-            max_error_count: config.max_error_count,
-            retry_after: chrono::Duration::seconds(config.retry_after_seconds as i64),
-            auto_recovery: config.auto_recovery,
-        }));
+        self.supervisor
+            .do_send(UpdatePolicy(crate::provider::health::Policy {
+                max_error_count: config.max_error_count,
+                retry_after: chrono::Duration::seconds(config.retry_after_seconds as i64),
+                auto_recovery: config.auto_recovery,
+            }));
         if interval_changed {
             self.schedule(ctx);
         }
@@ -252,13 +268,15 @@ impl Handler<SetHealthConfig> for HealthChecker {
     fn handle(&mut self, msg: SetHealthConfig, _: &mut Context<Self>) -> Self::Result {
         let row = msg.0.to_row();
         let store = self.store.clone();
-        Box::pin(async move { store::run(&store, move |db| db.save_health_config(&row)).await }.into_actor(self).map(
-            move |result, act, ctx| {
-                result?;
-                act.apply(msg.0, ctx);
-                Ok(msg.0)
-            },
-        ))
+        Box::pin(
+            async move { store::run(&store, move |db| db.save_health_config(&row)).await }
+                .into_actor(self)
+                .map(move |result, act, ctx| {
+                    result?;
+                    act.apply(msg.0, ctx);
+                    Ok(msg.0)
+                }),
+        )
     }
 }
 
@@ -307,14 +325,28 @@ mod tests {
 
     #[test]
     fn aliases_are_accepted_and_checked() {
-        let u = HealthConfigUpdate { interval_minutes: Some(2.0), retry_after_hours: Some(0.5), ..Default::default() };
+        let u = HealthConfigUpdate {
+            interval_minutes: Some(2.0),
+            retry_after_hours: Some(0.5),
+            ..Default::default()
+        };
         let c = u.apply(current()).unwrap();
         assert_eq!((c.interval_seconds, c.retry_after_seconds), (120, 1800));
-        let clash = HealthConfigUpdate { interval_seconds: Some(5), interval_minutes: Some(1.0), ..Default::default() };
+        let clash = HealthConfigUpdate {
+            interval_seconds: Some(5),
+            interval_minutes: Some(1.0),
+            ..Default::default()
+        };
         assert_eq!(clash.apply(current()).unwrap_err().field, "interval_minutes");
-        let bad = HealthConfigUpdate { max_error_count: Some(0), ..Default::default() };
+        let bad = HealthConfigUpdate {
+            max_error_count: Some(0),
+            ..Default::default()
+        };
         assert_eq!(bad.apply(current()).unwrap_err().field, "max_error_count");
-        let bad = HealthConfigUpdate { interval_seconds: Some(-1), ..Default::default() };
+        let bad = HealthConfigUpdate {
+            interval_seconds: Some(-1),
+            ..Default::default()
+        };
         assert_eq!(bad.apply(current()).unwrap_err().field, "interval_seconds");
         let json = current().to_json();
         assert_eq!(json["interval_minutes"], 5.0);

@@ -65,15 +65,17 @@ pub const ROUTES: &[(&str, &str)] = &[
 
 /// Registers every route, and makes path and query errors answer in the API's error shape.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(web::PathConfig::default().error_handler(|e, _| ApiError::bad_request(e.to_string()).into()))
-        .app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::bad_request(e.to_string()).into()))
-        .route("/v1/chat/completions", web::post().to(chat::chat_completions))
-        .route("/v1/models", web::get().to(models::list_models))
-        .route("/healthz", web::get().to(probes::healthz))
-        .route("/readyz", web::get().to(probes::readyz))
-        .route("/metrics", web::get().to(probes::metrics))
-        .configure(admin::configure)
-        .default_service(web::to(not_found));
+    cfg.app_data(
+        web::PathConfig::default().error_handler(|e, _| ApiError::bad_request(e.to_string()).into()),
+    )
+    .app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::bad_request(e.to_string()).into()))
+    .route("/v1/chat/completions", web::post().to(chat::chat_completions))
+    .route("/v1/models", web::get().to(models::list_models))
+    .route("/healthz", web::get().to(probes::healthz))
+    .route("/readyz", web::get().to(probes::readyz))
+    .route("/metrics", web::get().to(probes::metrics))
+    .configure(admin::configure)
+    .default_service(web::to(not_found));
 }
 
 async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {

@@ -29,10 +29,20 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    let providers = state.supervisor.send(crate::supervisor::ListProviders).await.unwrap_or_default();
+    let providers = state
+        .supervisor
+        .send(crate::supervisor::ListProviders)
+        .await
+        .unwrap_or_default();
     let labels: Vec<crate::metrics::ProviderLabel> = providers
         .iter()
-        .map(|p| crate::metrics::ProviderLabel { id: p.config.id, name: p.config.name.clone(), healthy: p.view.is_healthy })
+        .map(|p| crate::metrics::ProviderLabel {
+            id: p.config.id,
+            name: p.config.name.clone(),
+            healthy: p.view.is_healthy,
+        })
         .collect();
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(state.metrics.render(&labels))
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.render(&labels))
 }

@@ -17,9 +17,20 @@ use crate::store::UsageFilter;
 
 /// Usage figures over the last 24 hours, per provider. Usage is kept per UTC day, so the
 /// window is the daily rows that overlap it: yesterday's and today's.
-async fn last_day(state: &AppState, provider_id: Option<i64>) -> Result<std::collections::BTreeMap<i64, Figures>, ApiError> {
+async fn last_day(
+    state: &AppState,
+    provider_id: Option<i64>,
+) -> Result<std::collections::BTreeMap<i64, Figures>, ApiError> {
     let from = (Utc::now() - chrono::Duration::hours(24)).date_naive();
-    let rows = rows_with_pending(state, UsageFilter { provider_id, from: Some(from), ..Default::default() }).await?;
+    let rows = rows_with_pending(
+        state,
+        UsageFilter {
+            provider_id,
+            from: Some(from),
+            ..Default::default()
+        },
+    )
+    .await?;
     Ok(figures(&rows))
 }
 
@@ -28,7 +39,10 @@ fn health_view(s: &ProviderState, f: Option<&Figures>) -> serde_json::Value {
     v["provider_id"] = s.config.id.into();
     v["provider_name"] = s.config.name.clone().into();
     v["enabled"] = s.config.enabled.into();
-    let f = f.cloned().unwrap_or(Figures { provider_id: s.config.id, ..Default::default() });
+    let f = f.cloned().unwrap_or(Figures {
+        provider_id: s.config.id,
+        ..Default::default()
+    });
     v["last_24h"] = serde_json::to_value(f).unwrap_or_default();
     v
 }
@@ -37,12 +51,19 @@ fn health_view(s: &ProviderState, f: Option<&Figures>) -> serde_json::Value {
 pub async fn all(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let states = all_states(&state).await?;
     let figures = last_day(&state, None).await?;
-    let data: Vec<_> = states.iter().map(|s| health_view(s, figures.get(&s.config.id))).collect();
+    let data: Vec<_> = states
+        .iter()
+        .map(|s| health_view(s, figures.get(&s.config.id)))
+        .collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "data": data })))
 }
 
 /// `GET /api/providers/health/{id}`
-pub async fn one(_: Admin, path: web::Path<i64>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn one(
+    _: Admin,
+    path: web::Path<i64>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let s = state_of(&find(&state, id).await?).await?;
     let figures = last_day(&state, Some(id)).await?;
@@ -81,7 +102,11 @@ pub async fn load(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, 
 }
 
 /// `POST /api/health-check/force/{id}`: probes now, on this instance, and answers the outcome.
-pub async fn force(_: Admin, path: web::Path<i64>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn force(
+    _: Admin,
+    path: web::Path<i64>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let entry = find(&state, path.into_inner()).await?;
     let limit = Duration::from_millis(state.config.health_check.probe_timeout_ms) + Duration::from_secs(5);
     let result = tokio::time::timeout(limit, entry.actor.send(Probe(ProbeReason::Forced)))

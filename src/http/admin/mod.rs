@@ -45,21 +45,27 @@ pub async fn json_body<T: DeserializeOwned>(req: &HttpRequest, payload: web::Pay
 /// See [`json_body`].
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::BadRequest { message: "a JSON body is required".into(), code: "invalid_json" });
+        return Err(ApiError::BadRequest {
+            message: "a JSON body is required".into(),
+            code: "invalid_json",
+        });
     }
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() {
-            return ApiError::BadRequest { message: format!("the body is not valid JSON: {inner}"), code: "invalid_json" };
+            return ApiError::BadRequest {
+                message: format!("the body is not valid JSON: {inner}"),
+                code: "invalid_json",
+            };
         }
         let message = inner.to_string();
         // serde names unknown and missing fields only in its message: `unknown field `x``.
         let named = message.split('`').nth(1).filter(|_| message.contains("field `"));
+        // The path already ends with an unknown field's name; a missing one is only named.
         let field = match (path.as_str(), named) {
-            (".", Some(n)) | ("", Some(n)) => n.to_string(),
-            (p, Some(n)) if message.contains("unknown field") => format!("{p}.{n}"),
+            (".", Some(n)) => n.to_string(),
             (".", None) => "body".to_string(),
             (p, _) => p.to_string(),
         };
@@ -90,7 +96,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 pub const OPENAPI: &str = include_str!("../openapi.json");
 
 async fn openapi(_: Admin) -> actix_web::HttpResponse {
-    actix_web::HttpResponse::Ok().content_type("application/json").body(OPENAPI)
+    actix_web::HttpResponse::Ok()
+        .content_type("application/json")
+        .body(OPENAPI)
 }
 
 #[cfg(test)]
@@ -100,7 +108,8 @@ mod tests {
 
     #[test]
     fn json_errors_name_the_field() {
-        let e = parse_json::<ProviderSpec>(br#"{"name":"p","base_url":"http://h/v1","models":["m"],"wieght":1}"#);
+        let e =
+            parse_json::<ProviderSpec>(br#"{"name":"p","base_url":"http://h/v1","models":["m"],"wieght":1}"#);
         match e {
             Err(ApiError::InvalidField { field, .. }) => assert_eq!(field, "wieght"),
             other => panic!("{other:?}"),
@@ -109,10 +118,15 @@ mod tests {
             Err(ApiError::InvalidField { field, .. }) => assert_eq!(field, "models"),
             other => panic!("{other:?}"),
         }
-        match parse_json::<ProviderSpec>(br#"{"name":"p","base_url":"http://h/v1","models":["m"],"weight":"x"}"#) {
+        match parse_json::<ProviderSpec>(
+            br#"{"name":"p","base_url":"http://h/v1","models":["m"],"weight":"x"}"#,
+        ) {
             Err(ApiError::InvalidField { field, .. }) => assert_eq!(field, "weight"),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(parse_json::<ProviderSpec>(b"{"), Err(ApiError::BadRequest { .. })));
+        assert!(matches!(
+            parse_json::<ProviderSpec>(b"{"),
+            Err(ApiError::BadRequest { .. })
+        ));
     }
 }

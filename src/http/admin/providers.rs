@@ -89,7 +89,9 @@ fn probe_settings(state: &AppState) -> ProbeSettings {
 
 async fn name_taken(state: &AppState, name: &str, except: Option<i64>) -> Result<bool, ApiError> {
     let list = state.supervisor.send(ListProviders).await?;
-    Ok(list.iter().any(|p| p.config.name == name && Some(p.config.id) != except))
+    Ok(list
+        .iter()
+        .any(|p| p.config.name == name && Some(p.config.id) != except))
 }
 
 /// `GET /api/providers`
@@ -99,7 +101,11 @@ pub async fn list(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, 
 }
 
 /// `GET /api/providers/{id}`
-pub async fn get(_: Admin, path: web::Path<i64>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn get(
+    _: Admin,
+    path: web::Path<i64>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let entry = find(&state, path.into_inner()).await?;
     Ok(HttpResponse::Ok().json(view(&state_of(&entry).await?)))
 }
@@ -125,12 +131,19 @@ pub async fn create(
     let spec: ProviderSpec = json_body(&req, payload).await?;
     let config = spec.validate(0, state.config.routing.request_timeout_ms, &env)?;
     if name_taken(&state, &config.name, None).await? {
-        return Err(ApiError::Conflict(format!("a provider named {} exists", config.name)));
+        return Err(ApiError::Conflict(format!(
+            "a provider named {} exists",
+            config.name
+        )));
     }
     if query.health_check {
         let result = probe::probe(&config, probe_settings(&state)).await;
         if !result.ok {
-            return Err(ApiError::CheckFailed(result.error.unwrap_or_else(|| "the upstream did not answer".into())));
+            return Err(ApiError::CheckFailed(
+                result
+                    .error
+                    .unwrap_or_else(|| "the upstream did not answer".into()),
+            ));
         }
     }
     if query.validate_only {
@@ -140,12 +153,28 @@ pub async fn create(
     }
     let row = to_new_row(&config);
     let stored = store::run(&state.store, move |db| db.insert_provider(&row)).await?;
-    let config = from_row(&stored, state.config.routing.request_timeout_ms, &env).map_err(ApiError::Internal)?;
-    let actor = state.supervisor.send(AddProvider { config: config.clone(), health: Health::healthy() }).await?;
-    log::info!("provider {} (id {}) added at {}", config.name, config.id, config.base_url);
+    let config =
+        from_row(&stored, state.config.routing.request_timeout_ms, &env).map_err(ApiError::Internal)?;
+    let actor = state
+        .supervisor
+        .send(AddProvider {
+            config: config.clone(),
+            health: Health::healthy(),
+        })
+        .await?;
+    log::info!(
+        "provider {} (id {}) added at {}",
+        config.name,
+        config.id,
+        config.base_url
+    );
     state.events.publish(
-        Event::new(EventKind::ProviderAdded, Severity::Low, format!("provider {} added", config.name))
-            .provider(config.id, &config.name),
+        Event::new(
+            EventKind::ProviderAdded,
+            Severity::Low,
+            format!("provider {} added", config.name),
+        )
+        .provider(config.id, &config.name),
     );
     Ok(HttpResponse::Created().json(view(&actor.send(GetState).await?)))
 }
@@ -162,8 +191,11 @@ pub async fn update(
     let id = path.into_inner();
     let entry = find(&state, id).await?;
     let changes: serde_json::Map<String, serde_json::Value> = json_body(&req, payload).await?;
-    let mut merged = serde_json::to_value(entry.config.to_spec()).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let obj = merged.as_object_mut().ok_or_else(|| ApiError::Internal("spec is not an object".into()))?;
+    let mut merged =
+        serde_json::to_value(entry.config.to_spec()).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let obj = merged
+        .as_object_mut()
+        .ok_or_else(|| ApiError::Internal("spec is not an object".into()))?;
     // Switching between a literal key and an environment variable replaces the other.
     if changes.get("api_key_env").is_some_and(|v| !v.is_null()) && !changes.contains_key("api_key") {
         obj.remove("api_key");
@@ -177,36 +209,55 @@ pub async fn update(
     let spec: ProviderSpec = parse_json(merged.to_string().as_bytes())?;
     let config = spec.validate(id, state.config.routing.request_timeout_ms, &env)?;
     if name_taken(&state, &config.name, Some(id)).await? {
-        return Err(ApiError::Conflict(format!("a provider named {} exists", config.name)));
+        return Err(ApiError::Conflict(format!(
+            "a provider named {} exists",
+            config.name
+        )));
     }
     let row = to_new_row(&config);
     store::run(&state.store, move |db| db.update_provider(id, &row)).await?;
     state.supervisor.send(UpdateProvider(config.clone())).await?;
     log::info!("provider {} (id {id}) updated", config.name);
     state.events.publish(
-        Event::new(EventKind::ProviderUpdated, Severity::Low, format!("provider {} updated", config.name))
-            .provider(id, &config.name),
+        Event::new(
+            EventKind::ProviderUpdated,
+            Severity::Low,
+            format!("provider {} updated", config.name),
+        )
+        .provider(id, &config.name),
     );
     let entry = find(&state, id).await?;
     Ok(HttpResponse::Ok().json(view(&state_of(&entry).await?)))
 }
 
 /// `DELETE /api/providers/{id}`: no new request goes to it; requests already using it finish.
-pub async fn delete(_: Admin, path: web::Path<i64>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn delete(
+    _: Admin,
+    path: web::Path<i64>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let entry = find(&state, id).await?;
     store::run(&state.store, move |db| db.delete_provider(id)).await?;
     state.supervisor.send(RemoveProvider(id)).await?;
     log::info!("provider {} (id {id}) removed", entry.config.name);
     state.events.publish(
-        Event::new(EventKind::ProviderRemoved, Severity::Medium, format!("provider {} removed", entry.config.name))
-            .provider(id, &entry.config.name),
+        Event::new(
+            EventKind::ProviderRemoved,
+            Severity::Medium,
+            format!("provider {} removed", entry.config.name),
+        )
+        .provider(id, &entry.config.name),
     );
     Ok(HttpResponse::Ok().json(serde_json::json!({ "id": id, "deleted": true })))
 }
 
 /// `POST /api/providers/{id}/reset`: counters cleared, healthy.
-pub async fn reset(_: Admin, path: web::Path<i64>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn reset(
+    _: Admin,
+    path: web::Path<i64>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let entry = find(&state, path.into_inner()).await?;
     entry.actor.send(Reset).await?;
     Ok(HttpResponse::Ok().json(view(&state_of(&entry).await?)))

@@ -69,8 +69,16 @@ impl Figures {
 
     fn finish(&mut self) {
         let n = self.total_requests.max(1) as f64;
-        self.success_rate = if self.total_requests == 0 { 0.0 } else { self.success_requests as f64 / n };
-        self.average_response_time_ms = if self.total_requests == 0 { 0.0 } else { self.response_time_ms as f64 / n };
+        self.success_rate = if self.total_requests == 0 {
+            0.0
+        } else {
+            self.success_requests as f64 / n
+        };
+        self.average_response_time_ms = if self.total_requests == 0 {
+            0.0
+        } else {
+            self.response_time_ms as f64 / n
+        };
     }
 }
 
@@ -79,23 +87,27 @@ pub async fn rows_with_pending(state: &AppState, filter: UsageFilter) -> Result<
     let f = filter.clone();
     let stored = store::run(&state.store, move |db| db.usage(&f)).await?;
     let pending = state.stats.send(Pending).await?;
-    let mut by_key: BTreeMap<(NaiveDate, i64, String), UsageRow> =
-        stored.into_iter().map(|r| ((r.date, r.provider_id, r.model.clone()), r)).collect();
+    let mut by_key: BTreeMap<(NaiveDate, i64, String), UsageRow> = stored
+        .into_iter()
+        .map(|r| ((r.date, r.provider_id, r.model.clone()), r))
+        .collect();
     for p in pending.into_iter().filter(|p| matches(&filter, p)) {
-        let row = by_key.entry((p.date, p.provider_id, p.model.clone())).or_insert_with(|| UsageRow {
-            provider_id: p.provider_id,
-            model: p.model.clone(),
-            date: p.date,
-            total_requests: 0,
-            success_requests: 0,
-            failed_requests: 0,
-            prompt_tokens: 0,
-            completion_tokens: 0,
-            total_tokens: 0,
-            total_response_time_ms: 0,
-            avg_response_time_ms: 0.0,
-            last_used_at: p.last_used_at,
-        });
+        let row = by_key
+            .entry((p.date, p.provider_id, p.model.clone()))
+            .or_insert_with(|| UsageRow {
+                provider_id: p.provider_id,
+                model: p.model.clone(),
+                date: p.date,
+                total_requests: 0,
+                success_requests: 0,
+                failed_requests: 0,
+                prompt_tokens: 0,
+                completion_tokens: 0,
+                total_tokens: 0,
+                total_response_time_ms: 0,
+                avg_response_time_ms: 0.0,
+                last_used_at: p.last_used_at,
+            });
         row.total_requests += p.total_requests;
         row.success_requests += p.success_requests;
         row.failed_requests += p.failed_requests;
@@ -120,13 +132,22 @@ fn matches(f: &UsageFilter, p: &UsageIncrement) -> bool {
 pub fn figures(rows: &[UsageRow]) -> BTreeMap<i64, Figures> {
     let mut out: BTreeMap<i64, Figures> = BTreeMap::new();
     for r in rows {
-        out.entry(r.provider_id).or_insert_with(|| Figures { provider_id: r.provider_id, ..Default::default() }).add(r);
+        out.entry(r.provider_id)
+            .or_insert_with(|| Figures {
+                provider_id: r.provider_id,
+                ..Default::default()
+            })
+            .add(r);
     }
     out
 }
 
 /// `GET /api/stats/usage?provider_id=&model=&from=&to=`
-pub async fn usage(_: Admin, query: web::Query<UsageQuery>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn usage(
+    _: Admin,
+    query: web::Query<UsageQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let filter = UsageFilter {
         provider_id: query.provider_id,
         model: query.model.clone(),
