@@ -331,16 +331,20 @@ mod tests {
 
     #[test]
     fn bad_settings_are_named() {
-        let mut c = Config::default();
-        c.listen = "nope".into();
+        let c = Config {
+            listen: "nope".into(),
+            ..Config::default()
+        };
         assert!(
             c.validate(&|_| None)
                 .unwrap_err()
                 .to_string()
                 .starts_with("listen")
         );
-        let mut c = Config::default();
-        c.database_url = "mysql://x".into();
+        let c = Config {
+            database_url: "mysql://x".into(),
+            ..Config::default()
+        };
         assert!(
             c.validate(&|_| None)
                 .unwrap_err()

@@ -13,7 +13,7 @@ pub const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/post
 pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
 /// Advisory lock key that serialises migrations across a fleet ("swyd-mig").
-const MIGRATION_LOCK_KEY: i64 = 0x7377_7964_6d69_67;
+const MIGRATION_LOCK_KEY: i64 = 0x0073_7779_646d_6967;
 
 /// Runs every pending migration; returns how many ran.
 pub fn run(pool: &DbPool) -> Result<usize, StoreError> {

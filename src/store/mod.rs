@@ -82,7 +82,10 @@ impl Actor for Store {
 /// Runs a closure against the pool on a store thread. Every store message is one of these
 /// closures wrapped in a named constructor below, so callers read as `store.send(...)` with a
 /// typed reply, while the actor stays one handler.
-pub struct Query<T: Send + 'static>(Box<dyn FnOnce(&DbPool) -> Result<T, StoreError> + Send>);
+pub struct Query<T: Send + 'static>(QueryFn<T>);
+
+/// The work a `Query` carries.
+type QueryFn<T> = Box<dyn FnOnce(&DbPool) -> Result<T, StoreError> + Send>;
 
 impl<T: Send + 'static> Message for Query<T> {
     type Result = Result<T, StoreError>;

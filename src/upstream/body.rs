@@ -279,10 +279,7 @@ mod tests {
                 include_usage: None
             }
         );
-        assert_eq!(
-            parse(b"{").unwrap_err().to_string().contains("not valid JSON"),
-            true
-        );
+        assert!(parse(b"{").unwrap_err().to_string().contains("not valid JSON"));
         assert_eq!(parse(b"[1]").unwrap_err(), BodyError::NotAnObject);
         assert_eq!(parse(br#"{"messages":[]}"#).unwrap_err(), BodyError::MissingModel);
         assert!(matches!(

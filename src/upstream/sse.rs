@@ -258,7 +258,9 @@ mod tests {
         assert!(o.done);
     }
 
-    struct Capture(std::rc::Rc<std::cell::RefCell<Option<(StreamEnd, Option<TokenUsage>)>>>);
+    type Seen = std::rc::Rc<std::cell::RefCell<Option<(StreamEnd, Option<TokenUsage>)>>>;
+
+    struct Capture(Seen);
 
     impl StreamReport for Capture {
         fn finish(self: Box<Self>, end: StreamEnd, o: &SseObserver) {

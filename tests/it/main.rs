@@ -1,6 +1,8 @@
 //! Integration tests: the router over real sockets, against mock upstreams and real SQLite and
 //! PostgreSQL databases. One test binary, so it links once.
 
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected values")]
+
 mod support;
 
 mod admin;
