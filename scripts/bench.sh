@@ -2,8 +2,9 @@
 # Benchmark: the mock upstream directly, nginx in front of it, and switchyard in front of it.
 #
 #   scripts/bench.sh [--workers "2 1"] [--duration 10] [--latency-duration 5]
-#                    [--connections 64] [--threads 2] [--mock-workers 1] [--no-build]
-#                    [--no-stream] [--out FILE]
+#                    [--latency-repeats 3] [--connections 64] [--threads 2]
+#                    [--mock-workers 1] [--quiet-wait 120] [--no-build] [--no-stream]
+#                    [--out FILE]
 #
 # For each target it measures throughput (wrk -tT -cC -dD), unloaded latency
 # (wrk -t1 -c1 --latency: p50/p99, and the latency *added* over the direct mock), CPU time
@@ -24,6 +25,8 @@ BENCH_DIR="$ROOT/scripts/bench"
 WORKERS_LIST="2 1"      # worker counts tried for nginx and switchyard alike
 DURATION=10             # seconds of each throughput run
 LAT_DURATION=5          # seconds of each unloaded-latency run
+LAT_REPEATS=3           # unloaded-latency runs per target (median kept)
+QUIET_WAIT=120          # seconds to wait for other processes to leave the CPUs idle
 WARMUP=2                # seconds of load before each measurement (fills connection pools)
 CONNECTIONS=64
 THREADS=2
@@ -34,13 +37,15 @@ OUT=""
 ADMIN_TOKEN="bench-admin-token-0123456789"
 START_TIMEOUT=30        # seconds a server gets to answer before we give up
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --workers) WORKERS_LIST="${2//,/ }"; shift 2 ;;
         --duration) DURATION="$2"; shift 2 ;;
         --latency-duration) LAT_DURATION="$2"; shift 2 ;;
+        --latency-repeats) LAT_REPEATS="$2"; shift 2 ;;
+        --quiet-wait) QUIET_WAIT="$2"; shift 2 ;;
         --connections) CONNECTIONS="$2"; shift 2 ;;
         --threads) THREADS="$2"; shift 2 ;;
         --mock-workers) MOCK_WORKERS="$2"; shift 2 ;;
@@ -170,6 +175,33 @@ ensure_tool() {
     fi
 }
 
+# Busy share of all CPUs over one second, in percent (from /proc/stat).
+cpu_busy() {
+    local a b
+    a="$(head -n 1 /proc/stat)"; sleep 1; b="$(head -n 1 /proc/stat)"
+    awk -v a="$a" -v b="$b" 'BEGIN {
+        n = split(a, x, " "); split(b, y, " ")
+        for (i = 2; i <= n; i++) { t += y[i] - x[i]; if (i == 5 || i == 6) idle += y[i] - x[i] }
+        printf "%d", t ? 100 * (t - idle) / t : 0 }'
+}
+
+# The machine is shared (e.g. a build running next to us): wait, bounded, for idle CPUs so
+# the numbers measure the proxies, not the neighbours. Runs before anything is started.
+wait_quiet() {
+    local busy waited=0
+    busy="$(cpu_busy)"
+    while ((busy > 15 && waited < QUIET_WAIT)); do
+        ((waited == 0)) && log "CPUs are ${busy}% busy with other work; waiting up to ${QUIET_WAIT}s for them to idle"
+        sleep 4; waited=$((waited + 5))
+        busy="$(cpu_busy)"
+    done
+    if ((busy > 15)); then
+        log "WARNING: CPUs still ${busy}% busy with other work: expect lower, noisier numbers"
+    else
+        log "CPUs ${busy}% busy before the run"
+    fi
+}
+
 build() {
     if [[ "$BUILD" == 1 ]]; then
         log "building release binaries in $TARGET_DIR (first build takes minutes)"
@@ -263,84 +295,99 @@ check_errors() {
     fi
 }
 
+# Median of the arguments (integers).
+median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+# Established and TIME-WAIT TCP sockets to or from the mock's port (both ends of a
+# connection live on this host, so each connection shows up from both sides).
+mock_sockets() { ss -Htn state "$1" "( dport = :$MOCK_PORT or sport = :$MOCK_PORT )" 2>/dev/null | wc -l; }
+
 # Measures one target. Args: name url pid-of-proxy-or-empty.
-# Sets globals: M_RPS M_P50 M_P99 M_RSS_MB M_CPU_US M_CONNS M_TW
+# Sets globals: M_RPS M_P50 M_P99 M_BASE_P50 M_BASE_P99 M_RSS_MB M_CPU_US M_CONNS M_TW
 measure() {
-    local name="$1" url="$2" pid="${3:-}" pids=() line lat sampler peak_file t0 t1 reqs
+    local name="$1" url="$2" pid="${3:-}" pids=() line sampler ss_pid peak_file t0 t1 reqs tw0
+    local mock_url="http://127.0.0.1:$MOCK_PORT/v1/chat/completions"
     M_RSS_MB="-"; M_CPU_US="-"; M_CONNS="-"; M_TW="-"
 
     # Warm up: open the proxy's upstream connections and fault in its memory.
     run_wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" "$url" >/dev/null
 
-    if [[ -n "$pid" ]]; then
-        mapfile -t pids < <(pid_tree "$pid")
-        # Sample total RSS while loaded; the peak of the sum is the figure we report.
-        peak_file="$TMP/peak-$name"
-        echo 0 >"$peak_file"
-        (
-            peak=0
-            while :; do
-                cur="$(status_kb VmRSS "${pids[@]}")"
-                ((cur > peak)) && peak=$cur && echo "$peak" >"$peak_file"
-                sleep 0.2
-            done
-        ) &
-        sampler=$!
-        PIDS+=("$sampler")
-        # Count established connections to the mock mid-run: with keep-alive working this
-        # stays at or below the client connection count and TIME-WAIT stays near zero.
-        (
-            sleep "$((DURATION / 2))"
-            ss -Htn state established "( dport = :$MOCK_PORT )" 2>/dev/null | wc -l >"$TMP/conns-$name"
-            ss -Htn state time-wait "( dport = :$MOCK_PORT )" 2>/dev/null | wc -l >"$TMP/tw-$name"
-        ) &
-        PIDS+=("$!")
-        local ss_pid=$!
-        t0="$(cpu_ticks "${pids[@]}")"
-    fi
+    mapfile -t pids < <(pid_tree "$pid")
+    # Sample total RSS while loaded; the peak of the sum is one input of the reported peak.
+    peak_file="$TMP/peak-$name"
+    echo 0 >"$peak_file"
+    (
+        peak=0
+        while :; do
+            cur="$(status_kb VmRSS "${pids[@]}")"
+            if ((cur > peak)); then peak=$cur; echo "$peak" >"$peak_file"; fi
+            sleep 0.2
+        done
+    ) &
+    sampler=$!
+    PIDS+=("$sampler")
+    # Keep-alive check: established connections to the mock mid-run (each counted from both
+    # ends), and TIME-WAIT sockets created during the run (a proxy that opened a new upstream
+    # connection per request would leave thousands).
+    tw0="$(mock_sockets time-wait)"
+    (
+        sleep "$((DURATION / 2))"
+        mock_sockets established >"$TMP/conns-$name"
+    ) &
+    ss_pid=$!
+    PIDS+=("$ss_pid")
+    t0="$(cpu_ticks "${pids[@]}")"
 
     line="$(run_wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" "$url")"
     check_errors "$name throughput" "$line"
     M_RPS="$(field rps "$line")"
 
-    if [[ -n "$pid" ]]; then
-        t1="$(cpu_ticks "${pids[@]}")"
-        stop_pid "$sampler"
-        wait "$ss_pid" 2>/dev/null || true
-        stop_pid "$ss_pid"
-        reqs="$(field requests "$line")"
-        # CPU time the proxy spent per proxied request: the efficiency figure that does not
-        # depend on who else is competing for the 2 cores.
-        M_CPU_US="$(awk -v t="$((t1 - t0))" -v hz="$CLK_TCK" -v n="$reqs" \
-            'BEGIN { printf "%.1f", n ? t / hz * 1e6 / n : 0 }')"
-        # Peak = the larger of the sampled sum and the sum of per-process high-water marks
-        # of the workers (VmHWM catches spikes between samples).
-        local hwm sampled
-        hwm="$(status_kb VmHWM "${pids[@]}")"
-        sampled="$(cat "$peak_file")"
-        M_RSS_MB="$(awk -v a="$sampled" -v b="$hwm" 'BEGIN { m = a > b ? a : b; printf "%.1f", m / 1024 }')"
-        M_CONNS="$(cat "$TMP/conns-$name" 2>/dev/null || echo '?')"
-        M_TW="$(cat "$TMP/tw-$name" 2>/dev/null || echo '?')"
-    fi
+    t1="$(cpu_ticks "${pids[@]}")"
+    M_TW=$(($(mock_sockets time-wait) - tw0))
+    stop_pid "$sampler"
+    wait "$ss_pid" 2>/dev/null || true
+    stop_pid "$ss_pid"
+    reqs="$(field requests "$line")"
+    # CPU time the target spent per request: the efficiency figure that depends least on who
+    # else competes for the cores.
+    M_CPU_US="$(awk -v t="$((t1 - t0))" -v hz="$CLK_TCK" -v n="$reqs" \
+        'BEGIN { printf "%.1f", n ? t / hz * 1e6 / n : 0 }')"
+    # Peak = the larger of the sampled sum and the sum of per-process high-water marks
+    # (VmHWM catches spikes between samples; it covers the process's whole life).
+    local hwm sampled
+    hwm="$(status_kb VmHWM "${pids[@]}")"
+    sampled="$(cat "$peak_file")"
+    M_RSS_MB="$(awk -v a="$sampled" -v b="$hwm" 'BEGIN { m = a > b ? a : b; printf "%.1f", m / 1024 }')"
+    M_CONNS="$(($(cat "$TMP/conns-$name" 2>/dev/null || echo 0) / 2))"
 
-    # Unloaded latency: one connection, one request at a time.
+    # Unloaded latency: one connection, one request at a time. Unloaded latency on a small
+    # VM swings with where the scheduler puts the threads, so the direct mock is measured
+    # right before the target each time (a paired baseline) and medians are kept.
     sleep 1
-    lat="$(run_wrk -t1 -c1 -d"${LAT_DURATION}s" --latency "$url")"
-    check_errors "$name latency" "$lat"
-    M_P50="$(field p50_us "$lat")"
-    M_P99="$(field p99_us "$lat")"
-    log "$name: $M_RPS req/s, p50 $(ms "$M_P50") ms, p99 $(ms "$M_P99") ms, peak RSS $M_RSS_MB MB," \
-        "CPU $M_CPU_US us/req, $M_CONNS upstream conns ($M_TW TIME-WAIT)"
+    local r lat p50s=() p99s=() b50s=() b99s=()
+    for ((r = 0; r < LAT_REPEATS; r++)); do
+        if [[ "$url" != "$mock_url" ]]; then
+            lat="$(run_wrk -t1 -c1 -d"${LAT_DURATION}s" --latency "$mock_url")"
+            b50s+=("$(field p50_us "$lat")"); b99s+=("$(field p99_us "$lat")")
+        fi
+        lat="$(run_wrk -t1 -c1 -d"${LAT_DURATION}s" --latency "$url")"
+        check_errors "$name latency" "$lat"
+        p50s+=("$(field p50_us "$lat")"); p99s+=("$(field p99_us "$lat")")
+    done
+    M_P50="$(median "${p50s[@]}")"; M_P99="$(median "${p99s[@]}")"
+    if ((${#b50s[@]} > 0)); then
+        M_BASE_P50="$(median "${b50s[@]}")"; M_BASE_P99="$(median "${b99s[@]}")"
+    else
+        M_BASE_P50="$M_P50"; M_BASE_P99="$M_P99"
+    fi
+    log "$name: $M_RPS req/s, p50 $(ms "$M_P50") ms, p99 $(ms "$M_P99") ms" \
+        "(paired mock: $(ms "$M_BASE_P50")/$(ms "$M_BASE_P99") ms; runs p50 ${p50s[*]} us)," \
+        "peak RSS $M_RSS_MB MB, CPU $M_CPU_US us/req, $M_CONNS conns to mock, $M_TW new TIME-WAIT"
 }
 
 record() {
     local name="$1"
-    local add50="-" add99="-"
-    if [[ -n "${BASE_P50:-}" ]]; then
-        add50="$(ms "$((M_P50 - BASE_P50))")"
-        add99="$(ms "$((M_P99 - BASE_P99))")"
-    fi
-    RESULTS+=("$name|$(printf '%.0f' "$M_RPS")|$(ms "$M_P50")|$(ms "$M_P99")|$add50|$add99|$M_RSS_MB|$M_CPU_US|$M_CONNS")
+    RESULTS+=("$name|$(printf '%.0f' "$M_RPS")|$(ms "$M_P50")|$(ms "$M_P99")|$(ms "$((M_P50 - M_BASE_P50))")|$(ms "$((M_P99 - M_BASE_P99))")|$M_RSS_MB|$M_CPU_US|$M_CONNS|$M_TW")
 }
 
 # A few seconds of streamed requests: checks streams pass through whole and how fast.
@@ -375,6 +422,7 @@ main() {
     command -v curl >/dev/null || die "curl is missing"
     command -v python3 >/dev/null || die "python3 is missing (used to pick free ports)"
     build
+    wait_quiet
 
     log "machine: $(nproc) cores ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)); wrk, proxies and mock share them"
     log "load: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s; latency: wrk -t1 -c1 -d${LAT_DURATION}s --latency"
@@ -383,7 +431,6 @@ main() {
 
     start_mock
     measure mock "http://127.0.0.1:$MOCK_PORT$chat" "$MOCK_PID"
-    BASE_P50="$M_P50"; BASE_P99="$M_P99"
     record "mock (direct)"
     if [[ "$STREAM" == 1 ]]; then stream_check "mock (direct)" "http://127.0.0.1:$MOCK_PORT$chat"; fi
 
@@ -410,8 +457,8 @@ main() {
     # ---- summary ------------------------------------------------------------------------
     {
         echo
-        echo "| target | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms | peak RSS MB | CPU us/req | upstream conns |"
-        echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+        echo "| target | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms | peak RSS MB | CPU us/req | conns to mock | new TIME-WAIT |"
+        echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         local r
         for r in "${RESULTS[@]}"; do echo "| ${r//|/ | } |"; done
         echo
@@ -431,7 +478,10 @@ main() {
         echo "peak RSS: max of sampled VmRSS sum and sum of VmHWM over the process and its children"
         echo "(nginx: master + workers; shared pages are counted once per process)."
         echo "CPU us/req: utime+stime of those processes during the throughput run / requests."
-        echo "upstream conns: established TCP connections to the mock, sampled mid-run."
+        echo "p50/p99: median of $LAT_REPEATS unloaded runs; added = target minus the direct mock measured"
+        echo "right before each run (paired baseline)."
+        echo "conns to mock: established TCP connections to the mock mid-run; new TIME-WAIT: sockets"
+        echo "to/from the mock that entered TIME-WAIT during the throughput run (~0 = keep-alive works)."
     } | tee "${OUT:-/dev/null}"
     if ((EXIT_CODE != 0)); then log "some requests failed: see warnings above"; fi
     return "$EXIT_CODE"

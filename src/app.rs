@@ -14,6 +14,7 @@ use actix_web::{App, HttpServer, web};
 
 use crate::config::Config;
 use crate::events::EventBus;
+use crate::fleet::{FleetSync, Leadership};
 use crate::health_checker::{HealthCheckConfig, HealthChecker};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
@@ -72,6 +73,9 @@ pub struct Running {
     server_task: tokio::task::JoinHandle<std::io::Result<()>>,
     /// Held for the process's life on SQLite: a second process on the same file is refused.
     _instance_lock: Option<std::fs::File>,
+    /// PostgreSQL fleets: configuration sync and health-sweep leadership.
+    fleet_sync: Option<Addr<FleetSync>>,
+    leadership: Option<Leadership>,
 }
 
 /// Starts everything on the current actix system.
@@ -148,7 +152,8 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
             .await
             .map_err(|_| mailbox())?;
     }
-    let may_sweep = Arc::new(AtomicBool::new(true));
+    // On PostgreSQL the sweep belongs to the leader of the fleet; SQLite has one instance.
+    let may_sweep = Arc::new(AtomicBool::new(!pool.is_postgres()));
     let health_checker = HealthChecker::new(
         HealthCheckConfig::from_row(&health_config),
         supervisor.clone(),
@@ -156,6 +161,35 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
         may_sweep.clone(),
     )
     .start();
+    let (fleet_sync, leadership) = if pool.is_postgres() {
+        let every = Duration::from_millis(config.fleet.sync_interval_ms);
+        let seen = blocking({
+            let pool = pool.clone();
+            move || pool.config_version()
+        })
+        .await
+        .ok();
+        let sync = FleetSync::new(
+            store.clone(),
+            supervisor.clone(),
+            health_checker.clone(),
+            every,
+            config.routing.request_timeout_ms,
+            seen,
+        )
+        .start();
+        (
+            Some(sync),
+            Some(Leadership::start(
+                config.database_url.clone(),
+                every,
+                may_sweep.clone(),
+            )),
+        )
+    } else {
+        (None, None)
+    };
+    metrics.set_sweep_flag(may_sweep.clone());
     let stats = StatsActor::new(
         store.clone(),
         metrics.clone(),
@@ -231,6 +265,8 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
         server: handle,
         server_task,
         _instance_lock: instance_lock,
+        fleet_sync,
+        leadership,
     })
 }
 
@@ -252,7 +288,7 @@ impl Running {
         self.finish().await;
     }
 
-    async fn finish(self) {
+    async fn finish(mut self) {
         match self.server_task.await {
             Ok(Err(e)) => log::error!("the HTTP server failed: {e}"),
             Err(e) => log::error!("the HTTP server task failed: {e}"),
@@ -260,6 +296,15 @@ impl Running {
         }
         // The background check stops with the server; probes already running are dropped.
         self.actors.health_checker.do_send(crate::health_checker::Stop);
+        if let Some(sync) = self.fleet_sync.take() {
+            sync.do_send(crate::fleet::StopSync);
+        }
+        if let Some(mut leadership) = self.leadership.take() {
+            // Joining waits at most one 50 ms sleep step; release the lock for the next leader.
+            actix_web::rt::task::spawn_blocking(move || leadership.stop())
+                .await
+                .ok();
+        }
         flush_until_stored(&self.actors.stats).await;
         if let Ok(providers) = self.actors.supervisor.send(ListProviders).await {
             for p in providers {

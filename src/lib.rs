@@ -17,6 +17,7 @@ pub mod app;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod fleet;
 pub mod health_checker;
 pub mod http;
 pub mod metrics;

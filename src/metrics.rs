@@ -86,6 +86,8 @@ pub struct Metrics {
     /// Unix ms of the oldest usage not yet written (0 when none is pending).
     stats_oldest_pending_ms: AtomicU64,
     stats_flush_failures: AtomicU64,
+    /// Whether this instance runs the health sweep (set once at start).
+    sweep_flag: std::sync::OnceLock<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// What the renderer needs to know of a provider.
@@ -138,6 +140,11 @@ impl Metrics {
 
     pub fn count_stats_flush_failure(&self) {
         self.stats_flush_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Shares the flag that says whether this instance runs the health sweep.
+    pub fn set_sweep_flag(&self, flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+        let _ = self.sweep_flag.set(flag);
     }
 
     pub fn failovers(&self) -> u64 {
@@ -225,6 +232,12 @@ impl Metrics {
             "switchyard_stats_flush_failures_total {}",
             self.stats_flush_failures.load(Ordering::Relaxed)
         );
+        out.push_str(
+            "# HELP switchyard_health_sweep_leader 1 when this instance runs the periodic health sweep.\n",
+        );
+        out.push_str("# TYPE switchyard_health_sweep_leader gauge\n");
+        let leader = self.sweep_flag.get().is_some_and(|f| f.load(Ordering::Relaxed));
+        let _ = writeln!(out, "switchyard_health_sweep_leader {}", u8::from(leader));
         out
     }
 }

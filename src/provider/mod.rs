@@ -30,6 +30,8 @@ pub use spec::{ProviderConfig, from_row, to_new_row};
 
 /// How long health changes gather before one write.
 const SAVE_DELAY: Duration = Duration::from_millis(250);
+/// How long to wait before writing again after a failed write.
+const SAVE_RETRY: Duration = Duration::from_secs(2);
 
 /// What every provider actor shares.
 #[derive(Clone)]
@@ -256,14 +258,19 @@ impl ProviderActor {
             self.save_pending = true;
             ctx.run_later(SAVE_DELAY, |act, ctx| {
                 act.save_pending = false;
-                ctx.spawn(act.save().into_actor(act));
+                ctx.spawn(act.save().into_actor(act).map(|failed, _, ctx| {
+                    // The database is unavailable: keep the change and try again later.
+                    if let Some(bump) = failed {
+                        ctx.run_later(SAVE_RETRY, move |act, ctx| act.mark_dirty(ctx, bump));
+                    }
+                }));
             });
         }
     }
 
-    /// Writes the health row if anything changed; on failure the change stays dirty and is
-    /// retried with the next change or the next `SaveNow`.
-    fn save(&mut self) -> impl Future<Output = ()> + 'static {
+    /// Writes the health row if anything changed. Resolves to `Some(transition)` when the
+    /// write failed, so the caller can mark the change dirty again.
+    fn save(&mut self) -> impl Future<Output = Option<bool>> + 'static {
         let pending = self
             .dirty
             .then(|| (self.health.to_row(self.id()), self.dirty_transition));
@@ -272,9 +279,13 @@ impl ProviderActor {
         let store = self.deps.store.clone();
         let name = self.config.name.clone();
         async move {
-            let Some((row, bump)) = pending else { return };
-            if let Err(e) = store::run(&store, move |db| db.save_validation(&row, bump)).await {
-                log::warn!("saving the health of provider {name} failed, will retry: {e}");
+            let (row, bump) = pending?;
+            match store::run(&store, move |db| db.save_validation(&row, bump)).await {
+                Ok(()) => None,
+                Err(e) => {
+                    log::warn!("saving the health of provider {name} failed, will retry: {e}");
+                    Some(bump)
+                }
             }
         }
     }
@@ -464,7 +475,10 @@ impl Handler<SaveNow> for ProviderActor {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, _: SaveNow, _: &mut Context<Self>) -> Self::Result {
-        Box::pin(self.save())
+        let save = self.save();
+        Box::pin(async move {
+            save.await;
+        })
     }
 }
 

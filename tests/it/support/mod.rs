@@ -46,6 +46,7 @@ pub fn config(db: &TestDb, providers: Vec<ProviderSpec>) -> Config {
     c.routing.request_timeout_ms = 3_000;
     c.routing.connect_timeout_ms = 1_000;
     c.stats.flush_ms = 100;
+    c.fleet.sync_interval_ms = 200;
     c.health_check.interval_seconds = 3_600;
     c.health_check.retry_after_seconds = 3_600;
     c.health_check.max_error_count = 3;
