@@ -148,7 +148,9 @@ async fn reconcile(
                 continue;
             }
         };
-        let stored_health = validation.as_ref().map(Health::from_row);
+        let stored_health = validation
+            .as_ref()
+            .map(|v| (Health::from_row(v), v.updated_at.and_utc()));
         match current.iter().find(|e| e.config.id == row.id) {
             None => {
                 log::info!(
@@ -156,7 +158,7 @@ async fn reconcile(
                     config.name,
                     config.id
                 );
-                let health = stored_health.unwrap_or_else(Health::healthy);
+                let health = stored_health.map(|(h, _)| h).unwrap_or_else(Health::healthy);
                 supervisor.send(AddProvider { config, health }).await?;
             }
             Some(entry) => {
@@ -169,10 +171,10 @@ async fn reconcile(
                     supervisor.send(UpdateProvider(config)).await?;
                 }
                 // Another instance marked it unhealthy, recovered or reset it.
-                if let Some(h) = stored_health
-                    && h.is_healthy != entry.view.is_healthy
+                if let Some((health, written_at)) = stored_health
+                    && health.is_healthy != entry.view.is_healthy
                 {
-                    entry.actor.do_send(ApplyStoredHealth(h));
+                    entry.actor.do_send(ApplyStoredHealth { health, written_at });
                 }
             }
         }

@@ -110,11 +110,15 @@ pub struct Reconfigure(pub Arc<ProviderConfig>);
 #[rtype(result = "()")]
 pub struct SetPolicy(pub Policy);
 
-/// Health read from the database that another instance of a fleet wrote. Applied without
-/// writing it back.
+/// Health read from the database that another instance of a fleet wrote, with the time it
+/// was written. Applied without writing it back, unless this actor changed its own standing
+/// since (or has not yet written that change): the newer word wins.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct ApplyStoredHealth(pub Health);
+pub struct ApplyStoredHealth {
+    pub health: Health,
+    pub written_at: chrono::DateTime<Utc>,
+}
 
 /// Write pending health now; answers once it is stored (or failed).
 #[derive(Message)]
@@ -142,6 +146,8 @@ pub struct ProviderActor {
     dirty_transition: bool,
     /// When the provider last turned unhealthy, for the time-to-recovery metric.
     unhealthy_since: Option<Instant>,
+    /// When this actor last changed the provider's standing itself (transition or reset).
+    changed_at: Option<chrono::DateTime<Utc>>,
     probing: bool,
 }
 
@@ -163,6 +169,7 @@ impl ProviderActor {
             deps,
             retry_timer: None,
             save_pending: false,
+            changed_at: None,
             dirty: false,
             dirty_transition: false,
             probing: false,
@@ -187,6 +194,9 @@ impl ProviderActor {
 
     /// Reacts to a health transition: events, metrics, timer, supervisor.
     fn after_transition(&mut self, t: Transition, ctx: &mut Context<Self>) {
+        if t != Transition::Unchanged {
+            self.changed_at = Some(Utc::now());
+        }
         match t {
             Transition::Unchanged => {}
             Transition::BecameUnhealthy => {
@@ -420,6 +430,7 @@ impl Handler<Reset> for ProviderActor {
     fn handle(&mut self, _: Reset, ctx: &mut Context<Self>) {
         let was_unhealthy = !self.health.is_healthy;
         self.health.reset();
+        self.changed_at = Some(Utc::now());
         self.unhealthy_since = None;
         self.publish_view();
         self.arm_retry(ctx);
@@ -455,11 +466,15 @@ impl Handler<ApplyStoredHealth> for ProviderActor {
     type Result = ();
 
     fn handle(&mut self, msg: ApplyStoredHealth, ctx: &mut Context<Self>) {
+        let ours_is_newer = self.dirty_transition || self.changed_at.is_some_and(|t| t >= msg.written_at);
+        if ours_is_newer {
+            return;
+        }
         let cooldown = self.health.cooldown_until;
         let was_healthy = self.health.is_healthy;
         self.health = Health {
             cooldown_until: cooldown,
-            ..msg.0
+            ..msg.health
         };
         if was_healthy && !self.health.is_healthy {
             self.unhealthy_since = Some(Instant::now());

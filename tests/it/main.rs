@@ -8,6 +8,7 @@ mod support;
 mod admin;
 mod bad_input;
 mod failover;
+mod fleet;
 mod health;
 mod routing;
 mod stats;
