@@ -1,9 +1,6 @@
 //! A fleet: three real router processes (the built binary) on one PostgreSQL database, in
 //! front of mock upstreams started by the test.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,89 +8,8 @@ use futures_util::future::join_all;
 use mock_upstream::Behavior;
 use serde_json::json;
 
+use crate::support::process::Instance;
 use crate::support::{ADMIN_TOKEN, TestDb, eventually, mock, usage_rows};
-
-/// One router process. Killed on drop, so a failing test leaves nothing running.
-struct Instance {
-    child: Child,
-    url: String,
-    log: Arc<Mutex<String>>,
-}
-
-impl Instance {
-    fn start(db_url: &str, config_file: &std::path::Path) -> Instance {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-            .arg("--config")
-            .arg(config_file)
-            .env("DATABASE_URL", db_url)
-            .env("SWITCHYARD_LISTEN", "127.0.0.1:0")
-            .env("SWITCHYARD_ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("SWITCHYARD_WORKERS", "2")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the switchyard binary");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let log2 = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(i) = line.find("listening on http://") {
-                    let _ = tx.send(line[i + "listening on ".len()..].trim().to_string());
-                }
-                log2.lock().unwrap().push_str(&format!("{line}\n"));
-            }
-        });
-        let url = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
-            let _ = child.kill();
-            panic!("the instance did not start:\n{}", log.lock().unwrap())
-        });
-        Instance { child, url, log }
-    }
-
-    fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-    }
-
-    /// Waits (bounded) for the process to exit after a signal.
-    async fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the instance did not exit:\n{}",
-                self.log.lock().unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn metric(&self, client: &awc::Client, name: &str) -> Option<f64> {
-        let mut r = client.get(format!("{}/metrics", self.url)).send().await.ok()?;
-        let body = r.body().await.ok()?;
-        String::from_utf8_lossy(&body)
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn client() -> awc::Client {
     awc::Client::builder().timeout(Duration::from_secs(20)).finish()

@@ -7,6 +7,7 @@ mod support;
 
 mod admin;
 mod bad_input;
+mod binary;
 mod failover;
 mod fleet;
 mod health;

@@ -2,6 +2,7 @@
 //! upstreams, an HTTP client, and bounded waits.
 
 pub mod db;
+pub mod process;
 pub mod proxy;
 
 use std::time::Duration;
