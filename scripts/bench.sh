@@ -298,14 +298,24 @@ check_errors() {
 # Median of the arguments (integers).
 median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
-# Established and TIME-WAIT TCP sockets to or from the mock's port (both ends of a
-# connection live on this host, so each connection shows up from both sides).
-mock_sockets() { ss -Htn state "$1" "( dport = :$MOCK_PORT or sport = :$MOCK_PORT )" 2>/dev/null | wc -l; }
+# Established TCP sockets to or from the mock's port (both ends of a connection live on this
+# host, so each connection shows up twice).
+mock_established() {
+    ss -Htn state established "( dport = :$MOCK_PORT or sport = :$MOCK_PORT )" 2>/dev/null | wc -l
+}
+
+# Sockets to or from the mock's port that entered TIME-WAIT in the last SECS seconds (their
+# 60 s TIME-WAIT timer still has more than 60 - SECS seconds left).
+mock_new_time_wait() {
+    ss -Htno state time-wait "( dport = :$MOCK_PORT or sport = :$MOCK_PORT )" 2>/dev/null \
+        | sed -n 's/.*timer:(timewait,\([0-9]*\)sec.*/\1/p' \
+        | awk -v min="$((60 - $1))" '$1 >= min { n++ } END { print n + 0 }'
+}
 
 # Measures one target. Args: name url pid-of-proxy-or-empty.
 # Sets globals: M_RPS M_P50 M_P99 M_BASE_P50 M_BASE_P99 M_RSS_MB M_CPU_US M_CONNS M_TW
 measure() {
-    local name="$1" url="$2" pid="${3:-}" pids=() line sampler ss_pid peak_file t0 t1 reqs tw0
+    local name="$1" url="$2" pid="${3:-}" pids=() line sampler ss_pid peak_file t0 t1 reqs
     local mock_url="http://127.0.0.1:$MOCK_PORT/v1/chat/completions"
     M_RSS_MB="-"; M_CPU_US="-"; M_CONNS="-"; M_TW="-"
 
@@ -329,10 +339,9 @@ measure() {
     # Keep-alive check: established connections to the mock mid-run (each counted from both
     # ends), and TIME-WAIT sockets created during the run (a proxy that opened a new upstream
     # connection per request would leave thousands).
-    tw0="$(mock_sockets time-wait)"
     (
         sleep "$((DURATION / 2))"
-        mock_sockets established >"$TMP/conns-$name"
+        mock_established >"$TMP/conns-$name"
     ) &
     ss_pid=$!
     PIDS+=("$ss_pid")
@@ -343,7 +352,7 @@ measure() {
     M_RPS="$(field rps "$line")"
 
     t1="$(cpu_ticks "${pids[@]}")"
-    M_TW=$(($(mock_sockets time-wait) - tw0))
+    M_TW="$(mock_new_time_wait "$((DURATION + 1))")"
     stop_pid "$sampler"
     wait "$ss_pid" 2>/dev/null || true
     stop_pid "$ss_pid"

@@ -4,9 +4,9 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, SubsecRound, Utc};
+use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 
-use crate::store::UsageIncrement;
+use crate::store::UsageRow;
 
 /// How a finished upstream attempt counts in usage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,22 +41,10 @@ struct Key {
     date: NaiveDate,
 }
 
-#[derive(Debug, Clone, Default)]
-struct Totals {
-    total: i64,
-    success: i64,
-    failed: i64,
-    prompt: i64,
-    completion: i64,
-    tokens: i64,
-    response_time_ms: i64,
-    last_used_at: Option<NaiveDateTime>,
-}
-
 /// Totals waiting to be written.
 #[derive(Debug, Default)]
 pub struct Aggregate {
-    rows: HashMap<Key, Totals>,
+    rows: HashMap<Key, UsageRow>,
     /// When the oldest pending record was added.
     oldest: Option<DateTime<Utc>>,
 }
@@ -68,25 +56,40 @@ fn to_i64(v: u64) -> i64 {
 impl Aggregate {
     /// Adds one record.
     pub fn add(&mut self, r: &UsageRecord) {
-        let key = Key {
-            provider_id: r.provider_id,
-            model: r.model.clone(),
-            date: r.at.date_naive(),
-        };
-        let t = self.rows.entry(key).or_default();
-        t.total += 1;
-        match r.result {
-            UsageResult::Success => t.success += 1,
-            UsageResult::Failure => t.failed += 1,
-            UsageResult::Neutral => {}
-        }
-        t.prompt += to_i64(r.prompt_tokens);
-        t.completion += to_i64(r.completion_tokens);
-        t.tokens += to_i64(r.total_tokens);
-        t.response_time_ms += to_i64(r.latency_ms);
         let at = r.at.naive_utc().trunc_subsecs(6);
-        t.last_used_at = Some(t.last_used_at.map_or(at, |old| old.max(at)));
+        let increment = UsageRow {
+            total_requests: 1,
+            success_requests: i64::from(r.result == UsageResult::Success),
+            failed_requests: i64::from(r.result == UsageResult::Failure),
+            prompt_tokens: to_i64(r.prompt_tokens),
+            completion_tokens: to_i64(r.completion_tokens),
+            total_tokens: to_i64(r.total_tokens),
+            total_response_time_ms: to_i64(r.latency_ms),
+            ..UsageRow::zero(r.provider_id, r.model.clone(), r.at.date_naive(), at)
+        };
+        self.absorb(increment);
         self.oldest.get_or_insert(r.at);
+    }
+
+    fn absorb(&mut self, increment: UsageRow) {
+        let key = Key {
+            provider_id: increment.provider_id,
+            model: increment.model.clone(),
+            date: increment.date,
+        };
+        match self.rows.get_mut(&key) {
+            Some(row) => row.absorb(&increment),
+            None => {
+                let mut row = UsageRow::zero(
+                    key.provider_id,
+                    key.model.clone(),
+                    key.date,
+                    increment.last_used_at,
+                );
+                row.absorb(&increment);
+                self.rows.insert(key, row);
+            }
+        }
     }
 
     /// Distinct rows pending.
@@ -104,51 +107,15 @@ impl Aggregate {
     }
 
     /// Empties the aggregate into increments ready for the additive upsert.
-    pub fn take(&mut self) -> Vec<UsageIncrement> {
+    pub fn take(&mut self) -> Vec<UsageRow> {
         self.oldest = None;
-        self.rows
-            .drain()
-            .map(|(k, t)| UsageIncrement {
-                provider_id: k.provider_id,
-                model: k.model,
-                date: k.date,
-                total_requests: t.total,
-                success_requests: t.success,
-                failed_requests: t.failed,
-                prompt_tokens: t.prompt,
-                completion_tokens: t.completion,
-                total_tokens: t.tokens,
-                total_response_time_ms: t.response_time_ms,
-                avg_response_time_ms: if t.total == 0 {
-                    0.0
-                } else {
-                    t.response_time_ms as f64 / t.total as f64
-                },
-                last_used_at: t.last_used_at.unwrap_or_else(crate::store::now_naive),
-            })
-            .collect()
+        self.rows.drain().map(|(_, row)| row).collect()
     }
 
     /// Puts increments that could not be written back, so the next flush retries them.
-    pub fn merge_back(&mut self, batch: Vec<UsageIncrement>, since: Option<DateTime<Utc>>) {
-        for i in batch {
-            let key = Key {
-                provider_id: i.provider_id,
-                model: i.model,
-                date: i.date,
-            };
-            let t = self.rows.entry(key).or_default();
-            t.total += i.total_requests;
-            t.success += i.success_requests;
-            t.failed += i.failed_requests;
-            t.prompt += i.prompt_tokens;
-            t.completion += i.completion_tokens;
-            t.tokens += i.total_tokens;
-            t.response_time_ms += i.total_response_time_ms;
-            t.last_used_at = Some(
-                t.last_used_at
-                    .map_or(i.last_used_at, |old| old.max(i.last_used_at)),
-            );
+    pub fn merge_back(&mut self, batch: Vec<UsageRow>, since: Option<DateTime<Utc>>) {
+        for row in batch {
+            self.absorb(row);
         }
         self.oldest = match (self.oldest, since) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -157,12 +124,8 @@ impl Aggregate {
     }
 
     /// A copy of the pending increments (for admin views that add unflushed usage).
-    pub fn snapshot(&self) -> Vec<UsageIncrement> {
-        let mut copy = Aggregate {
-            rows: self.rows.clone(),
-            oldest: None,
-        };
-        copy.take()
+    pub fn snapshot(&self) -> Vec<UsageRow> {
+        self.rows.values().cloned().collect()
     }
 }
 

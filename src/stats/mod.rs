@@ -21,7 +21,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use crate::metrics::{Metrics, RequestOutcome};
-use crate::store::{self, Store, StoreError, UsageIncrement};
+use crate::store::{self, Store, StoreError, UsageRow};
 use aggregate::Aggregate;
 pub use aggregate::{UsageRecord, UsageResult};
 
@@ -40,7 +40,7 @@ pub struct Flush;
 
 /// What is recorded but not yet stored (pending and being written).
 #[derive(Message)]
-#[rtype(result = "Vec<UsageIncrement>")]
+#[rtype(result = "Vec<UsageRow>")]
 pub struct Pending;
 
 /// The stats actor.
@@ -51,7 +51,7 @@ pub struct StatsActor {
     max_batch_rows: usize,
     pending: Aggregate,
     /// The batch being written, kept for `Pending` until it is stored.
-    writing: Option<Vec<UsageIncrement>>,
+    writing: Option<Vec<UsageRow>>,
     /// Callers answered by the write in progress / by the next one.
     waiters_now: Vec<oneshot::Sender<Result<(), StoreError>>>,
     waiters_next: Vec<oneshot::Sender<Result<(), StoreError>>>,

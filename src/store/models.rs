@@ -58,8 +58,9 @@ pub struct ValidationRow {
     pub updated_at: NaiveDateTime,
 }
 
-/// One row of `provider_usage_stats`.
-#[derive(Queryable, Selectable, Debug, Clone, PartialEq, serde::Serialize)]
+/// One row of `provider_usage_stats`. The same shape is an increment: the `StatsActor` adds
+/// increments up with [`UsageRow::absorb`] and writes them as additive upserts.
+#[derive(Queryable, Selectable, Insertable, Debug, Clone, PartialEq, serde::Serialize)]
 #[diesel(table_name = provider_usage_stats)]
 pub struct UsageRow {
     pub provider_id: i64,
@@ -76,22 +77,41 @@ pub struct UsageRow {
     pub last_used_at: NaiveDateTime,
 }
 
-/// The additive increment for one (provider, model, day), written by an upsert.
-#[derive(Insertable, Debug, Clone)]
-#[diesel(table_name = provider_usage_stats)]
-pub struct UsageIncrement {
-    pub provider_id: i64,
-    pub model: String,
-    pub date: NaiveDate,
-    pub total_requests: i64,
-    pub success_requests: i64,
-    pub failed_requests: i64,
-    pub prompt_tokens: i64,
-    pub completion_tokens: i64,
-    pub total_tokens: i64,
-    pub total_response_time_ms: i64,
-    pub avg_response_time_ms: f64,
-    pub last_used_at: NaiveDateTime,
+impl UsageRow {
+    /// An empty row for a (provider, model, day).
+    pub fn zero(provider_id: i64, model: String, date: NaiveDate, last_used_at: NaiveDateTime) -> Self {
+        UsageRow {
+            provider_id,
+            model,
+            date,
+            total_requests: 0,
+            success_requests: 0,
+            failed_requests: 0,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            total_tokens: 0,
+            total_response_time_ms: 0,
+            avg_response_time_ms: 0.0,
+            last_used_at,
+        }
+    }
+
+    /// Adds `other`'s counts to this row (the same key is assumed) and recomputes the average.
+    pub fn absorb(&mut self, other: &UsageRow) {
+        self.total_requests += other.total_requests;
+        self.success_requests += other.success_requests;
+        self.failed_requests += other.failed_requests;
+        self.prompt_tokens += other.prompt_tokens;
+        self.completion_tokens += other.completion_tokens;
+        self.total_tokens += other.total_tokens;
+        self.total_response_time_ms += other.total_response_time_ms;
+        self.avg_response_time_ms = if self.total_requests == 0 {
+            0.0
+        } else {
+            self.total_response_time_ms as f64 / self.total_requests as f64
+        };
+        self.last_used_at = self.last_used_at.max(other.last_used_at);
+    }
 }
 
 /// The single `health_check_configs` row.

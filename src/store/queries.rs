@@ -139,7 +139,7 @@ impl DbPool {
     /// concurrent writers (threads or instances) never lose a count. Rows go one statement
     /// each: diesel cannot batch an upsert on SQLite, and a batch holds one row per (provider,
     /// model, day) touched since the last flush, so it is small.
-    pub fn add_usage(&self, batch: &[UsageIncrement]) -> Result<(), StoreError> {
+    pub fn add_usage(&self, batch: &[UsageRow]) -> Result<(), StoreError> {
         use provider_usage_stats as u;
         with_conn!(self, |conn| {
             conn.transaction::<_, StoreError, _>(|conn| {

@@ -10,7 +10,7 @@ use mock_upstream::Behavior;
 use serde_json::json;
 
 use crate::both_backends;
-use crate::support::{ADMIN_TOKEN, TestApp, TestDb, config, eventually, mock, provider};
+use crate::support::{ADMIN_TOKEN, TestApp, TestDb, config, eventually, mock, pair, provider};
 
 fn spec(name: &str, base_url: &str) -> serde_json::Value {
     json!({ "name": name, "base_url": base_url, "api_key": format!("sk-{name}-secret-key-0000"), "models": ["m"] })
@@ -363,15 +363,7 @@ async fn validate_only_and_health_check_on_add() {
 }
 
 async fn health_and_checks(db: TestDb) {
-    let good = mock("good", Behavior::ok()).await;
-    let broken = mock("broken", Behavior::status(500)).await;
-    let mut c = config(
-        &db,
-        vec![
-            provider("good", &good.base_url(), &["m"]),
-            provider("broken", &broken.base_url(), &["m"]),
-        ],
-    );
+    let (mut c, good, broken) = pair(&db, ("good", Behavior::ok()), ("broken", Behavior::status(500))).await;
     c.health_check.max_error_count = 2;
     c.stats.flush_ms = 3_600_000; // the figures below come from the unflushed aggregate
     let app = TestApp::start(c).await;
@@ -467,16 +459,8 @@ both_backends!(health_views_forced_and_background_checks, health_and_checks);
 #[actix_rt::test]
 async fn health_check_config_reads_writes_and_applies_at_once() {
     let db = TestDb::sqlite();
-    let bad = mock("bad", Behavior::status(500)).await;
-    let good = mock("good", Behavior::ok()).await;
-    let app = TestApp::start(config(
-        &db,
-        vec![
-            provider("bad", &bad.base_url(), &["m"]),
-            provider("good", &good.base_url(), &["m"]),
-        ],
-    ))
-    .await;
+    let (c, _bad, _good) = pair(&db, ("bad", Behavior::status(500)), ("good", Behavior::ok())).await;
+    let app = TestApp::start(c).await;
     let r = app.admin("GET", "/api/health-check/config", None).await.json();
     assert_eq!(
         r,
@@ -539,16 +523,8 @@ async fn load_view_is_sorted_busiest_first() {
 }
 
 async fn usage_view(db: TestDb) {
-    let a = mock("a", Behavior::ok()).await;
-    let b = mock("b", Behavior::ok()).await;
-    let app = TestApp::start(config(
-        &db,
-        vec![
-            provider("a", &a.base_url(), &["m"]),
-            provider("b", &b.base_url(), &["m"]),
-        ],
-    ))
-    .await;
+    let (c, _a, _b) = pair(&db, ("a", Behavior::ok()), ("b", Behavior::ok())).await;
+    let app = TestApp::start(c).await;
     for _ in 0..6 {
         app.chat("m").await;
     }
@@ -659,16 +635,8 @@ async fn events_arrive_in_order() {
 #[actix_rt::test]
 async fn metrics_pass_promtool() {
     let db = TestDb::sqlite();
-    let bad = mock("bad", Behavior::status(500)).await;
-    let good = mock("good", Behavior::ok()).await;
-    let app = TestApp::start(config(
-        &db,
-        vec![
-            provider("bad", &bad.base_url(), &["m"]),
-            provider("good", &good.base_url(), &["m"]),
-        ],
-    ))
-    .await;
+    let (c, _bad, _good) = pair(&db, ("bad", Behavior::status(500)), ("good", Behavior::ok())).await;
+    let app = TestApp::start(c).await;
     for _ in 0..4 {
         app.chat("m").await;
     }

@@ -6,19 +6,11 @@ use std::time::{Duration, Instant};
 use mock_upstream::Behavior;
 
 use crate::both_backends;
-use crate::support::{TestApp, TestDb, config, dead_url, mock, provider};
+use crate::support::{TestApp, TestDb, config, dead_url, mock, pair, provider};
 
 /// One failing provider, one healthy: the failure class must fail over to the healthy one.
 async fn fails_over_on(db: TestDb, failing: Behavior) {
-    let bad = mock("bad", failing).await;
-    let good = mock("good", Behavior::ok()).await;
-    let mut c = config(
-        &db,
-        vec![
-            provider("bad", &bad.base_url(), &["m"]),
-            provider("good", &good.base_url(), &["m"]),
-        ],
-    );
+    let (mut c, bad, _good) = pair(&db, ("bad", failing), ("good", Behavior::ok())).await;
     c.routing.request_timeout_ms = 500;
     let app = TestApp::start(c).await;
     // Round-robin starts with "bad" (lowest id), so the first request meets the failure.
@@ -67,16 +59,13 @@ async fn fails_over_on_connection_refused() {
 }
 
 async fn rate_limits(db: TestDb) {
-    let limited = mock("limited", Behavior::rate_limited(30)).await;
-    let good = mock("good", Behavior::ok()).await;
-    let app = TestApp::start(config(
+    let (c, limited, good) = pair(
         &db,
-        vec![
-            provider("limited", &limited.base_url(), &["m"]),
-            provider("good", &good.base_url(), &["m"]),
-        ],
-    ))
+        ("limited", Behavior::rate_limited(30)),
+        ("good", Behavior::ok()),
+    )
     .await;
+    let app = TestApp::start(c).await;
     let r = app.chat("m").await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-switchyard-attempts"), Some("2"));

@@ -11,6 +11,15 @@ use serde_json::json;
 use crate::support::process::Instance;
 use crate::support::{ADMIN_TOKEN, TestDb, eventually, mock, usage_rows};
 
+/// Which instances say they run the health sweep.
+async fn leader_flags(instances: &[Instance], client: &awc::Client) -> Vec<bool> {
+    let mut flags = Vec::new();
+    for i in instances {
+        flags.push(i.metric(client, "switchyard_health_sweep_leader").await == Some(1.0));
+    }
+    flags
+}
+
 fn client() -> awc::Client {
     awc::Client::builder().timeout(Duration::from_secs(20)).finish()
 }
@@ -306,16 +315,9 @@ async fn one_instance_sweeps_and_another_takes_over_after_kill_9() {
         Instance::start(db.url(), &file),
     ];
     let client = client();
-    let leaders = || async {
-        let mut flags = Vec::new();
-        for i in &instances {
-            flags.push(i.metric(&client, "switchyard_health_sweep_leader").await == Some(1.0));
-        }
-        flags
-    };
     assert!(
         eventually(Duration::from_secs(5), || async {
-            leaders().await.iter().filter(|l| **l).count() == 1
+            leader_flags(&instances, &client).await.iter().filter(|l| **l).count() == 1
         })
         .await
     );
@@ -329,21 +331,14 @@ async fn one_instance_sweeps_and_another_takes_over_after_kill_9() {
         "exactly one instance sweeps each interval: {swept} probes in 4 s"
     );
 
-    let leader = leaders().await.iter().position(|l| *l).unwrap();
+    let leader = leader_flags(&instances, &client).await.iter().position(|l| *l).unwrap();
     let mut dead = instances.remove(leader);
     dead.signal("-KILL");
     dead.wait_exit(Duration::from_secs(10)).await;
     let killed_at = tokio::time::Instant::now();
-    let leaders = || async {
-        let mut flags = Vec::new();
-        for i in &instances {
-            flags.push(i.metric(&client, "switchyard_health_sweep_leader").await == Some(1.0));
-        }
-        flags
-    };
     assert!(
         eventually(Duration::from_secs(5), || async {
-            leaders().await.iter().filter(|l| **l).count() == 1
+            leader_flags(&instances, &client).await.iter().filter(|l| **l).count() == 1
         })
         .await,
         "another instance takes over"

@@ -6,18 +6,10 @@ use std::time::Duration;
 use mock_upstream::Behavior;
 
 use crate::both_backends;
-use crate::support::{TestApp, TestDb, config, eventually, mock, provider, validation};
+use crate::support::{TestApp, TestDb, config, eventually, mock, pair, provider, validation};
 
 async fn unhealthy_and_recovered(db: TestDb) {
-    let flaky = mock("flaky", Behavior::status(500)).await;
-    let good = mock("good", Behavior::ok()).await;
-    let mut c = config(
-        &db,
-        vec![
-            provider("flaky", &flaky.base_url(), &["m"]),
-            provider("good", &good.base_url(), &["m"]),
-        ],
-    );
+    let (mut c, flaky, _good) = pair(&db, ("flaky", Behavior::status(500)), ("good", Behavior::ok())).await;
     c.health_check.max_error_count = 3;
     c.health_check.retry_after_seconds = 1;
     let app = TestApp::start(c).await;
@@ -85,15 +77,7 @@ both_backends!(
 #[actix_rt::test]
 async fn a_failed_probe_keeps_it_unhealthy_and_retries_again() {
     let db = TestDb::sqlite();
-    let down = mock("down", Behavior::status(503)).await;
-    let good = mock("good", Behavior::ok()).await;
-    let mut c = config(
-        &db,
-        vec![
-            provider("down", &down.base_url(), &["m"]),
-            provider("good", &good.base_url(), &["m"]),
-        ],
-    );
+    let (mut c, down, _good) = pair(&db, ("down", Behavior::status(503)), ("good", Behavior::ok())).await;
     c.health_check.max_error_count = 1;
     c.health_check.retry_after_seconds = 1;
     let app = TestApp::start(c).await;
@@ -131,15 +115,7 @@ async fn with_no_healthy_provider_the_soonest_retry_is_tried() {
 }
 
 async fn persisted_across_restarts(db: TestDb) {
-    let down = mock("down", Behavior::status(500)).await;
-    let good = mock("good", Behavior::ok()).await;
-    let mut c = config(
-        &db,
-        vec![
-            provider("down", &down.base_url(), &["m"]),
-            provider("good", &good.base_url(), &["m"]),
-        ],
-    );
+    let (mut c, down, _good) = pair(&db, ("down", Behavior::status(500)), ("good", Behavior::ok())).await;
     c.health_check.max_error_count = 1;
     let app = TestApp::start(c.clone()).await;
     app.chat("m").await;

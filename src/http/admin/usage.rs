@@ -15,7 +15,7 @@ use super::Admin;
 use crate::error::ApiError;
 use crate::http::AppState;
 use crate::stats::Pending;
-use crate::store::{self, UsageFilter, UsageIncrement, UsageRow};
+use crate::store::{self, UsageFilter, UsageRow};
 
 /// Query of `GET /api/stats/usage`.
 #[derive(Debug, Deserialize)]
@@ -50,35 +50,31 @@ pub struct Figures {
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
     pub total_tokens: i64,
-    /// Sum of response times, to compute the average.
-    #[serde(skip)]
-    pub response_time_ms: i64,
 }
 
 impl Figures {
-    fn add(&mut self, r: &UsageRow) {
-        self.total_requests += r.total_requests;
-        self.success_requests += r.success_requests;
-        self.failed_requests += r.failed_requests;
-        self.prompt_tokens += r.prompt_tokens;
-        self.completion_tokens += r.completion_tokens;
-        self.total_tokens += r.total_tokens;
-        self.response_time_ms += r.total_response_time_ms;
-        self.finish();
+    /// The figures of a row that holds a provider's totals.
+    fn of(total: &UsageRow) -> Self {
+        Figures {
+            provider_id: total.provider_id,
+            total_requests: total.total_requests,
+            success_requests: total.success_requests,
+            failed_requests: total.failed_requests,
+            success_rate: success_rate(total),
+            average_response_time_ms: total.avg_response_time_ms,
+            prompt_tokens: total.prompt_tokens,
+            completion_tokens: total.completion_tokens,
+            total_tokens: total.total_tokens,
+        }
     }
+}
 
-    fn finish(&mut self) {
-        let n = self.total_requests.max(1) as f64;
-        self.success_rate = if self.total_requests == 0 {
-            0.0
-        } else {
-            self.success_requests as f64 / n
-        };
-        self.average_response_time_ms = if self.total_requests == 0 {
-            0.0
-        } else {
-            self.response_time_ms as f64 / n
-        };
+/// `success_requests / total_requests`, 0 for no requests.
+fn success_rate(r: &UsageRow) -> f64 {
+    if r.total_requests == 0 {
+        0.0
+    } else {
+        r.success_requests as f64 / r.total_requests as f64
     }
 }
 
@@ -92,36 +88,18 @@ pub async fn rows_with_pending(state: &AppState, filter: UsageFilter) -> Result<
         .map(|r| ((r.date, r.provider_id, r.model.clone()), r))
         .collect();
     for p in pending.into_iter().filter(|p| matches(&filter, p)) {
-        let row = by_key
-            .entry((p.date, p.provider_id, p.model.clone()))
-            .or_insert_with(|| UsageRow {
-                provider_id: p.provider_id,
-                model: p.model.clone(),
-                date: p.date,
-                total_requests: 0,
-                success_requests: 0,
-                failed_requests: 0,
-                prompt_tokens: 0,
-                completion_tokens: 0,
-                total_tokens: 0,
-                total_response_time_ms: 0,
-                avg_response_time_ms: 0.0,
-                last_used_at: p.last_used_at,
-            });
-        row.total_requests += p.total_requests;
-        row.success_requests += p.success_requests;
-        row.failed_requests += p.failed_requests;
-        row.prompt_tokens += p.prompt_tokens;
-        row.completion_tokens += p.completion_tokens;
-        row.total_tokens += p.total_tokens;
-        row.total_response_time_ms += p.total_response_time_ms;
-        row.avg_response_time_ms = row.total_response_time_ms as f64 / row.total_requests.max(1) as f64;
-        row.last_used_at = row.last_used_at.max(p.last_used_at);
+        let key = (p.date, p.provider_id, p.model.clone());
+        match by_key.get_mut(&key) {
+            Some(row) => row.absorb(&p),
+            None => {
+                by_key.insert(key, p);
+            }
+        }
     }
     Ok(by_key.into_values().collect())
 }
 
-fn matches(f: &UsageFilter, p: &UsageIncrement) -> bool {
+fn matches(f: &UsageFilter, p: &UsageRow) -> bool {
     f.provider_id.is_none_or(|id| id == p.provider_id)
         && f.model.as_ref().is_none_or(|m| *m == p.model)
         && f.from.is_none_or(|d| p.date >= d)
@@ -130,16 +108,17 @@ fn matches(f: &UsageFilter, p: &UsageIncrement) -> bool {
 
 /// Per-provider totals of `rows`.
 pub fn figures(rows: &[UsageRow]) -> BTreeMap<i64, Figures> {
-    let mut out: BTreeMap<i64, Figures> = BTreeMap::new();
+    let mut totals: BTreeMap<i64, UsageRow> = BTreeMap::new();
     for r in rows {
-        out.entry(r.provider_id)
-            .or_insert_with(|| Figures {
-                provider_id: r.provider_id,
-                ..Default::default()
-            })
-            .add(r);
+        totals
+            .entry(r.provider_id)
+            .or_insert_with(|| UsageRow::zero(r.provider_id, String::new(), r.date, r.last_used_at))
+            .absorb(r);
     }
-    out
+    totals
+        .into_iter()
+        .map(|(id, total)| (id, Figures::of(&total)))
+        .collect()
 }
 
 /// `GET /api/stats/usage?provider_id=&model=&from=&to=`
@@ -164,7 +143,7 @@ pub async fn usage(
         .iter()
         .map(|r| {
             let mut v = serde_json::to_value(r).unwrap_or_default();
-            v["success_rate"] = (r.success_requests as f64 / r.total_requests.max(1) as f64).into();
+            v["success_rate"] = success_rate(r).into();
             v
         })
         .collect();

@@ -286,3 +286,21 @@ impl TestApp {
             .expect("provider exists")
     }
 }
+
+/// Two mock upstreams serving model `m`, and a test config routing to both, in that order
+/// (so round-robin tries the first one first).
+pub async fn pair(
+    db: &TestDb,
+    first: (&str, Behavior),
+    second: (&str, Behavior),
+) -> (Config, MockUpstream, MockUpstream) {
+    let (a, b) = (mock(first.0, first.1).await, mock(second.0, second.1).await);
+    let c = config(
+        db,
+        vec![
+            provider(a.name(), &a.base_url(), &["m"]),
+            provider(b.name(), &b.base_url(), &["m"]),
+        ],
+    );
+    (c, a, b)
+}
