@@ -1,4 +1,4 @@
-//! A fleet of instances sharing one PostgreSQL (DESIGN §6). Two parts:
+//! A fleet of instances sharing one PostgreSQL (docs/DESIGN.md §6). Two parts:
 //!
 //! - `FleetSync` polls the change marker (`config_version`) every `fleet.sync_interval_ms`.
 //!   Every configuration write, and every health transition (unhealthy, recovered, reset),

@@ -11,7 +11,7 @@
 //! ```
 //!
 //! The request path does no database I/O: routing reads actor state, and results go out as
-//! fire-and-forget messages. See `README.md` for operation and `DESIGN.md` for the contract.
+//! fire-and-forget messages. See `README.md` for operation and `docs/DESIGN.md` for the contract.
 
 pub mod app;
 pub mod config;

@@ -42,7 +42,7 @@ pub enum Transition {
     Recovered,
 }
 
-/// The health state of one provider (DESIGN §1).
+/// The health state of one provider (docs/DESIGN.md §1).
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
 pub struct Health {
     pub is_healthy: bool,

@@ -1,4 +1,4 @@
-//! How an upstream answer or error is judged (DESIGN §3): does it count against the
+//! How an upstream answer or error is judged (docs/DESIGN.md §3): does it count against the
 //! provider, should the request move to another provider, or is it the client's own fault?
 //!
 //! | upstream said | class | counts | fails over |

@@ -317,7 +317,12 @@ async fn one_instance_sweeps_and_another_takes_over_after_kill_9() {
     let client = client();
     assert!(
         eventually(Duration::from_secs(5), || async {
-            leader_flags(&instances, &client).await.iter().filter(|l| **l).count() == 1
+            leader_flags(&instances, &client)
+                .await
+                .iter()
+                .filter(|l| **l)
+                .count()
+                == 1
         })
         .await
     );
@@ -331,14 +336,23 @@ async fn one_instance_sweeps_and_another_takes_over_after_kill_9() {
         "exactly one instance sweeps each interval: {swept} probes in 4 s"
     );
 
-    let leader = leader_flags(&instances, &client).await.iter().position(|l| *l).unwrap();
+    let leader = leader_flags(&instances, &client)
+        .await
+        .iter()
+        .position(|l| *l)
+        .unwrap();
     let mut dead = instances.remove(leader);
     dead.signal("-KILL");
     dead.wait_exit(Duration::from_secs(10)).await;
     let killed_at = tokio::time::Instant::now();
     assert!(
         eventually(Duration::from_secs(5), || async {
-            leader_flags(&instances, &client).await.iter().filter(|l| **l).count() == 1
+            leader_flags(&instances, &client)
+                .await
+                .iter()
+                .filter(|l| **l)
+                .count()
+                == 1
         })
         .await,
         "another instance takes over"

@@ -1,4 +1,4 @@
-//! The admin API (`/api/*`, DESIGN §4). Every route requires `Authorization: Bearer <admin
+//! The admin API (`/api/*`, docs/DESIGN.md §4). Every route requires `Authorization: Bearer <admin
 //! token>`; every action is a message to the `Supervisor`, a `ProviderActor`, the
 //! `HealthChecker`, the `StatsActor` or the `Store`.
 
