@@ -148,6 +148,7 @@ pub struct ProviderActor {
     unhealthy_since: Option<Instant>,
     /// When this actor last changed the provider's standing itself (transition or reset).
     changed_at: Option<chrono::DateTime<Utc>>,
+    /// A probe is under way.
     probing: bool,
 }
 
@@ -254,7 +255,8 @@ impl ProviderActor {
         let delay = (due - Utc::now()).to_std().unwrap_or(Duration::ZERO);
         self.retry_timer = Some(ctx.run_later(delay, |act, ctx| {
             act.retry_timer = None;
-            if !act.health.is_healthy {
+            // A probe already under way (sweep or forced) re-arms the timer when it ends.
+            if !act.health.is_healthy && !act.probing {
                 ctx.notify(Probe(ProbeReason::Retry));
             }
         }));
