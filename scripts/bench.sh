@@ -2,7 +2,7 @@
 # Benchmark: the mock upstream directly, nginx in front of it, and switchyard in front of it.
 #
 #   scripts/bench.sh [--workers "2 1"] [--duration 10] [--latency-duration 5]
-#                    [--latency-repeats 3] [--connections 64] [--threads 2]
+#                    [--repeats 3] [--latency-repeats 3] [--connections 64] [--threads 2]
 #                    [--mock-workers 1] [--quiet-wait 120] [--no-build] [--no-stream]
 #                    [--out FILE]
 #
@@ -25,6 +25,7 @@ BENCH_DIR="$ROOT/scripts/bench"
 WORKERS_LIST="2 1"      # worker counts tried for nginx and switchyard alike
 DURATION=10             # seconds of each throughput run
 LAT_DURATION=5          # seconds of each unloaded-latency run
+TP_REPEATS=3            # throughput rounds (targets interleaved; median kept)
 LAT_REPEATS=3           # unloaded-latency runs per target (median kept)
 QUIET_WAIT=120          # seconds to wait for other processes to leave the CPUs idle
 WARMUP=2                # seconds of load before each measurement (fills connection pools)
@@ -45,6 +46,7 @@ while [[ $# -gt 0 ]]; do
         --duration) DURATION="$2"; shift 2 ;;
         --latency-duration) LAT_DURATION="$2"; shift 2 ;;
         --latency-repeats) LAT_REPEATS="$2"; shift 2 ;;
+        --repeats) TP_REPEATS="$2"; shift 2 ;;
         --quiet-wait) QUIET_WAIT="$2"; shift 2 ;;
         --connections) CONNECTIONS="$2"; shift 2 ;;
         --threads) THREADS="$2"; shift 2 ;;
@@ -69,7 +71,7 @@ TMP="$(mktemp -d /tmp/switchyard-bench.XXXXXX)"
 chmod 755 "$TMP"
 PIDS=()          # every process this script started, stopped by cleanup()
 EXIT_CODE=0
-RESULTS=()       # "target|rps|p50|p99|p50_added|p99_added|rss|cpu_us_per_req|upstream_conns"
+declare -A SWITCHYARD_DB_OF
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -215,14 +217,18 @@ build() {
 # Servers
 # ---------------------------------------------------------------------------------------
 
+# Starts one mock upstream. Each target gets its own (same binary, same options), so the
+# connection counts below belong to one proxy: idle proxies keep pooled connections too.
 start_mock() {
+    local name="$1"
     MOCK_PORT="$(free_port)"
-    "$MOCK_BIN" --port "$MOCK_PORT" --workers "$MOCK_WORKERS" >"$TMP/mock.log" 2>&1 &
+    "$MOCK_BIN" --port "$MOCK_PORT" --workers "$MOCK_WORKERS" >"$TMP/mock-$name.log" 2>&1 &
     MOCK_PID=$!
     PIDS+=("$MOCK_PID")
-    wait_http mock "http://127.0.0.1:$MOCK_PORT/v1/models" "$MOCK_PID" "$TMP/mock.log" \
-        || die "the mock upstream failed to start"
-    log "mock upstream on :$MOCK_PORT (pid $MOCK_PID, $MOCK_WORKERS worker)"
+    wait_http "mock for $name" "http://127.0.0.1:$MOCK_PORT/v1/models" "$MOCK_PID" \
+        "$TMP/mock-$name.log" || die "the mock upstream failed to start"
+    MOCK_PORT_OF[$name]="$MOCK_PORT"
+    log "mock upstream for $name on :$MOCK_PORT (pid $MOCK_PID, $MOCK_WORKERS worker)"
 }
 
 start_nginx() {
@@ -295,34 +301,35 @@ check_errors() {
     fi
 }
 
-# Median of the arguments (integers).
-median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-
-# Established TCP sockets to or from the mock's port (both ends of a connection live on this
+# Established TCP sockets to or from mock port $1 (both ends of a connection live on this
 # host, so each connection shows up twice).
 mock_established() {
-    ss -Htn state established "( dport = :$MOCK_PORT or sport = :$MOCK_PORT )" 2>/dev/null | wc -l
+    ss -Htn state established "( dport = :$1 or sport = :$1 )" 2>/dev/null | wc -l
 }
 
-# Sockets to or from the mock's port that entered TIME-WAIT in the last SECS seconds (their
-# 60 s TIME-WAIT timer still has more than 60 - SECS seconds left).
-mock_new_time_wait() {
-    ss -Htno state time-wait "( dport = :$MOCK_PORT or sport = :$MOCK_PORT )" 2>/dev/null \
-        | sed -n 's/.*timer:(timewait,\([0-9]*\)sec.*/\1/p' \
-        | awk -v min="$((60 - $1))" '$1 >= min { n++ } END { print n + 0 }'
+# TIME-WAIT sockets to or from mock port $1, as sorted "local peer" lines. A socket in the
+# "after" list but not in the "before" list was closed during the run.
+mock_time_wait() {
+    ss -Htn state time-wait "( dport = :$1 or sport = :$1 )" 2>/dev/null \
+        | awk '{ print $(NF - 1), $NF }' | sort
 }
 
-# Measures one target. Args: name url pid-of-proxy-or-empty.
-# Sets globals: M_RPS M_P50 M_P99 M_BASE_P50 M_BASE_P99 M_RSS_MB M_CPU_US M_CONNS M_TW
-measure() {
-    local name="$1" url="$2" pid="${3:-}" pids=() line sampler ss_pid peak_file t0 t1 reqs
-    local mock_url="http://127.0.0.1:$MOCK_PORT/v1/chat/completions"
-    M_RSS_MB="-"; M_CPU_US="-"; M_CONNS="-"; M_TW="-"
+# CPU steal over the run, in percent: time the hypervisor gave our vCPUs to someone else.
+steal_ticks() { awk '/^cpu / { print $9 + 0, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
+
+# Per-target results, keyed by target name; lists are space-separated, in run order.
+declare -A MOCK_PORT_OF URL PID_OF LABEL TP_RPS TP_CPU TP_STEAL TP_TW TP_RSS TP_CONNS LAT_P50 LAT_P99 BASE_P50 BASE_P99
+
+# One throughput run of one target. Records req/s, the target's CPU time per request, its
+# peak memory, its connections to the mock and the TIME-WAIT sockets the run left.
+throughput_run() {
+    local name="$1" url="${URL[$1]}" port="${MOCK_PORT_OF[$1]}" pids=() line sampler ss_pid
+    local peak_file t0 t1 st0 st1 reqs hwm sampled rss steal
 
     # Warm up: open the proxy's upstream connections and fault in its memory.
     run_wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" "$url" >/dev/null
 
-    mapfile -t pids < <(pid_tree "$pid")
+    mapfile -t pids < <(pid_tree "${PID_OF[$name]}")
     # Sample total RSS while loaded; the peak of the sum is one input of the reported peak.
     peak_file="$TMP/peak-$name"
     echo 0 >"$peak_file"
@@ -336,67 +343,90 @@ measure() {
     ) &
     sampler=$!
     PIDS+=("$sampler")
-    # Keep-alive check: established connections to the mock mid-run (each counted from both
-    # ends), and TIME-WAIT sockets created during the run (a proxy that opened a new upstream
-    # connection per request would leave thousands).
+    # Keep-alive check: established connections to the mock mid-run, and the sockets that
+    # entered TIME-WAIT during the run (a proxy opening a connection per request would
+    # leave one per request).
     (
         sleep "$((DURATION / 2))"
-        mock_established >"$TMP/conns-$name"
+        mock_established "$port" >"$TMP/conns-$name"
     ) &
     ss_pid=$!
     PIDS+=("$ss_pid")
+    mock_time_wait "$port" >"$TMP/tw0-$name"
+    st0="$(steal_ticks)"
     t0="$(cpu_ticks "${pids[@]}")"
 
     line="$(run_wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" "$url")"
-    check_errors "$name throughput" "$line"
-    M_RPS="$(field rps "$line")"
 
     t1="$(cpu_ticks "${pids[@]}")"
-    M_TW="$(mock_new_time_wait "$((DURATION + 1))")"
+    st1="$(steal_ticks)"
+    check_errors "$name throughput" "$line"
     stop_pid "$sampler"
     wait "$ss_pid" 2>/dev/null || true
     stop_pid "$ss_pid"
     reqs="$(field requests "$line")"
+    TP_RPS[$name]+=" $(field rps "$line")"
     # CPU time the target spent per request: the efficiency figure that depends least on who
     # else competes for the cores.
-    M_CPU_US="$(awk -v t="$((t1 - t0))" -v hz="$CLK_TCK" -v n="$reqs" \
+    TP_CPU[$name]+=" $(awk -v t="$((t1 - t0))" -v hz="$CLK_TCK" -v n="$reqs" \
         'BEGIN { printf "%.1f", n ? t / hz * 1e6 / n : 0 }')"
+    steal="$(awk -v a="$st0" -v b="$st1" 'BEGIN { split(a, x, " "); split(b, y, " ");
+        printf "%.1f", (y[2] - x[2]) ? 100 * (y[1] - x[1]) / (y[2] - x[2]) : 0 }')"
+    TP_STEAL[$name]+=" $steal"
+    TP_TW[$name]+=" $(mock_time_wait "$port" | comm -13 "$TMP/tw0-$name" - | wc -l)"
+    TP_CONNS[$name]+=" $(($(cat "$TMP/conns-$name" 2>/dev/null || echo 0) / 2))"
     # Peak = the larger of the sampled sum and the sum of per-process high-water marks
     # (VmHWM catches spikes between samples; it covers the process's whole life).
-    local hwm sampled
     hwm="$(status_kb VmHWM "${pids[@]}")"
     sampled="$(cat "$peak_file")"
-    M_RSS_MB="$(awk -v a="$sampled" -v b="$hwm" 'BEGIN { m = a > b ? a : b; printf "%.1f", m / 1024 }')"
-    M_CONNS="$(($(cat "$TMP/conns-$name" 2>/dev/null || echo 0) / 2))"
-
-    # Unloaded latency: one connection, one request at a time. Unloaded latency on a small
-    # VM swings with where the scheduler puts the threads, so the direct mock is measured
-    # right before the target each time (a paired baseline) and medians are kept.
-    sleep 1
-    local r lat p50s=() p99s=() b50s=() b99s=()
-    for ((r = 0; r < LAT_REPEATS; r++)); do
-        if [[ "$url" != "$mock_url" ]]; then
-            lat="$(run_wrk -t1 -c1 -d"${LAT_DURATION}s" --latency "$mock_url")"
-            b50s+=("$(field p50_us "$lat")"); b99s+=("$(field p99_us "$lat")")
-        fi
-        lat="$(run_wrk -t1 -c1 -d"${LAT_DURATION}s" --latency "$url")"
-        check_errors "$name latency" "$lat"
-        p50s+=("$(field p50_us "$lat")"); p99s+=("$(field p99_us "$lat")")
-    done
-    M_P50="$(median "${p50s[@]}")"; M_P99="$(median "${p99s[@]}")"
-    if ((${#b50s[@]} > 0)); then
-        M_BASE_P50="$(median "${b50s[@]}")"; M_BASE_P99="$(median "${b99s[@]}")"
-    else
-        M_BASE_P50="$M_P50"; M_BASE_P99="$M_P99"
-    fi
-    log "$name: $M_RPS req/s, p50 $(ms "$M_P50") ms, p99 $(ms "$M_P99") ms" \
-        "(paired mock: $(ms "$M_BASE_P50")/$(ms "$M_BASE_P99") ms; runs p50 ${p50s[*]} us)," \
-        "peak RSS $M_RSS_MB MB, CPU $M_CPU_US us/req, $M_CONNS conns to mock, $M_TW new TIME-WAIT"
+    rss="$(awk -v a="$sampled" -v b="$hwm" 'BEGIN { m = a > b ? a : b; printf "%.1f", m / 1024 }')"
+    TP_RSS[$name]="$rss"
+    log "throughput $name: $(field rps "$line") req/s, CPU $(last "${TP_CPU[$name]}") us/req," \
+        "peak RSS $rss MB, $(last "${TP_CONNS[$name]}") conns to mock," \
+        "$(last "${TP_TW[$name]}") new TIME-WAIT, CPU steal ${steal}%"
 }
 
-record() {
-    local name="$1"
-    RESULTS+=("$name|$(printf '%.0f' "$M_RPS")|$(ms "$M_P50")|$(ms "$M_P99")|$(ms "$((M_P50 - M_BASE_P50))")|$(ms "$((M_P99 - M_BASE_P99))")|$M_RSS_MB|$M_CPU_US|$M_CONNS|$M_TW")
+# One unloaded-latency run (one connection, one request at a time) of one target, right
+# after one of the direct mock: unloaded latency on a small VM swings with where the
+# scheduler puts the threads, so each proxy run gets its own paired baseline.
+latency_run() {
+    local name="$1" lat base
+    base="$(run_wrk -t1 -c1 -d"${LAT_DURATION}s" --latency "${URL[mock]}")"
+    check_errors "mock latency" "$base"
+    LAT_P50[mock]+=" $(field p50_us "$base")"; LAT_P99[mock]+=" $(field p99_us "$base")"
+    [[ "$name" == mock ]] && return 0
+    BASE_P50[$name]+=" $(field p50_us "$base")"; BASE_P99[$name]+=" $(field p99_us "$base")"
+    lat="$(run_wrk -t1 -c1 -d"${LAT_DURATION}s" --latency "${URL[$name]}")"
+    check_errors "$name latency" "$lat"
+    LAT_P50[$name]+=" $(field p50_us "$lat")"; LAT_P99[$name]+=" $(field p99_us "$lat")"
+    log "latency $name: p50 $(field p50_us "$lat") us, p99 $(field p99_us "$lat") us" \
+        "(mock just before: $(field p50_us "$base") / $(field p99_us "$base") us)"
+}
+
+# The last word of a list.
+last() { local a; read -ra a <<<"$1"; echo "${a[-1]}"; }
+
+# Median of the arguments (numbers).
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+# Median of a space-separated list.
+median_of() { local a; read -ra a <<<"$1"; median "${a[@]}"; }
+
+# Median over rounds of target/reference, both lists in run order (rounds are adjacent in
+# time, so each ratio compares runs made under the same machine conditions).
+paired_ratio() {
+    local a b i r=()
+    read -ra a <<<"$1"; read -ra b <<<"$2"
+    for i in "${!a[@]}"; do r+=("$(awk -v x="${a[$i]}" -v y="${b[$i]}" 'BEGIN { printf "%.3f", x / y }')"); done
+    median "${r[@]}"
+}
+
+# Median over runs of target minus its paired mock baseline (microseconds).
+paired_delta() {
+    local a b i r=()
+    read -ra a <<<"$1"; read -ra b <<<"$2"
+    for i in "${!a[@]}"; do r+=("$((a[i] - b[i]))"); done
+    median "${r[@]}"
 }
 
 # A few seconds of streamed requests: checks streams pass through whole and how fast.
@@ -436,45 +466,71 @@ main() {
     log "machine: $(nproc) cores ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)); wrk, proxies and mock share them"
     log "load: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s; latency: wrk -t1 -c1 -d${LAT_DURATION}s --latency"
     STREAM_RESULTS=()
-    local chat="/v1/chat/completions" w served
+    local chat="/v1/chat/completions" w t r round served rows=()
 
-    start_mock
-    measure mock "http://127.0.0.1:$MOCK_PORT$chat" "$MOCK_PID"
-    record "mock (direct)"
-    if [[ "$STREAM" == 1 ]]; then stream_check "mock (direct)" "http://127.0.0.1:$MOCK_PORT$chat"; fi
-
-    declare -gA RPS
+    # Every server runs for the whole benchmark (idle ones cost next to nothing), so the
+    # targets are measured in interleaved rounds: drift of the shared machine hits all alike.
+    start_mock mock
+    URL[mock]="http://127.0.0.1:$MOCK_PORT$chat"; PID_OF[mock]="$MOCK_PID"; LABEL[mock]="mock (direct)"
+    local targets=(mock) proxies=()
     for w in $WORKERS_LIST; do
+        start_mock "nginx-w$w"
         start_nginx "$w"
-        measure "nginx-w$w" "http://127.0.0.1:$NGINX_PORT$chat" "$NGINX_PID"
-        RPS["nginx-$w"]="$M_RPS"
-        record "nginx (workers=$w)"
-        if [[ "$STREAM" == 1 ]]; then stream_check "nginx (workers=$w)" "http://127.0.0.1:$NGINX_PORT$chat"; fi
-        stop_pid "$NGINX_PID"
-
+        URL[nginx-w$w]="http://127.0.0.1:$NGINX_PORT$chat"; PID_OF[nginx-w$w]="$NGINX_PID"
+        LABEL[nginx-w$w]="nginx (workers=$w)"
+        start_mock "switchyard-w$w"
         start_switchyard "$w"
-        measure "switchyard-w$w" "http://127.0.0.1:$SWITCHYARD_PORT$chat" "$SWITCHYARD_PID"
-        RPS["switchyard-$w"]="$M_RPS"
-        record "switchyard (workers=$w)"
-        if [[ "$STREAM" == 1 ]]; then stream_check "switchyard (workers=$w)" "http://127.0.0.1:$SWITCHYARD_PORT$chat"; fi
-        sleep 1.5   # past one stats flush interval
-        served="$(usage_rows "$SWITCHYARD_DB")"
-        log "switchyard-w$w recorded $served requests in provider_usage_stats"
-        stop_pid "$SWITCHYARD_PID"
+        URL[switchyard-w$w]="http://127.0.0.1:$SWITCHYARD_PORT$chat"; PID_OF[switchyard-w$w]="$SWITCHYARD_PID"
+        LABEL[switchyard-w$w]="switchyard (workers=$w)"
+        SWITCHYARD_DB_OF[w$w]="$SWITCHYARD_DB"
+        proxies+=("nginx-w$w" "switchyard-w$w")
+    done
+    targets+=("${proxies[@]}")
+
+    for ((round = 1; round <= TP_REPEATS; round++)); do
+        log "throughput round $round/$TP_REPEATS"
+        for t in "${targets[@]}"; do throughput_run "$t"; done
+    done
+    sleep 1
+    for ((round = 1; round <= LAT_REPEATS; round++)); do
+        log "latency round $round/$LAT_REPEATS"
+        latency_run mock
+        for t in "${proxies[@]}"; do latency_run "$t"; done
+    done
+    if [[ "$STREAM" == 1 ]]; then
+        for t in "${targets[@]}"; do stream_check "${LABEL[$t]}" "${URL[$t]}"; done
+    fi
+    sleep 1.5   # past one stats flush interval
+    for w in $WORKERS_LIST; do
+        served="$(usage_rows "${SWITCHYARD_DB_OF[w$w]}")"
+        log "switchyard-w$w recorded $served requests in provider_usage_stats (recording is on)"
     done
 
     # ---- summary ------------------------------------------------------------------------
+    local rps p50 p99 a50 a99
+    for t in "${targets[@]}"; do
+        rps="$(median_of "${TP_RPS[$t]}")"
+        p50="$(median_of "${LAT_P50[$t]}")"; p99="$(median_of "${LAT_P99[$t]}")"
+        if [[ "$t" == mock ]]; then
+            a50="-"; a99="-"
+        else
+            a50="$(ms "$(paired_delta "${LAT_P50[$t]}" "${BASE_P50[$t]}")")"
+            a99="$(ms "$(paired_delta "${LAT_P99[$t]}" "${BASE_P99[$t]}")")"
+        fi
+        rows+=("${LABEL[$t]}|$(printf '%.0f' "$rps")|$(ms "$p50")|$(ms "$p99")|$a50|$a99|${TP_RSS[$t]}|$(median_of "${TP_CPU[$t]}")|$(median_of "${TP_CONNS[$t]}")|$(median_of "${TP_TW[$t]}")")
+    done
     {
         echo
         echo "| target | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms | peak RSS MB | CPU us/req | conns to mock | new TIME-WAIT |"
         echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-        local r
-        for r in "${RESULTS[@]}"; do echo "| ${r//|/ | } |"; done
+        for r in "${rows[@]}"; do echo "| ${r//|/ | } |"; done
         echo
         for w in $WORKERS_LIST; do
-            awk -v s="${RPS[switchyard-$w]}" -v n="${RPS[nginx-$w]}" -v w="$w" \
-                'BEGIN { printf "workers=%s: switchyard/nginx throughput = %.1f%%\n", w, 100 * s / n }'
+            echo "workers=$w: switchyard/nginx throughput = $(awk -v r="$(paired_ratio "${TP_RPS[switchyard-w$w]}" "${TP_RPS[nginx-w$w]}")" 'BEGIN { printf "%.1f%%", 100 * r }')" \
+                "(median of per-round ratios; req/s per round: nginx${TP_RPS[nginx-w$w]}, switchyard${TP_RPS[switchyard-w$w]});" \
+                "switchyard CPU per request = $(paired_ratio "${TP_CPU[switchyard-w$w]}" "${TP_CPU[nginx-w$w]}")x nginx's"
         done
+        echo "CPU steal during throughput runs (%):$(for t in "${targets[@]}"; do printf ' %s[%s]' "$t" "${TP_STEAL[$t]# }"; done)"
         if ((${#STREAM_RESULTS[@]} > 0)); then
             echo
             echo "Streaming sanity (wrk -t1 -c4 -d3s, \"stream\": true):"
@@ -484,13 +540,15 @@ main() {
             for r in "${STREAM_RESULTS[@]}"; do echo "| ${r//|/ | } |"; done
         fi
         echo
+        echo "req/s: median of $TP_REPEATS rounds of wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, targets interleaved."
+        echo "p50/p99: median of $LAT_REPEATS runs of wrk -t1 -c1 -d${LAT_DURATION}s; added = median over runs of"
+        echo "(target - the direct mock measured right before it)."
         echo "peak RSS: max of sampled VmRSS sum and sum of VmHWM over the process and its children"
         echo "(nginx: master + workers; shared pages are counted once per process)."
-        echo "CPU us/req: utime+stime of those processes during the throughput run / requests."
-        echo "p50/p99: median of $LAT_REPEATS unloaded runs; added = target minus the direct mock measured"
-        echo "right before each run (paired baseline)."
+        echo "CPU us/req: utime+stime of those processes during a throughput run / its requests."
         echo "conns to mock: established TCP connections to the mock mid-run; new TIME-WAIT: sockets"
-        echo "to/from the mock that entered TIME-WAIT during the throughput run (~0 = keep-alive works)."
+        echo "to/from the mock that entered TIME-WAIT during the run (~0 for a proxy = keep-alive works;"
+        echo "for the direct mock it is wrk closing its own connections)."
     } | tee "${OUT:-/dev/null}"
     if ((EXIT_CODE != 0)); then log "some requests failed: see warnings above"; fi
     return "$EXIT_CODE"

@@ -711,3 +711,52 @@ async fn the_openapi_document_describes_every_route() {
     }
     app.stop().await;
 }
+
+#[actix_rt::test]
+async fn a_slow_event_subscriber_never_slows_routing() {
+    let db = TestDb::sqlite();
+    let (mut c, _bad, _good) = pair(&db, ("bad", Behavior::status(500)), ("good", Behavior::ok())).await;
+    c.health_check.max_error_count = 1_000_000; // keep failing over: two events per request
+    let app = TestApp::start(c).await;
+    // One subscriber that reads nothing for now, one that goes away at once.
+    let mut slow = app
+        .client
+        .get(format!("{}/api/events", app.url))
+        .insert_header(("authorization", format!("Bearer {ADMIN_TOKEN}")))
+        .send()
+        .await
+        .unwrap();
+    let gone = app
+        .client
+        .get(format!("{}/api/events", app.url))
+        .insert_header(("authorization", format!("Bearer {ADMIN_TOKEN}")))
+        .send()
+        .await
+        .unwrap();
+    drop(gone);
+    let started = std::time::Instant::now();
+    for _ in 0..10 {
+        let replies = futures_util::future::join_all((0..80).map(|_| app.chat("m"))).await;
+        assert!(replies.iter().all(|r| r.status == 200));
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "800 failovers took {:?}",
+        started.elapsed()
+    );
+    // The slow subscriber still gets events, in order, when it reads.
+    let mut text = String::new();
+    let got = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(chunk)) = slow.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            if text.contains("event: provider_switch") {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    assert!(got, "the slow subscriber reads events afterwards");
+    app.stop().await;
+}

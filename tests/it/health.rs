@@ -135,3 +135,29 @@ async fn persisted_across_restarts(db: TestDb) {
     app.stop().await;
 }
 both_backends!(health_survives_a_restart, persisted_across_restarts);
+
+#[actix_rt::test]
+async fn without_auto_recovery_a_probe_does_not_recover() {
+    let db = TestDb::sqlite();
+    let (mut c, down, _good) = pair(&db, ("down", Behavior::status(500)), ("good", Behavior::ok())).await;
+    c.health_check.max_error_count = 1;
+    c.health_check.retry_after_seconds = 1;
+    c.health_check.auto_recovery = false;
+    let app = TestApp::start(c).await;
+    app.chat("m").await;
+    assert!(!app.state_of("down").await.health.is_healthy);
+    down.set_behavior(Behavior::ok());
+    let hits = down.chat_hits();
+    assert!(
+        eventually(Duration::from_secs(5), || async { down.chat_hits() > hits }).await,
+        "the retry timer still probes"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let s = app.state_of("down").await;
+    assert!(
+        !s.health.is_healthy,
+        "a successful probe alone does not recover it"
+    );
+    assert!(s.health.last_validated_at.is_some());
+    app.stop().await;
+}
