@@ -21,7 +21,7 @@ use crate::metrics::Metrics;
 use crate::provider::health::{Health, Policy};
 use crate::provider::{ProbeSettings, ProviderDeps, SaveNow};
 use crate::secret::{Secret, random_token};
-use crate::stats::{Flush, StatsActor};
+use crate::stats::{Flush, StatsActor, UsageQueue};
 use crate::store::{self, Backend, DbPool, HealthConfigRow, Store, StoreError, now_naive};
 use crate::supervisor::{AddProvider, ListProviders, Supervisor};
 use crate::upstream::{DEFAULT_CONNECTION_LIMIT, build_client};
@@ -190,7 +190,9 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
         (None, None)
     };
     metrics.set_sweep_flag(may_sweep.clone());
+    let usage = Arc::new(UsageQueue::default());
     let stats = StatsActor::new(
+        usage.clone(),
         store.clone(),
         metrics.clone(),
         Duration::from_millis(config.stats.flush_ms),
@@ -206,6 +208,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
         config: config.clone(),
         supervisor: supervisor.clone(),
         stats: stats.clone(),
+        usage,
         store: store.clone(),
         health_checker: health_checker.clone(),
         events: events.clone(),

@@ -20,8 +20,8 @@ use crate::error::ApiError;
 use crate::events::{Event, EventKind, Severity};
 use crate::provider::health::Failure;
 use crate::provider::load::InflightGuard;
-use crate::provider::{Outcome, OutcomeKind};
-use crate::stats::{StatsActor, Usage, UsageRecord, UsageResult};
+use crate::provider::{DrainSuccesses, Outcome, OutcomeKind};
+use crate::stats::{DrainUsage, StatsActor, UsageQueue, UsageRecord, UsageResult};
 use crate::supervisor::{Pick, PickResult, Route};
 use crate::upstream::body::{self, BodyError, ChatHead};
 use crate::upstream::classify::{self, Class};
@@ -170,6 +170,7 @@ pub async fn chat_completions(
                     model: head.model.clone(),
                     started: t0,
                     stats: state.stats.clone(),
+                    usage: state.usage.clone(),
                     _guard: guard,
                 });
                 let idle = Duration::from_millis(route.provider.timeout_ms);
@@ -359,30 +360,48 @@ fn report(
     tokens: Option<TokenUsage>,
 ) {
     let latency_ms = took.as_millis() as u64;
-    let result = match &kind {
+    let record = usage_record(route.provider.id, model, &kind, tokens, latency_ms);
+    report_outcome(route, kind, latency_ms);
+    report_usage(&state.usage, &state.stats, record);
+}
+
+/// Health: a success goes into the provider's shared counter (ringing its actor only when the
+/// counter was empty); anything else is a message, handled at once.
+fn report_outcome(route: &Route, kind: OutcomeKind, latency_ms: u64) {
+    match kind {
+        OutcomeKind::Success { .. } => {
+            if route.load.add_success(latency_ms) {
+                route.actor.do_send(DrainSuccesses);
+            }
+        }
+        other => route.actor.do_send(Outcome {
+            kind: other,
+            latency_ms,
+        }),
+    }
+}
+
+/// Usage: into the shared queue, ringing the stats actor only when the queue was empty.
+fn report_usage(queue: &UsageQueue, stats: &actix::Addr<StatsActor>, record: UsageRecord) {
+    if queue.push(record) {
+        stats.do_send(DrainUsage);
+    }
+}
+
+fn usage_record(
+    provider_id: i64,
+    model: &str,
+    kind: &OutcomeKind,
+    tokens: Option<TokenUsage>,
+    latency_ms: u64,
+) -> UsageRecord {
+    let result = match kind {
         OutcomeKind::Success { .. } => UsageResult::Success,
         OutcomeKind::Failure(_) => UsageResult::Failure,
         OutcomeKind::Neutral => UsageResult::Neutral,
     };
-    route.actor.do_send(Outcome { kind, latency_ms });
-    state.stats.do_send(usage_message(
-        route.provider.id,
-        model,
-        result,
-        tokens,
-        latency_ms,
-    ));
-}
-
-fn usage_message(
-    provider_id: i64,
-    model: &str,
-    result: UsageResult,
-    tokens: Option<TokenUsage>,
-    latency_ms: u64,
-) -> Usage {
     let t = tokens.unwrap_or_default();
-    Usage(UsageRecord {
+    UsageRecord {
         provider_id,
         model: model.to_string(),
         at: Utc::now(),
@@ -391,7 +410,7 @@ fn usage_message(
         completion_tokens: t.completion_tokens,
         total_tokens: t.total_tokens,
         latency_ms,
-    })
+    }
 }
 
 /// Reports a stream's outcome when it ends (see `ObservedStream`).
@@ -400,6 +419,7 @@ struct ChatStreamReport {
     model: String,
     started: Instant,
     stats: actix::Addr<StatsActor>,
+    usage: std::sync::Arc<UsageQueue>,
     /// Keeps the request in flight until the stream ends.
     _guard: InflightGuard,
 }
@@ -407,26 +427,24 @@ struct ChatStreamReport {
 impl StreamReport for ChatStreamReport {
     fn finish(self: Box<Self>, end: StreamEnd, observer: &SseObserver) {
         let latency_ms = self.started.elapsed().as_millis() as u64;
-        let (kind, result) = match end {
-            StreamEnd::Completed => (OutcomeKind::Success { status: 200 }, UsageResult::Success),
-            StreamEnd::ClientGone => (OutcomeKind::Neutral, UsageResult::Neutral),
-            StreamEnd::Failed(message) => (
-                OutcomeKind::Failure(Failure {
-                    status: None,
-                    message,
-                    cooldown: None,
-                }),
-                UsageResult::Failure,
-            ),
+        let kind = match end {
+            StreamEnd::Completed => OutcomeKind::Success { status: 200 },
+            StreamEnd::ClientGone => OutcomeKind::Neutral,
+            StreamEnd::Failed(message) => OutcomeKind::Failure(Failure {
+                status: None,
+                message,
+                cooldown: None,
+            }),
         };
-        self.route.actor.do_send(Outcome { kind, latency_ms });
-        self.stats.do_send(usage_message(
+        let record = usage_record(
             self.route.provider.id,
             &self.model,
-            result,
+            &kind,
             observer.usage,
             latency_ms,
-        ));
+        );
+        report_outcome(&self.route, kind, latency_ms);
+        report_usage(&self.usage, &self.stats, record);
     }
 }
 

@@ -20,7 +20,7 @@ use crate::events::EventBus;
 use crate::health_checker::HealthChecker;
 use crate::metrics::Metrics;
 use crate::secret::Secret;
-use crate::stats::StatsActor;
+use crate::stats::{StatsActor, UsageQueue};
 use crate::store::Store;
 use crate::supervisor::Supervisor;
 
@@ -29,6 +29,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub supervisor: Addr<Supervisor>,
     pub stats: Addr<StatsActor>,
+    /// Where workers leave usage records for the `StatsActor`.
+    pub usage: Arc<UsageQueue>,
     pub store: Addr<Store>,
     pub health_checker: Addr<HealthChecker>,
     pub events: EventBus,

@@ -92,6 +92,17 @@ impl Health {
         }
     }
 
+    /// Records `n` successes at once (taken from the workers' shared counter).
+    pub fn record_successes(&mut self, now: DateTime<Utc>, n: u64) -> Transition {
+        if n == 0 {
+            return Transition::Unchanged;
+        }
+        let t = self.record_success(now, Some(200));
+        let more = u32::try_from(n - 1).unwrap_or(u32::MAX);
+        self.consecutive_successes = self.consecutive_successes.saturating_add(more);
+        t
+    }
+
     /// Records a counted failure.
     pub fn record_failure(&mut self, now: DateTime<Utc>, failure: &Failure, policy: &Policy) -> Transition {
         self.error_count = self.error_count.saturating_add(1);

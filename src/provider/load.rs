@@ -1,13 +1,21 @@
-//! Live load of one provider: requests in flight (shared atomically with the workers that
-//! call it) and a one-minute window of finished requests and their latency.
+//! Live load of one provider: requests in flight and successes not yet counted (shared
+//! atomically with the workers that call it), and a one-minute window of finished requests
+//! and their latency.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Instant;
+
+/// Successes are packed into one word, `count << SUCCESS_SHIFT | latency sum in ms`, so the
+/// actor takes both with one atomic swap and never sees a count without its latency.
+const SUCCESS_SHIFT: u32 = 40;
+const LATENCY_MASK: u64 = (1 << SUCCESS_SHIFT) - 1;
 
 /// Counters shared between the provider actor and the workers routing to it.
 #[derive(Debug, Default)]
 pub struct LoadCounters {
     inflight: AtomicI64,
+    /// Successes since the actor last took them (see `SUCCESS_SHIFT`).
+    successes: AtomicU64,
 }
 
 impl LoadCounters {
@@ -20,6 +28,19 @@ impl LoadCounters {
 
     pub fn inflight(&self) -> i64 {
         self.inflight.load(Ordering::Relaxed).max(0)
+    }
+
+    /// Adds one success. Returns true when it is the first since the actor last took them:
+    /// the caller then rings the actor (one message per batch, not per request).
+    pub fn add_success(&self, latency_ms: u64) -> bool {
+        let add = (1u64 << SUCCESS_SHIFT) | latency_ms.min(u64::from(u32::MAX));
+        self.successes.fetch_add(add, Ordering::AcqRel) == 0
+    }
+
+    /// Takes the successes added so far: (count, latency sum in ms).
+    pub fn take_successes(&self) -> (u64, u64) {
+        let v = self.successes.swap(0, Ordering::AcqRel);
+        (v >> SUCCESS_SHIFT, v & LATENCY_MASK)
     }
 }
 
@@ -56,13 +77,18 @@ impl Window {
 
     /// Records one finished request.
     pub fn record(&mut self, now: Instant, latency_ms: u64) {
+        self.record_many(now, 1, latency_ms);
+    }
+
+    /// Records `count` finished requests whose latencies add up to `latency_sum_ms`.
+    pub fn record_many(&mut self, now: Instant, count: u64, latency_sum_ms: u64) {
         let s = self.second(now);
         let b = &mut self.buckets[(s % 60) as usize];
         if b.0 != s {
             *b = (s, 0, 0);
         }
-        b.1 += 1;
-        b.2 += latency_ms;
+        b.1 += count;
+        b.2 += latency_sum_ms;
     }
 
     /// (requests in the last minute, average latency in ms over them).
@@ -107,6 +133,16 @@ mod tests {
         drop(g1);
         drop(g2);
         assert_eq!(c.inflight(), 0);
+    }
+
+    #[test]
+    fn successes_are_taken_in_one_piece() {
+        let c = LoadCounters::default();
+        assert!(c.add_success(10), "the first rings");
+        assert!(!c.add_success(20), "later ones do not");
+        assert_eq!(c.take_successes(), (2, 30));
+        assert_eq!(c.take_successes(), (0, 0));
+        assert!(c.add_success(5), "rings again after a take");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `StatsActor`: receives one `Usage` per finished upstream attempt and writes daily totals.
+//! `StatsActor`: takes one usage record per finished upstream attempt from the `UsageQueue`
+//! (rung by `DrainUsage`, see `queue`) and writes daily totals.
 //!
 //! Records are aggregated in memory by (provider, model, UTC day) and flushed every
 //! `flush_ms`, or sooner when `max_batch_rows` rows are pending, as additive upserts through
@@ -13,6 +14,7 @@
 //! per-batch ledger.
 
 pub mod aggregate;
+pub mod queue;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,14 +26,15 @@ use crate::metrics::{Metrics, RequestOutcome};
 use crate::store::{self, Store, StoreError, UsageRow};
 use aggregate::Aggregate;
 pub use aggregate::{UsageRecord, UsageResult};
+pub use queue::UsageQueue;
 
 /// Longest wait between retries of a failed write.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// One finished upstream attempt.
+/// Records are waiting in the `UsageQueue`: take them.
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
-pub struct Usage(pub UsageRecord);
+pub struct DrainUsage;
 
 /// Write everything pending; answers when it is stored.
 #[derive(Message)]
@@ -45,6 +48,7 @@ pub struct Pending;
 
 /// The stats actor.
 pub struct StatsActor {
+    queue: Arc<UsageQueue>,
     store: Addr<Store>,
     metrics: Arc<Metrics>,
     flush_every: Duration,
@@ -61,12 +65,14 @@ pub struct StatsActor {
 
 impl StatsActor {
     pub fn new(
+        queue: Arc<UsageQueue>,
         store: Addr<Store>,
         metrics: Arc<Metrics>,
         flush_every: Duration,
         max_batch_rows: usize,
     ) -> Self {
         StatsActor {
+            queue,
             store,
             metrics,
             flush_every,
@@ -136,7 +142,37 @@ impl StatsActor {
         }));
     }
 
+    /// Moves queued records into the aggregate (and the request metrics).
+    fn drain(&mut self, ctx: &mut Context<Self>) {
+        let records = self.queue.take();
+        if records.is_empty() {
+            return;
+        }
+        let was_empty = self.pending.is_empty();
+        for r in &records {
+            let outcome = match r.result {
+                UsageResult::Success => RequestOutcome::Success,
+                UsageResult::Failure => RequestOutcome::Failure,
+                UsageResult::Neutral => RequestOutcome::ClientError,
+            };
+            self.metrics.count_request(
+                r.provider_id,
+                &r.model,
+                outcome,
+                Duration::from_millis(r.latency_ms),
+            );
+            self.pending.add(r);
+        }
+        if was_empty {
+            self.update_lag_metric();
+        }
+        if self.pending.len() >= self.max_batch_rows && self.retry_at.is_none() {
+            self.start_write(ctx);
+        }
+    }
+
     fn tick(&mut self, ctx: &mut Context<Self>) {
+        self.drain(ctx);
         if self.retry_at.is_some_and(|t| Instant::now() < t) {
             return;
         }
@@ -155,30 +191,11 @@ impl Actor for StatsActor {
     }
 }
 
-impl Handler<Usage> for StatsActor {
+impl Handler<DrainUsage> for StatsActor {
     type Result = ();
 
-    fn handle(&mut self, msg: Usage, ctx: &mut Context<Self>) {
-        let r = &msg.0;
-        let outcome = match r.result {
-            UsageResult::Success => RequestOutcome::Success,
-            UsageResult::Failure => RequestOutcome::Failure,
-            UsageResult::Neutral => RequestOutcome::ClientError,
-        };
-        self.metrics.count_request(
-            r.provider_id,
-            &r.model,
-            outcome,
-            Duration::from_millis(r.latency_ms),
-        );
-        let was_empty = self.pending.is_empty();
-        self.pending.add(r);
-        if was_empty {
-            self.update_lag_metric();
-        }
-        if self.pending.len() >= self.max_batch_rows && self.retry_at.is_none() {
-            self.start_write(ctx);
-        }
+    fn handle(&mut self, _: DrainUsage, ctx: &mut Context<Self>) {
+        self.drain(ctx);
     }
 }
 
@@ -186,6 +203,7 @@ impl Handler<Flush> for StatsActor {
     type Result = ResponseFuture<Result<(), StoreError>>;
 
     fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) -> Self::Result {
+        self.drain(ctx);
         let (tx, rx) = oneshot::channel();
         self.waiters_next.push(tx);
         self.start_write(ctx);
@@ -196,7 +214,8 @@ impl Handler<Flush> for StatsActor {
 impl Handler<Pending> for StatsActor {
     type Result = MessageResult<Pending>;
 
-    fn handle(&mut self, _: Pending, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, _: Pending, ctx: &mut Context<Self>) -> Self::Result {
+        self.drain(ctx);
         let mut rows = self.pending.snapshot();
         if let Some(w) = &self.writing {
             rows.extend(w.iter().cloned());
