@@ -6,13 +6,23 @@
 #                    [--mock-workers 1] [--quiet-wait 120] [--no-build] [--no-stream]
 #                    [--out FILE]
 #
-# For each target it measures throughput (wrk -tT -cC -dD), unloaded latency
-# (wrk -t1 -c1 --latency: p50/p99, and the latency *added* over the direct mock), CPU time
-# per request and peak memory of the proxy processes, and how many connections the proxy
-# keeps open to the mock (keep-alive check). nginx and switchyard get the same worker count.
+# Targets: the mock upstream alone, nginx (proxy_pass + upstream keep-alive) and switchyard
+# (usage recording on, as always), each proxy with the same worker count. For each it
+# measures throughput (wrk -tT -cC -dD), unloaded latency (wrk -t1 -c1 --latency: p50/p99,
+# and the latency *added* over the direct mock), the CPU time and peak memory the target
+# process uses, and its connections to the mock (keep-alive check); then checks the team's
+# targets (switchyard >= 70% of nginx's req/s, <= 0.2 ms added p50, <= 50 MB RSS).
+#
+# Method, because the machine is small and shared (wrk, proxy and mock on the same cores):
+# every server runs for the whole benchmark and the targets are measured in interleaved
+# rounds (medians kept); each latency run of a proxy is paired with a run of the mock right
+# before it; each proxy has its own mock (same binary and options) so connection counts
+# are its own; the script first waits (bounded) for the CPUs to be idle.
+#
 # Everything runs on 127.0.0.1 with ports picked free at run time; every process started is
 # stopped on exit. Exit status: 0 ok, 1 a server failed to start or a tool is missing,
 # 3 some responses were errors (non-2xx or socket errors), so the numbers are suspect.
+# A missed target is reported, not an error.
 #
 # Environment: CARGO_TARGET_DIR is honoured (binaries are looked up there).
 set -euo pipefail
@@ -38,7 +48,7 @@ OUT=""
 ADMIN_TOKEN="bench-admin-token-0123456789"
 START_TIMEOUT=30        # seconds a server gets to answer before we give up
 
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -67,8 +77,6 @@ WRK_BIN="${WRK_BIN:-$(command -v wrk || echo /usr/bin/wrk)}"
 CLK_TCK="$(getconf CLK_TCK)"
 
 TMP="$(mktemp -d /tmp/switchyard-bench.XXXXXX)"
-# nginx workers drop to "nobody" when started as root and must reach their temp dirs.
-chmod 755 "$TMP"
 PIDS=()          # every process this script started, stopped by cleanup()
 EXIT_CODE=0
 declare -A SWITCHYARD_DB_OF
@@ -236,7 +244,8 @@ start_nginx() {
     local dir="$TMP/nginx-w$workers" user_line=""
     mkdir -p "$dir"
     NGINX_PORT="$(free_port)"
-    # As root, nginx workers would switch to "nobody"; keep them as the invoking user.
+    # As root, nginx workers would switch to "nobody", who cannot enter our 0700 temp dir;
+    # keep them as the invoking user (a throw-away proxy on 127.0.0.1 only).
     [[ "$(id -u)" == 0 ]] && user_line="user root;"
     sed -e "s|@WORKERS@|$workers|g" -e "s|@DIR@|$dir|g" -e "s|@PORT@|$NGINX_PORT|g" \
         -e "s|@MOCK_PORT@|$MOCK_PORT|g" -e "s|@USER_LINE@|$user_line|g" \
@@ -421,6 +430,15 @@ paired_ratio() {
     median "${r[@]}"
 }
 
+# "met" when A OP B holds (OP: >= or <=), else "MISSED".
+verdict() {
+    if awk -v a="$1" -v b="$2" -v op="$3" 'BEGIN { exit !(op == ">=" ? a >= b : a <= b) }'; then
+        echo met
+    else
+        echo MISSED
+    fi
+}
+
 # Median over runs of target minus its paired mock baseline (microseconds).
 paired_delta() {
     local a b i r=()
@@ -508,6 +526,7 @@ main() {
 
     # ---- summary ------------------------------------------------------------------------
     local rps p50 p99 a50 a99
+    declare -A ADD50
     for t in "${targets[@]}"; do
         rps="$(median_of "${TP_RPS[$t]}")"
         p50="$(median_of "${LAT_P50[$t]}")"; p99="$(median_of "${LAT_P99[$t]}")"
@@ -516,6 +535,7 @@ main() {
         else
             a50="$(ms "$(paired_delta "${LAT_P50[$t]}" "${BASE_P50[$t]}")")"
             a99="$(ms "$(paired_delta "${LAT_P99[$t]}" "${BASE_P99[$t]}")")"
+            ADD50[$t]="$a50"
         fi
         rows+=("${LABEL[$t]}|$(printf '%.0f' "$rps")|$(ms "$p50")|$(ms "$p99")|$a50|$a99|${TP_RSS[$t]}|$(median_of "${TP_CPU[$t]}")|$(median_of "${TP_CONNS[$t]}")|$(median_of "${TP_TW[$t]}")")
     done
@@ -530,6 +550,16 @@ main() {
                 "(median of per-round ratios; req/s per round: nginx${TP_RPS[nginx-w$w]}, switchyard${TP_RPS[switchyard-w$w]});" \
                 "switchyard CPU per request = $(paired_ratio "${TP_CPU[switchyard-w$w]}" "${TP_CPU[nginx-w$w]}")x nginx's"
         done
+        echo
+        local ratio
+        for w in $WORKERS_LIST; do
+            ratio="$(paired_ratio "${TP_RPS[switchyard-w$w]}" "${TP_RPS[nginx-w$w]}")"
+            echo "targets (workers=$w):" \
+                "throughput $(awk -v r="$ratio" 'BEGIN { printf "%.1f", 100 * r }')% of nginx (>= 70%): $(verdict "$ratio" 0.70 '>=');" \
+                "added p50 ${ADD50[switchyard-w$w]} ms (<= 0.2): $(verdict "${ADD50[switchyard-w$w]}" 0.2 '<=');" \
+                "peak RSS ${TP_RSS[switchyard-w$w]} MB (<= 50): $(verdict "${TP_RSS[switchyard-w$w]}" 50 '<=')"
+        done
+        echo
         echo "CPU steal during throughput runs (%):$(for t in "${targets[@]}"; do printf ' %s[%s]' "$t" "${TP_STEAL[$t]# }"; done)"
         if ((${#STREAM_RESULTS[@]} > 0)); then
             echo

@@ -54,14 +54,13 @@ fn client(connect_timeout: Duration) -> awc::Client {
 pub async fn probe(config: &ProviderConfig, settings: ProbeSettings) -> ProbeResult {
     let client = client(settings.connect_timeout);
     let started = Instant::now();
-    let auth = format!("Bearer {}", config.api_key.expose());
     let sent = match settings.kind {
         ProbeKind::Models => {
             let mut req = client
                 .get(format!("{}/models", config.base_url))
                 .timeout(settings.timeout);
-            if !config.api_key.is_empty() {
-                req = req.insert_header(("authorization", auth));
+            if let Some(auth) = &config.wire.authorization {
+                req = req.insert_header(("authorization", auth.clone()));
             }
             req.send().await
         }
@@ -77,11 +76,11 @@ pub async fn probe(config: &ProviderConfig, settings: ProbeSettings) -> ProbeRes
                 "max_tokens": 1,
             });
             let mut req = client
-                .post(format!("{}/chat/completions", config.base_url))
+                .post(config.wire.chat_url.clone())
                 .timeout(settings.timeout)
                 .insert_header(("content-type", "application/json"));
-            if !config.api_key.is_empty() {
-                req = req.insert_header(("authorization", auth));
+            if let Some(auth) = &config.wire.authorization {
+                req = req.insert_header(("authorization", auth.clone()));
             }
             req.send_body(body.to_string()).await
         }

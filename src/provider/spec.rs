@@ -80,6 +80,42 @@ pub struct ProviderConfig {
     pub priority: i32,
     pub timeout_ms: u64,
     pub enabled: bool,
+    /// What goes on the wire, prepared once instead of per request.
+    pub wire: Wire,
+}
+
+/// A provider's request targets and credentials, parsed and formatted once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Wire {
+    /// `{base_url}/chat/completions`.
+    pub chat_url: awc::http::Uri,
+    /// `{base_url}/models`.
+    pub models_url: awc::http::Uri,
+    /// `Bearer {api_key}`, marked sensitive so it is never printed; `None` without a key.
+    pub authorization: Option<awc::http::header::HeaderValue>,
+}
+
+impl Wire {
+    fn new(base_url: &str, key: &Secret) -> Result<Wire, FieldError> {
+        let uri = |path: &str| {
+            format!("{base_url}{path}")
+                .parse::<awc::http::Uri>()
+                .map_err(|_| FieldError::new("base_url", "is not a valid URL"))
+        };
+        let authorization = if key.is_empty() {
+            None
+        } else {
+            let mut v = awc::http::header::HeaderValue::from_str(&format!("Bearer {}", key.expose()))
+                .map_err(|_| FieldError::new("api_key", "must be printable ASCII"))?;
+            v.set_sensitive(true);
+            Some(v)
+        };
+        Ok(Wire {
+            chat_url: uri("/chat/completions")?,
+            models_url: uri("/models")?,
+            authorization,
+        })
+    }
 }
 
 /// A configuration value that was refused, with the field it concerns.
@@ -179,9 +215,11 @@ impl ProviderSpec {
             },
             (None, None) => Secret::default(),
         };
+        let wire = Wire::new(&base_url, &api_key)?;
         Ok(ProviderConfig {
             id,
             name: name.to_string(),
+            wire,
             base_url,
             api_key,
             api_key_env: self.api_key_env.clone(),

@@ -39,20 +39,18 @@ pub async fn send_chat(
     stream: bool,
     timeout: Duration,
 ) -> Result<ClientResponse, awc::error::SendRequestError> {
+    let accept = if stream {
+        "text/event-stream"
+    } else {
+        "application/json"
+    };
     let mut req = client
-        .post(format!("{}/chat/completions", provider.base_url))
+        .post(provider.wire.chat_url.clone())
         .timeout(timeout)
         .insert_header(("content-type", "application/json"))
-        .insert_header((
-            "accept",
-            if stream {
-                "text/event-stream"
-            } else {
-                "application/json"
-            },
-        ));
-    if !provider.api_key.is_empty() {
-        req = req.insert_header(("authorization", format!("Bearer {}", provider.api_key.expose())));
+        .insert_header(("accept", accept));
+    if let Some(auth) = &provider.wire.authorization {
+        req = req.insert_header(("authorization", auth.clone()));
     }
     req.send_body(body).await
 }
