@@ -2,7 +2,7 @@
 //! atomically with the workers that call it), and a one-minute window of finished requests
 //! and their latency.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Instant;
 
 /// Successes are packed into one word, `count << SUCCESS_SHIFT | latency sum in ms`, so the
@@ -16,6 +16,8 @@ pub struct LoadCounters {
     inflight: AtomicI64,
     /// Successes since the actor last took them (see `SUCCESS_SHIFT`).
     successes: AtomicU64,
+    /// The actor has been rung and will take the successes soon.
+    rung: AtomicBool,
 }
 
 impl LoadCounters {
@@ -30,15 +32,19 @@ impl LoadCounters {
         self.inflight.load(Ordering::Relaxed).max(0)
     }
 
-    /// Adds one success. Returns true when it is the first since the actor last took them:
-    /// the caller then rings the actor (one message per batch, not per request).
+    /// Adds one success. Returns true when nobody has rung the actor since it last took
+    /// them: the caller then rings it, and the actor takes the batch a moment later, so under
+    /// load there is one message per batch window, not one per request.
     pub fn add_success(&self, latency_ms: u64) -> bool {
         let add = (1u64 << SUCCESS_SHIFT) | latency_ms.min(u64::from(u32::MAX));
-        self.successes.fetch_add(add, Ordering::AcqRel) == 0
+        self.successes.fetch_add(add, Ordering::AcqRel);
+        !self.rung.swap(true, Ordering::AcqRel)
     }
 
-    /// Takes the successes added so far: (count, latency sum in ms).
+    /// Takes the successes added so far: (count, latency sum in ms). The next success rings
+    /// again.
     pub fn take_successes(&self) -> (u64, u64) {
+        self.rung.store(false, Ordering::Release);
         let v = self.successes.swap(0, Ordering::AcqRel);
         (v >> SUCCESS_SHIFT, v & LATENCY_MASK)
     }
@@ -143,6 +149,7 @@ mod tests {
         assert_eq!(c.take_successes(), (2, 30));
         assert_eq!(c.take_successes(), (0, 0));
         assert!(c.add_success(5), "rings again after a take");
+        assert!(!c.add_success(5));
     }
 
     #[test]

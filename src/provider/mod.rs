@@ -3,11 +3,12 @@
 //!
 //! Workers report every upstream attempt. A failure (or a client error) is an `Outcome`
 //! message, handled at once because it changes routing. Successes, the bulk of the traffic,
-//! are added to an atomic counter shared with the workers, and the first one after the actor
-//! last took them rings it with `DrainSuccesses`: under load the actor's thread wakes once per
-//! batch instead of once per request (measured: the per-request message and the thread
-//! wake-up it caused were the router's largest cost). The actor takes pending successes
-//! before anything that reads or changes health, so their order against failures holds.
+//! are added to an atomic counter shared with the workers; the first one after the actor last
+//! took them rings it with `DrainSuccesses`, and the actor takes the whole batch
+//! `BATCH_WINDOW` later. Under load the actor's thread wakes once per window instead of once
+//! per request (measured: the per-request message and the thread wake-up it caused were one
+//! of the router's largest costs). The actor takes pending successes before anything that
+//! reads or changes health, so their order against failures holds.
 //!
 //! When counted failures reach `max_error_count` it turns unhealthy, tells the `Supervisor`,
 //! and arms a retry timer for `retry_after`; when the timer fires it probes the upstream with
@@ -34,6 +35,9 @@ pub use load::LoadCounters;
 use load::Window;
 pub use probe::{ProbeResult, ProbeSettings};
 pub use spec::{ProviderConfig, from_row, to_new_row};
+
+/// How long reported successes (and usage records) gather before their actor takes them.
+pub const BATCH_WINDOW: Duration = Duration::from_millis(20);
 
 /// How long health changes gather before one write.
 const SAVE_DELAY: Duration = Duration::from_millis(250);
@@ -425,7 +429,7 @@ impl Handler<DrainSuccesses> for ProviderActor {
     type Result = ();
 
     fn handle(&mut self, _: DrainSuccesses, ctx: &mut Context<Self>) {
-        self.take_successes(ctx);
+        ctx.run_later(BATCH_WINDOW, |act, ctx| act.take_successes(ctx));
     }
 }
 

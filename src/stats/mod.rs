@@ -194,8 +194,9 @@ impl Actor for StatsActor {
 impl Handler<DrainUsage> for StatsActor {
     type Result = ();
 
+    /// Empties the queue a moment later, so the records of that window come in one go.
     fn handle(&mut self, _: DrainUsage, ctx: &mut Context<Self>) {
-        self.drain(ctx);
+        ctx.run_later(crate::provider::BATCH_WINDOW, |act, ctx| act.drain(ctx));
     }
 }
 

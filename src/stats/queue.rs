@@ -1,9 +1,9 @@
 //! The hand-off of usage records from the HTTP workers to the `StatsActor`.
 //!
 //! A worker appends its record under a short lock, and only the first record after the actor
-//! last emptied the queue rings the actor (`DrainUsage`). Under load the actor's thread wakes
-//! once per batch rather than once per request; at low load it is one message per request,
-//! as before. The queue holds at most what arrives between two drains.
+//! last emptied the queue rings the actor (`DrainUsage`); the actor empties it
+//! `BATCH_WINDOW` later. Under load the actor's thread wakes once per window rather than once
+//! per request. The queue holds at most what arrives in one window.
 
 use std::sync::Mutex;
 
@@ -13,18 +13,24 @@ use super::aggregate::UsageRecord;
 #[derive(Debug, Default)]
 pub struct UsageQueue {
     records: Mutex<Vec<UsageRecord>>,
+    /// The actor has been rung and will empty the queue soon.
+    rung: std::sync::atomic::AtomicBool,
 }
 
 impl UsageQueue {
-    /// Appends a record. Returns true when the queue was empty: the caller rings the actor.
+    /// Appends a record. Returns true when nobody has rung the actor since it last emptied
+    /// the queue: the caller rings it.
     pub fn push(&self, record: UsageRecord) -> bool {
-        let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
-        records.push(record);
-        records.len() == 1
+        self.records
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(record);
+        !self.rung.swap(true, std::sync::atomic::Ordering::AcqRel)
     }
 
-    /// Takes everything queued.
+    /// Takes everything queued; the next record rings again.
     pub fn take(&self) -> Vec<UsageRecord> {
+        self.rung.store(false, std::sync::atomic::Ordering::Release);
         std::mem::take(&mut *self.records.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
