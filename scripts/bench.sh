@@ -22,7 +22,7 @@
 # Everything runs on 127.0.0.1 with ports picked free at run time; every process started is
 # stopped on exit. Exit status: 0 ok, 1 a server failed to start or a tool is missing,
 # 3 some responses were errors (non-2xx or socket errors), so the numbers are suspect.
-# A missed target is reported, not an error.
+# A missed target is reported, not an error. With the defaults a run takes about 7 minutes.
 #
 # Environment: CARGO_TARGET_DIR is honoured (binaries are looked up there).
 set -euo pipefail
@@ -48,7 +48,7 @@ OUT=""
 ADMIN_TOKEN="bench-admin-token-0123456789"
 START_TIMEOUT=30        # seconds a server gets to answer before we give up
 
-usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -236,6 +236,7 @@ start_mock() {
     wait_http "mock for $name" "http://127.0.0.1:$MOCK_PORT/v1/models" "$MOCK_PID" \
         "$TMP/mock-$name.log" || die "the mock upstream failed to start"
     MOCK_PORT_OF[$name]="$MOCK_PORT"
+    PID_OF[mock-of-$name]="$MOCK_PID"
     log "mock upstream for $name on :$MOCK_PORT (pid $MOCK_PID, $MOCK_WORKERS worker)"
 }
 
@@ -323,17 +324,30 @@ mock_time_wait() {
         | awk '{ print $(NF - 1), $NF }' | sort
 }
 
-# CPU steal over the run, in percent: time the hypervisor gave our vCPUs to someone else.
-steal_ticks() { awk '/^cpu / { print $9 + 0, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
+# Machine-wide CPU ticks: "steal busy total". Steal is time the hypervisor gave our vCPUs
+# to someone else; busy minus what the target, its mock and wrk used is other local work.
+machine_ticks() {
+    awk '/^cpu / { print $9 + 0, $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat
+}
+
+# CPU ticks used so far by this shell's finished children (wrk included), stored in the
+# variable named $1. `times` must run in this shell itself, not in a $(...) subshell.
+children_ticks() {
+    times >"$TMP/times"
+    printf -v "$1" '%s' "$(awk -v hz="$CLK_TCK" 'NR == 2 {
+        t = 0
+        for (i = 1; i <= 2; i++) { split($i, p, "m"); sub("s", "", p[2]); t += p[1] * 60 + p[2] }
+        printf "%d", t * hz }' "$TMP/times")"
+}
 
 # Per-target results, keyed by target name; lists are space-separated, in run order.
-declare -A MOCK_PORT_OF URL PID_OF LABEL TP_RPS TP_CPU TP_STEAL TP_TW TP_RSS TP_CONNS LAT_P50 LAT_P99 BASE_P50 BASE_P99
+declare -A MOCK_PORT_OF URL PID_OF LABEL TP_RPS TP_CPU TP_STEAL TP_OTHER TP_TW TP_RSS TP_CONNS LAT_P50 LAT_P99 BASE_P50 BASE_P99
 
 # One throughput run of one target. Records req/s, the target's CPU time per request, its
 # peak memory, its connections to the mock and the TIME-WAIT sockets the run left.
 throughput_run() {
     local name="$1" url="${URL[$1]}" port="${MOCK_PORT_OF[$1]}" pids=() line sampler ss_pid
-    local peak_file t0 t1 st0 st1 reqs hwm sampled rss steal
+    local peak_file t0 t1 st0 st1 c0 c1 m0 m1 reqs hwm sampled rss steal other
 
     # Warm up: open the proxy's upstream connections and fault in its memory.
     run_wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" "$url" >/dev/null
@@ -362,13 +376,20 @@ throughput_run() {
     ss_pid=$!
     PIDS+=("$ss_pid")
     mock_time_wait "$port" >"$TMP/tw0-$name"
-    st0="$(steal_ticks)"
+    st0="$(machine_ticks)"
+    children_ticks c0
+    # A proxy's mock is part of its run (the direct mock target is its own mock).
+    local mock_pid="${PID_OF[mock-of-$name]}"
+    [[ "$name" == mock ]] && mock_pid=""
+    m0="$(cpu_ticks ${mock_pid:+"$mock_pid"})"
     t0="$(cpu_ticks "${pids[@]}")"
 
     line="$(run_wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" "$url")"
 
     t1="$(cpu_ticks "${pids[@]}")"
-    st1="$(steal_ticks)"
+    m1="$(cpu_ticks ${mock_pid:+"$mock_pid"})"
+    children_ticks c1
+    st1="$(machine_ticks)"
     check_errors "$name throughput" "$line"
     stop_pid "$sampler"
     wait "$ss_pid" 2>/dev/null || true
@@ -380,8 +401,17 @@ throughput_run() {
     TP_CPU[$name]+=" $(awk -v t="$((t1 - t0))" -v hz="$CLK_TCK" -v n="$reqs" \
         'BEGIN { printf "%.1f", n ? t / hz * 1e6 / n : 0 }')"
     steal="$(awk -v a="$st0" -v b="$st1" 'BEGIN { split(a, x, " "); split(b, y, " ");
-        printf "%.1f", (y[2] - x[2]) ? 100 * (y[1] - x[1]) / (y[2] - x[2]) : 0 }')"
+        printf "%.1f", (y[3] - x[3]) ? 100 * (y[1] - x[1]) / (y[3] - x[3]) : 0 }')"
+    # Other local work during the run, in % of all CPUs: a build or test next to us.
+    # (The sampler subshells are ours but tiny; the mock of a proxy is counted as ours.)
+    other="$(awk -v a="$st0" -v b="$st1" -v ours="$(((t1 - t0) + (m1 - m0) + (c1 - c0)))" 'BEGIN {
+        split(a, x, " "); split(b, y, " "); o = (y[2] - x[2]) - ours
+        printf "%.1f", (y[3] - x[3]) ? 100 * (o > 0 ? o : 0) / (y[3] - x[3]) : 0 }')"
     TP_STEAL[$name]+=" $steal"
+    TP_OTHER[$name]+=" $other"
+    if awk -v o="$other" 'BEGIN { exit !(o > 10) }'; then
+        log "WARNING: other processes used ${other}% of the CPUs during this run: it is noisy"
+    fi
     TP_TW[$name]+=" $(mock_time_wait "$port" | comm -13 "$TMP/tw0-$name" - | wc -l)"
     TP_CONNS[$name]+=" $(($(cat "$TMP/conns-$name" 2>/dev/null || echo 0) / 2))"
     # Peak = the larger of the sampled sum and the sum of per-process high-water marks
@@ -392,7 +422,7 @@ throughput_run() {
     TP_RSS[$name]="$rss"
     log "throughput $name: $(field rps "$line") req/s, CPU $(last "${TP_CPU[$name]}") us/req," \
         "peak RSS $rss MB, $(last "${TP_CONNS[$name]}") conns to mock," \
-        "$(last "${TP_TW[$name]}") new TIME-WAIT, CPU steal ${steal}%"
+        "$(last "${TP_TW[$name]}") new TIME-WAIT, CPU steal ${steal}%, other load ${other}%"
 }
 
 # One unloaded-latency run (one connection, one request at a time) of one target, right
@@ -561,6 +591,7 @@ main() {
         done
         echo
         echo "CPU steal during throughput runs (%):$(for t in "${targets[@]}"; do printf ' %s[%s]' "$t" "${TP_STEAL[$t]# }"; done)"
+        echo "other local load during throughput runs (% of all CPUs):$(for t in "${targets[@]}"; do printf ' %s[%s]' "$t" "${TP_OTHER[$t]# }"; done)"
         if ((${#STREAM_RESULTS[@]} > 0)); then
             echo
             echo "Streaming sanity (wrk -t1 -c4 -d3s, \"stream\": true):"
