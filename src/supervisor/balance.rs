@@ -54,7 +54,13 @@ impl RoundRobin {
             .map(|c| c.priority)
             .min();
         if let Some(tier) = best_tier {
-            let scores = self.scores.entry(model.to_string()).or_default();
+            // Look up before inserting: the model's key is allocated once, not per pick.
+            if !self.scores.contains_key(model) {
+                self.scores.insert(model.to_string(), HashMap::new());
+            }
+            let Some(scores) = self.scores.get_mut(model) else {
+                return Choice::NoneLeft;
+            };
             let mut total: i64 = 0;
             let mut best: Option<(i64, i64)> = None; // (score, id)
             for c in candidates

@@ -44,10 +44,26 @@ impl SseObserver {
                 None => return,
             }
         }
+        if self.tail.is_empty() {
+            // The usual case: events end inside the chunk; only a trailing partial event is
+            // copied, so most chunks are read in place.
+            let consumed = self.read_events(chunk, 0);
+            self.keep_tail(&chunk[consumed..]);
+            return;
+        }
         let mut buf = std::mem::take(&mut self.tail);
         // A separator may straddle the previous chunk and this one.
-        let mut from = buf.len().saturating_sub(3);
+        let from = buf.len().saturating_sub(3);
         buf.extend_from_slice(chunk);
+        let consumed = self.read_events(&buf, from);
+        buf.drain(..consumed);
+        self.tail = buf;
+        self.keep_tail(&[]);
+    }
+
+    /// Handles every complete event in `buf` (searching for ends from `from`); returns how
+    /// many bytes they took.
+    fn read_events(&mut self, buf: &[u8], mut from: usize) -> usize {
         let mut start = 0;
         while let Some(end) = find_event_end(&buf[from..]) {
             let end = from + end;
@@ -55,12 +71,16 @@ impl SseObserver {
             start = end;
             from = end;
         }
-        buf.drain(..start);
-        if buf.len() > MAX_EVENT_BYTES {
-            buf.clear();
+        start
+    }
+
+    /// Appends an incomplete event to the tail, dropping it if it grows past the bound.
+    fn keep_tail(&mut self, rest: &[u8]) {
+        self.tail.extend_from_slice(rest);
+        if self.tail.len() > MAX_EVENT_BYTES {
+            self.tail = Vec::new();
             self.skipping = true;
         }
-        self.tail = buf;
     }
 
     fn on_event(&mut self, event: &[u8]) {
