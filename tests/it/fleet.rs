@@ -11,6 +11,18 @@ use serde_json::json;
 use crate::support::process::Instance;
 use crate::support::{ADMIN_TOKEN, TestDb, eventually, mock, usage_rows};
 
+/// A provider's id by name, as one instance lists it.
+async fn provider_id(client: &awc::Client, base: &str, name: &str) -> i64 {
+    let (_, v) = admin(client, base, "GET", "/api/providers", None).await;
+    let found = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .cloned();
+    found.unwrap()["id"].as_i64().unwrap()
+}
+
 /// Which instances say they run the health sweep.
 async fn leader_flags(instances: &[Instance], client: &awc::Client) -> Vec<bool> {
     let mut flags = Vec::new();
@@ -201,15 +213,7 @@ async fn config_and_health_propagate_across_the_fleet() {
     );
 
     // A reset on B is a recovery seen fleet-wide.
-    let (_, v) = admin(&client, &b.url, "GET", "/api/providers", None).await;
-    let bad_id = v["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "bad")
-        .unwrap()["id"]
-        .as_i64()
-        .unwrap();
+    let bad_id = provider_id(&client, &b.url, "bad").await;
     bad.set_behavior(Behavior::ok());
     assert_eq!(
         admin(
@@ -270,15 +274,7 @@ async fn config_and_health_propagate_across_the_fleet() {
     );
 
     // Removed on C: A stops routing to it.
-    let (_, v) = admin(&client, &c.url, "GET", "/api/providers", None).await;
-    let extra_id = v["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "extra")
-        .unwrap()["id"]
-        .as_i64()
-        .unwrap();
+    let extra_id = provider_id(&client, &c.url, "extra").await;
     assert_eq!(
         admin(
             &client,
