@@ -133,7 +133,9 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
             connect_timeout: Duration::from_millis(config.routing.connect_timeout_ms),
         },
     };
-    let supervisor = Supervisor::new(deps).start();
+    let supervisor = Supervisor::new(deps);
+    let routes = supervisor.routes();
+    let supervisor = supervisor.start();
     let env = |k: &str| std::env::var(k).ok();
     for (row, validation) in rows {
         let config =
@@ -207,6 +209,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
     let state = web::Data::new(AppState {
         config: config.clone(),
         supervisor: supervisor.clone(),
+        routes,
         stats: stats.clone(),
         usage,
         store: store.clone(),

@@ -2,16 +2,18 @@
 //! upstream LLM providers, with weighted failover, provider health and daily usage.
 //!
 //! ```text
-//!  actix-web workers ──Pick{model, exclude}──▶ Supervisor ──owns──▶ ProviderActor × N
-//!    │  (chat, admin)  ◀──Route──────────────     ▲  round-robin        health counters,
-//!    │                                            │  among healthy      retry timer, probe
-//!    │──Outcome (do_send, after the call)─────────┼──────────────────▶ ProviderActor
-//!    │──Usage   (do_send, after the call)──▶ StatsActor ──batched additive upserts──▶ DB
+//!  actix-web workers ──pick{model, exclude}──▶ routing table ◀──writes── Supervisor ──owns──▶ ProviderActor × N
+//!    │  (chat, admin)  ◀──Route───────────────  (weighted round-robin          ▲                health counters,
+//!    │                                           among healthy providers)      └─HealthChanged─ retry timer, probe
+//!    │──Outcome (failures at once; successes counted, one ring per batch)──────────────────▶ ProviderActor
+//!    │──Usage   (queued, one ring per batch)──▶ StatsActor ──batched additive upserts──▶ DB
 //!    └──admin messages──▶ Supervisor / HealthChecker / Store      HealthChecker ──Probe──▶ ProviderActor
 //! ```
 //!
-//! The request path does no database I/O: routing reads actor state, and results go out as
-//! fire-and-forget messages. See `README.md` for operation and `docs/DESIGN.md` for the contract.
+//! The request path does no database I/O and waits on no actor: a pick reads the routing table
+//! the Supervisor keeps (`supervisor::routes` says why it is not a mailbox round trip), and
+//! results go out as fire-and-forget messages. See `README.md` for operation and
+//! `docs/DESIGN.md` for the contract.
 
 pub mod app;
 pub mod config;

@@ -1,7 +1,7 @@
 //! `POST /v1/chat/completions`: the failover loop.
 //!
-//! For each attempt the handler asks the `Supervisor` to `Pick` a provider (never one already
-//! tried), calls it with this worker's awc client, and reports the outcome to the provider's
+//! For each attempt the handler picks a provider (never one already tried) from the
+//! `Supervisor`'s routing table, calls it with this worker's awc client, and reports the outcome to the provider's
 //! actor and the `StatsActor` as fire-and-forget messages. A counted failure moves on to the
 //! next provider, up to `max_retries` further attempts, all within one deadline. A stream is
 //! committed to its provider once the first byte has arrived; after that a failure ends the
@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use actix_web::http::header::{CONTENT_TYPE, HeaderValue};
+use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 use bytes::Bytes;
 use chrono::Utc;
@@ -22,7 +22,7 @@ use crate::provider::health::Failure;
 use crate::provider::load::InflightGuard;
 use crate::provider::{DrainSuccesses, Outcome, OutcomeKind};
 use crate::stats::{DrainUsage, StatsActor, UsageQueue, UsageRecord, UsageResult};
-use crate::supervisor::{Pick, PickResult, Route};
+use crate::supervisor::{PickResult, Route};
 use crate::upstream::body::{self, BodyError, ChatHead};
 use crate::upstream::classify::{self, Class};
 use crate::upstream::send_chat;
@@ -87,11 +87,7 @@ pub async fn chat_completions(
     let mut last: Option<AttemptFailure> = None;
     let mut previous: Option<Route> = None;
     while attempts < max_attempts {
-        let pick = Pick {
-            model: head.model.clone(),
-            exclude: exclude.clone(),
-        };
-        let route = match state.supervisor.send(pick).await? {
+        let route = match state.routes.pick(&head.model, &exclude) {
             PickResult::Route(r) => r,
             PickResult::UnknownModel => return Err(ApiError::UnknownModel(head.model.clone())),
             PickResult::Exhausted => break,
@@ -123,7 +119,7 @@ pub async fn chat_completions(
         let took = t0.elapsed();
         upstream_time += took;
         let headers = RouterHeaders {
-            provider: route.provider.name.clone(),
+            provider: route.provider.wire.name_header.clone(),
             attempts,
             started,
             upstream_time,
@@ -177,7 +173,7 @@ pub async fn chat_completions(
                 let stream = ObservedStream::new(first, rest, idle, report);
                 let mut resp = HttpResponse::build(status_code(status));
                 headers.apply(&mut resp, content_type);
-                resp.insert_header(("cache-control", "no-cache"));
+                resp.insert_header((CACHE_CONTROL, HeaderValue::from_static("no-cache")));
                 return Ok(resp.streaming(stream));
             }
             Attempt::Failed(f) => {
@@ -329,25 +325,39 @@ async fn attempt(
 
 /// The `x-switchyard-*` response headers.
 struct RouterHeaders {
-    provider: String,
+    provider: HeaderValue,
     attempts: u32,
     started: Instant,
     upstream_time: Duration,
 }
 
+const PROVIDER_HEADER: HeaderName = HeaderName::from_static("x-switchyard-provider");
+const ATTEMPTS_HEADER: HeaderName = HeaderName::from_static("x-switchyard-attempts");
+const OVERHEAD_HEADER: HeaderName = HeaderName::from_static("x-switchyard-overhead-ms");
+
 impl RouterHeaders {
-    fn apply(&self, resp: &mut HttpResponseBuilder, content_type: Option<HeaderValue>) {
+    fn apply(self, resp: &mut HttpResponseBuilder, content_type: Option<HeaderValue>) {
         let overhead = self.started.elapsed().saturating_sub(self.upstream_time);
-        resp.insert_header(("x-switchyard-provider", self.provider.as_str()))
-            .insert_header(("x-switchyard-attempts", self.attempts.to_string()))
-            .insert_header((
-                "x-switchyard-overhead-ms",
-                format!("{:.3}", overhead.as_secs_f64() * 1000.0),
-            ));
+        resp.insert_header((PROVIDER_HEADER, self.provider))
+            .insert_header((ATTEMPTS_HEADER, HeaderValue::from(self.attempts)))
+            .insert_header((OVERHEAD_HEADER, millis_header(overhead)));
         if let Some(ct) = content_type {
             resp.insert_header((CONTENT_TYPE, ct));
         }
     }
+}
+
+/// A duration as milliseconds with three decimals ("0.046"), formatted without a heap string.
+fn millis_header(d: Duration) -> HeaderValue {
+    use std::io::Write;
+    let micros = d.as_micros();
+    let mut buf = [0u8; 48];
+    let mut out = &mut buf[..];
+    let len = match write!(out, "{}.{:03}", micros / 1000, micros % 1000) {
+        Ok(()) => 48 - out.len(),
+        Err(_) => 0,
+    };
+    HeaderValue::from_bytes(&buf[..len]).unwrap_or(HeaderValue::from_static("0"))
 }
 
 /// Sends the attempt's outcome to its provider actor and its usage to the stats actor.
@@ -568,4 +578,16 @@ fn excluded_ids(req: &HttpRequest) -> Result<Vec<i64>, ApiError> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overhead_is_milliseconds_with_three_decimals() {
+        assert_eq!(millis_header(Duration::from_micros(46)), "0.046");
+        assert_eq!(millis_header(Duration::from_micros(12_345_678)), "12345.678");
+        assert_eq!(millis_header(Duration::ZERO), "0.000");
+    }
 }

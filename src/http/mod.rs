@@ -22,12 +22,14 @@ use crate::metrics::Metrics;
 use crate::secret::Secret;
 use crate::stats::{StatsActor, UsageQueue};
 use crate::store::Store;
-use crate::supervisor::Supervisor;
+use crate::supervisor::{Routes, Supervisor};
 
 /// What every handler can reach: the actor addresses and the settings. Shared by all workers.
 pub struct AppState {
     pub config: Arc<Config>,
     pub supervisor: Addr<Supervisor>,
+    /// The supervisor's routing table, which chat requests pick from.
+    pub routes: Routes,
     pub stats: Addr<StatsActor>,
     /// Where workers leave usage records for the `StatsActor`.
     pub usage: Arc<UsageQueue>,
@@ -103,13 +105,26 @@ pub async fn read_body(
     if declared.is_some_and(|n| n > limit) {
         return Err(ApiError::PayloadTooLarge(limit));
     }
-    let mut buf = BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
+    // A body that arrives as one chunk (most do) is used as it is; only a body in several
+    // chunks is copied into one buffer.
+    let mut first: Option<Bytes> = None;
+    let mut buf = BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the body failed: {e}")))?;
-        if buf.len() + chunk.len() > limit {
+        let so_far = first.as_ref().map_or(buf.len(), Bytes::len);
+        if so_far + chunk.len() > limit {
             return Err(ApiError::PayloadTooLarge(limit));
         }
-        buf.extend_from_slice(&chunk);
+        match first.take() {
+            None if buf.is_empty() => first = Some(chunk),
+            None => buf.extend_from_slice(&chunk),
+            Some(head) => {
+                let expected = declared.unwrap_or(0).max(head.len() + chunk.len());
+                buf.reserve(expected.min(limit));
+                buf.extend_from_slice(&head);
+                buf.extend_from_slice(&chunk);
+            }
+        }
     }
-    Ok(buf.freeze())
+    Ok(first.unwrap_or_else(|| buf.freeze()))
 }

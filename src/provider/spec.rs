@@ -93,10 +93,12 @@ pub struct Wire {
     pub models_url: awc::http::Uri,
     /// `Bearer {api_key}`, marked sensitive so it is never printed; `None` without a key.
     pub authorization: Option<awc::http::header::HeaderValue>,
+    /// The provider's name as the `x-switchyard-provider` response header.
+    pub name_header: awc::http::header::HeaderValue,
 }
 
 impl Wire {
-    fn new(base_url: &str, key: &Secret) -> Result<Wire, FieldError> {
+    fn new(name: &str, base_url: &str, key: &Secret) -> Result<Wire, FieldError> {
         let uri = |path: &str| {
             format!("{base_url}{path}")
                 .parse::<awc::http::Uri>()
@@ -114,6 +116,8 @@ impl Wire {
             chat_url: uri("/chat/completions")?,
             models_url: uri("/models")?,
             authorization,
+            name_header: awc::http::header::HeaderValue::from_str(name)
+                .map_err(|_| FieldError::new("name", "must be printable ASCII"))?,
         })
     }
 }
@@ -215,7 +219,7 @@ impl ProviderSpec {
             },
             (None, None) => Secret::default(),
         };
-        let wire = Wire::new(&base_url, &api_key)?;
+        let wire = Wire::new(name, &base_url, &api_key)?;
         Ok(ProviderConfig {
             id,
             name: name.to_string(),

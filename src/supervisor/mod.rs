@@ -1,13 +1,16 @@
 //! The `Supervisor`: the registry of provider actors and the routing decision.
 //!
-//! Workers ask it `Pick { model, exclude }` once per attempt; it answers from the health view
-//! it keeps of every provider (updated by `HealthChanged` from the provider actors), so a
-//! pick is a hash lookup and a round-robin step, never a wait. Adding, updating, removing and
-//! resetting providers at run time goes through it: it starts and stops `ProviderActor`s.
+//! It keeps the routing table (`routes`): every provider with the health view routing needs,
+//! updated by `HealthChanged` from the provider actors. Workers pick from that table once per
+//! attempt (`Routes::pick(model, exclude)`), so a pick is a hash lookup and a round-robin
+//! step, never a wait. Adding, updating, removing and resetting providers at run time goes
+//! through the supervisor's messages: it starts and stops `ProviderActor`s and is the table's
+//! only writer.
 
 pub mod balance;
+pub mod routes;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -16,7 +19,7 @@ use chrono::{DateTime, Utc};
 use crate::provider::health::{Health, Policy};
 use crate::provider::spec::ProviderConfig;
 use crate::provider::{LoadCounters, ProviderActor, ProviderDeps, Reconfigure, SetPolicy};
-use balance::{Candidate, Choice, RoundRobin};
+pub use routes::Routes;
 
 /// What the supervisor knows of a provider's health: just what routing needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +49,7 @@ pub struct Route {
     pub load: Arc<LoadCounters>,
 }
 
-/// The answer to `Pick`.
+/// The answer to a pick (`Routes::pick`).
 pub enum PickResult {
     Route(Route),
     /// No enabled provider serves this model.
@@ -55,14 +58,6 @@ pub enum PickResult {
     Exhausted,
     /// Every remaining provider is cooling down after a rate limit.
     CoolingDown(std::time::Duration),
-}
-
-/// Choose a provider for `model`, skipping the ids in `exclude`.
-#[derive(Message)]
-#[rtype(result = "PickResult")]
-pub struct Pick {
-    pub model: String,
-    pub exclude: Vec<i64>,
 }
 
 /// A provider actor's health changed in a way routing cares about.
@@ -117,92 +112,33 @@ pub struct UpdatePolicy(pub Policy);
 
 /// The supervisor actor.
 pub struct Supervisor {
-    providers: BTreeMap<i64, ProviderEntry>,
-    round_robin: RoundRobin,
+    routes: Routes,
     deps: ProviderDeps,
 }
 
 impl Supervisor {
     pub fn new(deps: ProviderDeps) -> Self {
         Supervisor {
-            providers: BTreeMap::new(),
-            round_robin: RoundRobin::default(),
+            routes: Routes::default(),
             deps,
         }
+    }
+
+    /// The routing table, for the workers' picks.
+    pub fn routes(&self) -> Routes {
+        self.routes.clone()
     }
 }
 
 impl Actor for Supervisor {
     type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        // Picks arrive from every worker; a deep mailbox keeps bursts from back-pressuring them.
-        ctx.set_mailbox_capacity(4096);
-    }
-}
-
-impl Handler<Pick> for Supervisor {
-    type Result = MessageResult<Pick>;
-
-    /// Weighted round-robin among the healthy providers of the best tier (see `balance`).
-    fn handle(&mut self, msg: Pick, _: &mut Context<Self>) -> Self::Result {
-        let now = Utc::now();
-        let mut serves_model = false;
-        let candidates: Vec<Candidate> = self
-            .providers
-            .values()
-            .filter(|e| e.config.enabled && e.config.model(&msg.model).is_some())
-            .inspect(|_| serves_model = true)
-            .filter(|e| !msg.exclude.contains(&e.config.id))
-            .map(|e| Candidate {
-                id: e.config.id,
-                weight: e.config.weight,
-                priority: e.config.priority,
-                is_healthy: e.view.is_healthy,
-                next_retry_at: e.view.next_retry_at,
-                cooldown_until: e.view.cooldown_until,
-            })
-            .collect();
-        if !serves_model {
-            return MessageResult(PickResult::UnknownModel);
-        }
-        MessageResult(match self.round_robin.choose(&msg.model, &candidates, now) {
-            Choice::Picked(id) => match self.providers.get(&id) {
-                Some(e) => PickResult::Route(Route {
-                    upstream_model: e
-                        .config
-                        .model(&msg.model)
-                        .and_then(|m| m.upstream())
-                        .map(str::to_string),
-                    provider: e.config.clone(),
-                    actor: e.actor.clone(),
-                    load: e.load.clone(),
-                }),
-                None => PickResult::Exhausted,
-            },
-            Choice::AllCooling(wait) => {
-                // Tell the client the soonest any provider of the model is free again, the
-                // ones this request already tried included.
-                let soonest = self
-                    .providers
-                    .values()
-                    .filter(|e| e.config.enabled && e.config.model(&msg.model).is_some())
-                    .filter_map(|e| e.view.cooldown_until)
-                    .filter(|t| *t > now)
-                    .min()
-                    .and_then(|t| (t - now).to_std().ok());
-                PickResult::CoolingDown(soonest.map_or(wait, |s| s.min(wait)))
-            }
-            Choice::NoneLeft => PickResult::Exhausted,
-        })
-    }
 }
 
 impl Handler<HealthChanged> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, msg: HealthChanged, _: &mut Context<Self>) {
-        if let Some(e) = self.providers.get_mut(&msg.id) {
+        if let Some(e) = self.routes.lock().providers.get_mut(&msg.id) {
             e.view = msg.view;
         }
     }
@@ -214,10 +150,6 @@ impl Handler<AddProvider> for Supervisor {
     /// Starts the provider's actor; an existing one with the same id is replaced.
     fn handle(&mut self, msg: AddProvider, ctx: &mut Context<Self>) -> Self::Result {
         let id = msg.config.id;
-        if let Some(old) = self.providers.remove(&id) {
-            old.actor.do_send(crate::provider::Stop);
-        }
-        self.round_robin.forget(id);
         let config = Arc::new(msg.config);
         let load = Arc::new(LoadCounters::default());
         let view = HealthView::from(&msg.health);
@@ -229,15 +161,17 @@ impl Handler<AddProvider> for Supervisor {
             self.deps.clone(),
         )
         .start();
-        self.providers.insert(
-            id,
-            ProviderEntry {
-                config,
-                actor: actor.clone(),
-                load,
-                view,
-            },
-        );
+        let entry = ProviderEntry {
+            config,
+            actor: actor.clone(),
+            load,
+            view,
+        };
+        let mut table = self.routes.lock();
+        table.round_robin.forget(id);
+        if let Some(old) = table.providers.insert(id, entry) {
+            old.actor.do_send(crate::provider::Stop);
+        }
         MessageResult(actor)
     }
 }
@@ -246,7 +180,9 @@ impl Handler<UpdateProvider> for Supervisor {
     type Result = bool;
 
     fn handle(&mut self, msg: UpdateProvider, _: &mut Context<Self>) -> bool {
-        let Some(e) = self.providers.get_mut(&msg.0.id) else {
+        let id = msg.0.id;
+        let mut table = self.routes.lock();
+        let Some(e) = table.providers.get_mut(&id) else {
             return false;
         };
         if *e.config == msg.0 {
@@ -255,7 +191,7 @@ impl Handler<UpdateProvider> for Supervisor {
         let config = Arc::new(msg.0);
         e.config = config.clone();
         e.actor.do_send(Reconfigure(config));
-        self.round_robin.forget(e.config.id);
+        table.round_robin.forget(id);
         true
     }
 }
@@ -264,8 +200,9 @@ impl Handler<RemoveProvider> for Supervisor {
     type Result = bool;
 
     fn handle(&mut self, msg: RemoveProvider, _: &mut Context<Self>) -> bool {
-        self.round_robin.forget(msg.0);
-        match self.providers.remove(&msg.0) {
+        let mut table = self.routes.lock();
+        table.round_robin.forget(msg.0);
+        match table.providers.remove(&msg.0) {
             Some(e) => {
                 e.actor.do_send(crate::provider::Stop);
                 true
@@ -279,7 +216,7 @@ impl Handler<ListProviders> for Supervisor {
     type Result = MessageResult<ListProviders>;
 
     fn handle(&mut self, _: ListProviders, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.providers.values().cloned().collect())
+        MessageResult(self.routes.lock().providers.values().cloned().collect())
     }
 }
 
@@ -288,6 +225,8 @@ impl Handler<ListModels> for Supervisor {
 
     fn handle(&mut self, _: ListModels, _: &mut Context<Self>) -> Self::Result {
         let models: BTreeSet<String> = self
+            .routes
+            .lock()
             .providers
             .values()
             .filter(|e| e.config.enabled)
@@ -302,7 +241,7 @@ impl Handler<UpdatePolicy> for Supervisor {
 
     fn handle(&mut self, msg: UpdatePolicy, _: &mut Context<Self>) {
         self.deps.policy = msg.0;
-        for e in self.providers.values() {
+        for e in self.routes.lock().providers.values() {
             e.actor.do_send(SetPolicy(msg.0));
         }
     }

@@ -11,6 +11,7 @@ pub mod usage;
 
 use std::time::Duration;
 
+use awc::http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use awc::{Client, ClientResponse, Connector};
 use bytes::Bytes;
 
@@ -22,11 +23,17 @@ pub const DEFAULT_CONNECTION_LIMIT: usize = 1024;
 
 /// Builds a client with a connect timeout and no default request timeout (each request sets
 /// its own from the provider and the request's deadline).
+///
+/// Redirects are not followed: an API answering a POST with a redirect has a wrong `base_url`,
+/// and following it would re-send the body and the key to wherever it points. The 3xx counts
+/// as the provider's failure, like any other unusable answer. (awc's redirect layer would also
+/// copy every request to be able to re-send it.)
 pub fn build_client(connect_timeout: Duration, limit: usize) -> Client {
     let connector = Connector::new().timeout(connect_timeout).limit(limit);
     Client::builder()
         .connector(connector)
         .disable_timeout()
+        .disable_redirects()
         .no_default_headers()
         .finish()
 }
@@ -39,18 +46,16 @@ pub async fn send_chat(
     stream: bool,
     timeout: Duration,
 ) -> Result<ClientResponse, awc::error::SendRequestError> {
-    let accept = if stream {
-        "text/event-stream"
-    } else {
-        "application/json"
-    };
+    // Typed names and static values: nothing to parse or allocate per request.
+    const JSON: HeaderValue = HeaderValue::from_static("application/json");
+    const EVENT_STREAM: HeaderValue = HeaderValue::from_static("text/event-stream");
     let mut req = client
         .post(provider.wire.chat_url.clone())
         .timeout(timeout)
-        .insert_header(("content-type", "application/json"))
-        .insert_header(("accept", accept));
+        .insert_header((CONTENT_TYPE, JSON))
+        .insert_header((ACCEPT, if stream { EVENT_STREAM } else { JSON }));
     if let Some(auth) = &provider.wire.authorization {
-        req = req.insert_header(("authorization", auth.clone()));
+        req = req.insert_header((AUTHORIZATION, auth.clone()));
     }
     req.send_body(body).await
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use mock_upstream::Behavior;
 
 use crate::both_backends;
-use crate::support::{TestApp, TestDb, config, dead_url, mock, pair, provider};
+use crate::support::{TestApp, TestDb, config, dead_url, eventually, mock, pair, provider};
 
 /// One failing provider, one healthy: the failure class must fail over to the healthy one.
 async fn fails_over_on(db: TestDb, failing: Behavior) {
@@ -220,5 +220,57 @@ async fn all_attempts_share_one_deadline() {
         2,
         "600 ms + the 400 ms left"
     );
+    app.stop().await;
+}
+
+/// An upstream that answers every request with `307 Location: {target}`.
+fn redirecting_upstream(target: String) -> String {
+    use actix_web::{App, HttpResponse, HttpServer, web};
+    let server = HttpServer::new(move || {
+        let target = target.clone();
+        App::new().default_service(web::to(move || {
+            let target = target.clone();
+            async move {
+                HttpResponse::TemporaryRedirect()
+                    .insert_header(("location", target))
+                    .finish()
+            }
+        }))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(("127.0.0.1", 0))
+    .expect("bind");
+    let addr = server.addrs()[0];
+    actix_rt::spawn(server.run());
+    format!("http://{addr}/v1")
+}
+
+/// A redirect means a wrong `base_url`: it counts against the provider and is not followed,
+/// so neither the body nor the key goes where it points.
+#[actix_rt::test]
+async fn a_redirect_is_a_failure_and_is_not_followed() {
+    let db = TestDb::sqlite();
+    let elsewhere = mock("elsewhere", Behavior::ok()).await;
+    let moved = redirecting_upstream(format!("{}/chat/completions", elsewhere.base_url()));
+    let good = mock("good", Behavior::ok()).await;
+    let app = TestApp::start(config(
+        &db,
+        vec![
+            provider("moved", &moved, &["m"]),
+            provider("good", &good.base_url(), &["m"]),
+        ],
+    ))
+    .await;
+    let r = app.chat("m").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-switchyard-provider"), Some("good"));
+    assert_eq!(r.header("x-switchyard-attempts"), Some("2"));
+    assert_eq!(elsewhere.chat_hits(), 0, "the redirect was followed");
+    let failed = eventually(Duration::from_secs(5), || async {
+        app.state_of("moved").await.health.last_status_code == Some(307)
+    })
+    .await;
+    assert!(failed, "the redirect did not count against the provider");
     app.stop().await;
 }

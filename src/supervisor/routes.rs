@@ -1,0 +1,94 @@
+//! The routing table: every registered provider with the health view routing needs, and the
+//! weighted round-robin state.
+//!
+//! The `Supervisor` owns it and is its only writer (providers added, changed, removed; health
+//! changes from the provider actors). Workers answer their `Pick`s from it directly, under a
+//! lock held for a hash lookup and a round-robin step: a pick is on every request, and asking
+//! the supervisor's mailbox instead costs two cross-thread wake-ups, about as much CPU as the
+//! rest of the router's work on a request. One table (not a copy per worker) keeps the
+//! round-robin exact across workers.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use chrono::Utc;
+
+use super::balance::{Candidate, Choice, RoundRobin};
+use super::{PickResult, ProviderEntry, Route};
+
+/// The providers and the round-robin state, behind one lock.
+#[derive(Default)]
+pub struct Table {
+    pub providers: BTreeMap<i64, ProviderEntry>,
+    pub round_robin: RoundRobin,
+}
+
+/// A shared handle on the routing table.
+#[derive(Clone, Default)]
+pub struct Routes(Arc<Mutex<Table>>);
+
+impl Routes {
+    /// The table, for the supervisor's changes. A panic while it was held leaves nothing
+    /// half-written that routing cannot use (round-robin scores at worst), so poisoning is
+    /// ignored rather than turned into failed requests.
+    pub(super) fn lock(&self) -> MutexGuard<'_, Table> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Chooses a provider for `model`, skipping the ids in `exclude`: weighted round-robin
+    /// among the healthy providers of the best tier (see `balance`).
+    pub fn pick(&self, model: &str, exclude: &[i64]) -> PickResult {
+        let now = Utc::now();
+        let mut table = self.lock();
+        let Table {
+            providers,
+            round_robin,
+        } = &mut *table;
+        let mut serves_model = false;
+        let candidates: Vec<Candidate> = providers
+            .values()
+            .filter(|e| e.config.enabled && e.config.model(model).is_some())
+            .inspect(|_| serves_model = true)
+            .filter(|e| !exclude.contains(&e.config.id))
+            .map(|e| Candidate {
+                id: e.config.id,
+                weight: e.config.weight,
+                priority: e.config.priority,
+                is_healthy: e.view.is_healthy,
+                next_retry_at: e.view.next_retry_at,
+                cooldown_until: e.view.cooldown_until,
+            })
+            .collect();
+        if !serves_model {
+            return PickResult::UnknownModel;
+        }
+        match round_robin.choose(model, &candidates, now) {
+            Choice::Picked(id) => match providers.get(&id) {
+                Some(e) => PickResult::Route(Route {
+                    upstream_model: e
+                        .config
+                        .model(model)
+                        .and_then(|m| m.upstream())
+                        .map(str::to_string),
+                    provider: e.config.clone(),
+                    actor: e.actor.clone(),
+                    load: e.load.clone(),
+                }),
+                None => PickResult::Exhausted,
+            },
+            Choice::AllCooling(wait) => {
+                // Tell the client the soonest any provider of the model is free again, the
+                // ones this request already tried included.
+                let soonest = providers
+                    .values()
+                    .filter(|e| e.config.enabled && e.config.model(model).is_some())
+                    .filter_map(|e| e.view.cooldown_until)
+                    .filter(|t| *t > now)
+                    .min()
+                    .and_then(|t| (t - now).to_std().ok());
+                PickResult::CoolingDown(soonest.map_or(wait, |s| s.min(wait)))
+            }
+            Choice::NoneLeft => PickResult::Exhausted,
+        }
+    }
+}
