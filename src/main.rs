@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use switchyard::{Config, StartOptions};
 
 /// Every request allocates and frees many small objects on its worker thread; mimalloc's
-/// per-thread free lists make that several times cheaper than glibc's malloc (see the
-/// README's benchmark).
+/// per-thread free lists cost about 1.2 µs less CPU per request than glibc's malloc here
+/// (see the README's benchmark).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -18,7 +18,22 @@ Runs the Switchyard LLM router. Settings come from FILE (or SWITCHYARD_CONFIG) a
 environment: SWITCHYARD_LISTEN, DATABASE_URL, SWITCHYARD_ADMIN_TOKEN, SWITCHYARD_API_KEYS,
 SWITCHYARD_WORKERS, RUST_LOG. See switchyard.example.toml for every key.";
 
+/// Turns transparent huge pages off for this process. mimalloc asks for them on the arenas
+/// it commits up front, and where the kernel grants them on request (THP mode `madvise`,
+/// common) every 2 MiB region a thread touches becomes resident: about 50 MB under the
+/// benchmark's load instead of 23 MB, for no measurable speed. Latency-sensitive servers
+/// commonly run without THP anyway. Pages faulted in before `main` keep their size.
+fn allocator_options() {
+    // SAFETY: PR_SET_THP_DISABLE takes plain integer arguments and touches no memory of ours.
+    let rc = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    if rc != 0 {
+        // Only memory use depends on it; say so and go on.
+        eprintln!("switchyard: could not turn transparent huge pages off; memory use may be higher");
+    }
+}
+
 fn main() -> ExitCode {
+    allocator_options();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let mut args = std::env::args().skip(1);
     let mut config_file: Option<String> = None;

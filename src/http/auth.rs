@@ -2,13 +2,14 @@
 //! `Authorization: Bearer …` and compared in constant time.
 
 use actix_web::HttpRequest;
+use actix_web::http::header::AUTHORIZATION;
 
 use super::AppState;
 use crate::error::ApiError;
 use crate::secret::constant_time_eq;
 
 fn bearer(req: &HttpRequest) -> Option<&str> {
-    let value = req.headers().get("authorization")?.to_str().ok()?;
+    let value = req.headers().get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }

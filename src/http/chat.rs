@@ -561,7 +561,8 @@ fn body_error(e: BodyError) -> ApiError {
 
 /// `x-switchyard-exclude-providers: 3,7`.
 fn excluded_ids(req: &HttpRequest) -> Result<Vec<i64>, ApiError> {
-    let Some(v) = req.headers().get("x-switchyard-exclude-providers") else {
+    const EXCLUDE_HEADER: HeaderName = HeaderName::from_static("x-switchyard-exclude-providers");
+    let Some(v) = req.headers().get(EXCLUDE_HEADER) else {
         return Ok(Vec::new());
     };
     let text = v

@@ -99,7 +99,7 @@ pub async fn read_body(
 ) -> Result<Bytes, ApiError> {
     let declared = req
         .headers()
-        .get("content-length")
+        .get(actix_web::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
