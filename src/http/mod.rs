@@ -1,5 +1,6 @@
 //! The HTTP API: every route in one table (`configure`), the state handlers share, and the
-//! helpers they use. Handlers only parse, send messages into the actor graph, and answer.
+//! helpers they use. Handlers only parse, read the Supervisor's routing table (chat), send
+//! messages into the actor graph, and answer.
 
 pub mod admin;
 pub mod auth;
