@@ -18,9 +18,9 @@ use super::{PickResult, ProviderEntry, Route};
 
 /// The providers and the round-robin state, behind one lock.
 #[derive(Default)]
-pub struct Table {
-    pub providers: BTreeMap<i64, ProviderEntry>,
-    pub round_robin: RoundRobin,
+pub(super) struct Table {
+    pub(super) providers: BTreeMap<i64, ProviderEntry>,
+    pub(super) round_robin: RoundRobin,
 }
 
 /// A shared handle on the routing table.
