@@ -24,6 +24,7 @@ options:
   --status CODE         status of every answer; non-2xx answers an OpenAI error (default 200)
   --fail-status CODE    status of random failures (default 500)
   --retry-after SECS    add Retry-After to error answers
+  --location URL        add Location to error answers (for a 3xx --status)
   --stream-chunks N     content chunks of streamed answers (default 3)
   --chunk-delay-ms MS   delay between stream chunks (default 0)
   --cut-after-chunks N  abort streamed answers after N chunks
@@ -81,6 +82,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<MockOptions>, Usag
             "--status" => b.status = value(&flag, val())?,
             "--fail-status" => b.fail_status = value(&flag, val())?,
             "--retry-after" => b.retry_after_secs = Some(value(&flag, val())?),
+            "--location" => b.location = Some(value(&flag, val())?),
             "--stream-chunks" => b.stream_chunks = value(&flag, val())?,
             "--chunk-delay-ms" => b.chunk_delay_ms = value(&flag, val())?,
             "--cut-after-chunks" => b.cut_after_chunks = Some(value(&flag, val())?),

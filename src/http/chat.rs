@@ -1,8 +1,8 @@
 //! `POST /v1/chat/completions`: the failover loop.
 //!
 //! For each attempt the handler picks a provider (never one already tried) from the
-//! `Supervisor`'s routing table, calls it with this worker's awc client, and reports the outcome to the provider's
-//! actor and the `StatsActor` as fire-and-forget messages. A counted failure moves on to the
+//! `Supervisor`'s routing table, calls it with this worker's awc client, and reports the
+//! outcome to the provider's actor and the `StatsActor` as fire-and-forget messages. A counted failure moves on to the
 //! next provider, up to `max_retries` further attempts, all within one deadline. A stream is
 //! committed to its provider once the first byte has arrived; after that a failure ends the
 //! stream with an SSE error event.

@@ -106,26 +106,37 @@ pub async fn read_body(
     if declared.is_some_and(|n| n > limit) {
         return Err(ApiError::PayloadTooLarge(limit));
     }
+    let mut next = async || -> Result<Option<Bytes>, ApiError> {
+        payload
+            .next()
+            .await
+            .transpose()
+            .map_err(|e| ApiError::bad_request(format!("reading the body failed: {e}")))
+    };
+    let too_large = |len: usize| {
+        if len > limit {
+            Err(ApiError::PayloadTooLarge(limit))
+        } else {
+            Ok(())
+        }
+    };
     // A body that arrives as one chunk (most do) is used as it is; only a body in several
     // chunks is copied into one buffer.
-    let mut first: Option<Bytes> = None;
-    let mut buf = BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the body failed: {e}")))?;
-        let so_far = first.as_ref().map_or(buf.len(), Bytes::len);
-        if so_far + chunk.len() > limit {
-            return Err(ApiError::PayloadTooLarge(limit));
-        }
-        match first.take() {
-            None if buf.is_empty() => first = Some(chunk),
-            None => buf.extend_from_slice(&chunk),
-            Some(head) => {
-                let expected = declared.unwrap_or(0).max(head.len() + chunk.len());
-                buf.reserve(expected.min(limit));
-                buf.extend_from_slice(&head);
-                buf.extend_from_slice(&chunk);
-            }
-        }
+    let Some(first) = next().await? else {
+        return Ok(Bytes::new());
+    };
+    too_large(first.len())?;
+    let Some(second) = next().await? else {
+        return Ok(first);
+    };
+    too_large(first.len() + second.len())?;
+    let expected = declared.unwrap_or(0).max(first.len() + second.len());
+    let mut buf = BytesMut::with_capacity(expected.min(limit));
+    buf.extend_from_slice(&first);
+    buf.extend_from_slice(&second);
+    while let Some(chunk) = next().await? {
+        too_large(buf.len() + chunk.len())?;
+        buf.extend_from_slice(&chunk);
     }
-    Ok(first.unwrap_or_else(|| buf.freeze()))
+    Ok(buf.freeze())
 }

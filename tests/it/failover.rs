@@ -223,41 +223,19 @@ async fn all_attempts_share_one_deadline() {
     app.stop().await;
 }
 
-/// An upstream that answers every request with `307 Location: {target}`.
-fn redirecting_upstream(target: String) -> String {
-    use actix_web::{App, HttpResponse, HttpServer, web};
-    let server = HttpServer::new(move || {
-        let target = target.clone();
-        App::new().default_service(web::to(move || {
-            let target = target.clone();
-            async move {
-                HttpResponse::TemporaryRedirect()
-                    .insert_header(("location", target))
-                    .finish()
-            }
-        }))
-    })
-    .workers(1)
-    .disable_signals()
-    .bind(("127.0.0.1", 0))
-    .expect("bind");
-    let addr = server.addrs()[0];
-    actix_rt::spawn(server.run());
-    format!("http://{addr}/v1")
-}
-
 /// A redirect means a wrong `base_url`: it counts against the provider and is not followed,
 /// so neither the body nor the key goes where it points.
 #[actix_rt::test]
 async fn a_redirect_is_a_failure_and_is_not_followed() {
     let db = TestDb::sqlite();
     let elsewhere = mock("elsewhere", Behavior::ok()).await;
-    let moved = redirecting_upstream(format!("{}/chat/completions", elsewhere.base_url()));
+    let target = format!("{}/chat/completions", elsewhere.base_url());
+    let moved = mock("moved", Behavior::redirect(307, target)).await;
     let good = mock("good", Behavior::ok()).await;
     let app = TestApp::start(config(
         &db,
         vec![
-            provider("moved", &moved, &["m"]),
+            provider("moved", &moved.base_url(), &["m"]),
             provider("good", &good.base_url(), &["m"]),
         ],
     ))

@@ -28,6 +28,8 @@ pub struct Behavior {
     pub status: u16,
     /// If set, non-2xx answers carry `Retry-After: <secs>` (meant for 429 and 503).
     pub retry_after_secs: Option<u64>,
+    /// If set, non-2xx answers carry `Location: <url>` (meant for 3xx).
+    pub location: Option<String>,
     /// Delay before the response head, in milliseconds (default 0).
     pub latency_ms: u64,
     /// Probability in `0.0..=1.0` of answering [`fail_status`](Self::fail_status) instead of the
@@ -59,6 +61,7 @@ impl Default for Behavior {
         Self {
             status: 200,
             retry_after_secs: None,
+            location: None,
             latency_ms: 0,
             fail_rate: 0.0,
             fail_status: 500,
@@ -92,6 +95,15 @@ impl Behavior {
         Self {
             status: 429,
             retry_after_secs: Some(retry_after_secs),
+            ..Self::default()
+        }
+    }
+
+    /// Every request answers `code` (meant for 3xx) with `Location: <url>`.
+    pub fn redirect(code: u16, url: impl Into<String>) -> Self {
+        Self {
+            status: code,
+            location: Some(url.into()),
             ..Self::default()
         }
     }
@@ -149,6 +161,8 @@ pub(crate) struct Compiled {
     /// Status and error body for `fail_rate` failures.
     pub fail_error: (StatusCode, Bytes),
     pub retry_after: Option<HeaderValue>,
+    /// `Location` of non-2xx answers; a value that is not a valid header is left out.
+    pub location: Option<HeaderValue>,
     /// Everything of a non-stream answer after the echoed model:
     /// `,"choices":[...],"usage":{...}}`.
     pub chat_suffix: Bytes,
@@ -207,6 +221,10 @@ impl Compiled {
                 failure_body(behavior.fail_status),
             ),
             retry_after: behavior.retry_after_secs.map(HeaderValue::from),
+            location: behavior
+                .location
+                .as_deref()
+                .and_then(|l| HeaderValue::from_str(l).ok()),
             chat_suffix: Bytes::from(suffix),
             models_body: Bytes::from(models_body),
             usage_suffix: Bytes::from(usage_suffix),

@@ -187,12 +187,15 @@ impl Shared {
             .body(body)
     }
 
-    /// An error answer, with `Retry-After` when the behaviour asks for it.
+    /// An error answer, with `Retry-After` and `Location` when the behaviour asks for them.
     fn error(&self, c: &Compiled, status: StatusCode, body: Bytes) -> HttpResponse {
         let mut b = self.builder(status);
         b.insert_header((header::CONTENT_TYPE, JSON));
         if let Some(ra) = &c.retry_after {
             b.insert_header((header::RETRY_AFTER, ra.clone()));
+        }
+        if let Some(location) = &c.location {
+            b.insert_header((header::LOCATION, location.clone()));
         }
         b.body(body)
     }

@@ -230,6 +230,32 @@ async fn rate_limited_has_retry_after_and_error_body() {
     bounded(mock.stop()).await;
 }
 
+#[actix_rt::test]
+async fn redirect_has_location() {
+    let mock = start(
+        "moved",
+        Behavior::redirect(307, "http://127.0.0.1:9/v1/chat/completions"),
+    )
+    .await;
+    let client = awc::Client::builder()
+        .disable_redirects()
+        .timeout(Duration::from_secs(5))
+        .finish();
+    let resp = bounded(
+        client
+            .post(format!("{}/chat/completions", mock.base_url()))
+            .send_json(&chat_body(false, false)),
+    )
+    .await
+    .expect("response");
+    assert_eq!(resp.status().as_u16(), 307);
+    assert_eq!(
+        resp.headers().get("location").and_then(|v| v.to_str().ok()),
+        Some("http://127.0.0.1:9/v1/chat/completions")
+    );
+    bounded(mock.stop()).await;
+}
+
 /// Sends a raw HTTP/1.1 request and reads until the server closes the connection.
 fn raw_exchange(addr: std::net::SocketAddr, body: &str) -> Vec<u8> {
     use std::io::{Read, Write};
