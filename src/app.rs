@@ -341,13 +341,17 @@ async fn flush_until_stored(stats: &Addr<StatsActor>) {
 }
 
 fn spawn_signal_handler(server: actix_web::dev::ServerHandle, events: EventBus) {
+    // Registered here, before start-up logs that it is listening, not inside the task: a
+    // SIGTERM sent as soon as the router is up must find the handler, not the default action.
+    #[cfg(unix)]
+    let signals = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    };
     actix_web::rt::spawn(async move {
         #[cfg(unix)]
         {
-            use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut term), Ok(mut int)) =
-                (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-            else {
+            let (Ok(mut term), Ok(mut int)) = signals else {
                 log::error!("cannot install signal handlers; stop the process with SIGKILL");
                 return;
             };

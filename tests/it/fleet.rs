@@ -130,10 +130,12 @@ async fn usage_sums_exactly_across_three_instances_with_a_sigterm_mid_load() {
         .filter(|r| matches!(r, Some((200, _))))
         .count() as i64;
     assert!(served >= 200, "most requests were served: {served}");
+    let status = instances[2].wait_exit(Duration::from_secs(30)).await;
     assert_eq!(
-        instances[2].wait_exit(Duration::from_secs(30)).await.code(),
+        status.code(),
         Some(0),
-        "SIGTERM is a clean exit"
+        "SIGTERM is a clean exit ({status}):\n{}",
+        instances[2].log.lock().unwrap()
     );
     for i in &instances[..2] {
         i.signal("-TERM");
