@@ -127,11 +127,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
         events: events.clone(),
         metrics: metrics.clone(),
         policy: policy_from(&health_config),
-        probe: ProbeSettings {
-            kind: config.health_check.probe,
-            timeout: Duration::from_millis(config.health_check.probe_timeout_ms),
-            connect_timeout: Duration::from_millis(config.routing.connect_timeout_ms),
-        },
+        probe: ProbeSettings::from_config(&config),
     };
     let supervisor = Supervisor::new(deps);
     let routes = supervisor.routes();
@@ -454,7 +450,11 @@ fn health_row(config: &Config) -> HealthConfigRow {
 pub fn policy_from(row: &HealthConfigRow) -> Policy {
     Policy {
         max_error_count: row.max_error_count.max(1) as u32,
-        retry_after: chrono::Duration::seconds(row.retry_after_seconds.max(1)),
+        // A stored row is input like any other: clamp it to the range the API accepts.
+        retry_after: chrono::Duration::seconds(
+            row.retry_after_seconds
+                .clamp(1, crate::health_checker::MAX_SECONDS),
+        ),
         auto_recovery: row.auto_recovery,
     }
 }

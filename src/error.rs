@@ -12,6 +12,13 @@ pub enum ApiError {
     /// 400: the request body or a parameter is wrong.
     #[error("{message}")]
     BadRequest { message: String, code: &'static str },
+    /// 400: one member of the body is wrong; `param` names it, as OpenAI does.
+    #[error("{message}")]
+    InvalidParam {
+        param: &'static str,
+        message: String,
+        code: &'static str,
+    },
     /// 401: missing or wrong key or token.
     #[error("{0}")]
     Unauthorized(&'static str),
@@ -40,6 +47,11 @@ pub enum ApiError {
         message: String,
         retry_after_secs: Option<u64>,
     },
+    /// 502: a provider's answer was over `routing.max_response_bytes`; not failed over.
+    #[error(
+        "the upstream answer is larger than the router's limit of {0} bytes (routing.max_response_bytes)"
+    )]
+    ResponseTooLarge(usize),
     /// 503: something the router depends on is unavailable (database, actors).
     #[error("{0}")]
     Unavailable(String),
@@ -52,7 +64,7 @@ impl ApiError {
     /// The stable `code` of the error body.
     pub fn code(&self) -> &'static str {
         match self {
-            ApiError::BadRequest { code, .. } => code,
+            ApiError::BadRequest { code, .. } | ApiError::InvalidParam { code, .. } => code,
             ApiError::Unauthorized(_) => "invalid_api_key",
             ApiError::NotFound(_) => "not_found",
             ApiError::UnknownModel(_) => "model_not_found",
@@ -63,6 +75,7 @@ impl ApiError {
             ApiError::Upstream { status: 504, .. } => "upstream_timeout",
             ApiError::Upstream { status: 503, .. } => "no_provider_available",
             ApiError::Upstream { .. } => "upstream_error",
+            ApiError::ResponseTooLarge(_) => "upstream_response_too_large",
             ApiError::Unavailable(_) => "service_unavailable",
             ApiError::Internal(_) => "internal_error",
         }
@@ -72,7 +85,9 @@ impl ApiError {
     fn kind(&self) -> &'static str {
         match self {
             ApiError::Unauthorized(_) => "authentication_error",
-            ApiError::Upstream { .. } | ApiError::Unavailable(_) => "upstream_error",
+            ApiError::Upstream { .. } | ApiError::ResponseTooLarge(_) | ApiError::Unavailable(_) => {
+                "upstream_error"
+            }
             ApiError::Internal(_) => "server_error",
             _ => "invalid_request_error",
         }
@@ -89,7 +104,7 @@ impl ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest { .. } | ApiError::InvalidParam { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) | ApiError::UnknownModel(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -98,6 +113,7 @@ impl ResponseError for ApiError {
             ApiError::Upstream { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
             }
+            ApiError::ResponseTooLarge(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -117,8 +133,10 @@ impl ResponseError for ApiError {
         }
         let mut error =
             serde_json::json!({ "message": self.to_string(), "type": self.kind(), "code": self.code() });
-        if let ApiError::InvalidField { field, .. } = self {
-            error["param"] = field.clone().into();
+        match self {
+            ApiError::InvalidField { field, .. } => error["param"] = field.clone().into(),
+            ApiError::InvalidParam { param, .. } => error["param"] = (*param).into(),
+            _ => {}
         }
         resp.json(serde_json::json!({ "error": error }))
     }

@@ -34,9 +34,10 @@ impl HealthCheckConfig {
     pub fn from_row(r: &HealthConfigRow) -> Self {
         HealthCheckConfig {
             enabled: r.enabled,
-            interval_seconds: r.interval_seconds.max(1) as u64,
-            max_error_count: r.max_error_count.max(1) as u32,
-            retry_after_seconds: r.retry_after_seconds.max(1) as u64,
+            // Stored rows are clamped to the range the API accepts.
+            interval_seconds: r.interval_seconds.clamp(1, MAX_SECONDS) as u64,
+            max_error_count: r.max_error_count.clamp(1, 10_000) as u32,
+            retry_after_seconds: r.retry_after_seconds.clamp(1, MAX_SECONDS) as u64,
             auto_recovery: r.auto_recovery,
         }
     }
@@ -82,7 +83,8 @@ pub struct HealthConfigUpdate {
 }
 
 /// Longest interval or retry delay accepted: one week.
-const MAX_SECONDS: i64 = 7 * 24 * 3600;
+/// Longest check interval and retry delay: a week.
+pub const MAX_SECONDS: i64 = 7 * 24 * 3600;
 
 impl HealthConfigUpdate {
     /// Applies the change to `current`, or names the field that is wrong.

@@ -58,6 +58,9 @@ pub struct RoutingConfig {
     pub request_deadline_ms: Option<u64>,
     /// Cool-down after a 429 without `Retry-After`, in ms (1000).
     pub default_cooldown_ms: u64,
+    /// Longest cool-down an upstream's `Retry-After` may ask for, in ms (600000: ten
+    /// minutes); longer values are cut to this.
+    pub max_cooldown_ms: u64,
     /// Largest upstream answer read for a plain (non-stream) request, in bytes (32 MiB).
     pub max_response_bytes: usize,
 }
@@ -129,6 +132,23 @@ impl Default for Config {
     }
 }
 
+/// Upper bounds of the range checks: a day for any timeout, a week for health timers (as
+/// the admin API allows). Larger values are surely typos, and they would overflow the time
+/// arithmetic downstream.
+const DAY_MS: u64 = 86_400_000;
+const WEEK_SECS: u64 = crate::health_checker::MAX_SECONDS as u64;
+
+fn in_range(key: &'static str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(
+            key,
+            format!("{value} is out of range (allowed: {min} to {max})"),
+        ))
+    }
+}
+
 impl Default for RoutingConfig {
     fn default() -> Self {
         RoutingConfig {
@@ -137,6 +157,7 @@ impl Default for RoutingConfig {
             connect_timeout_ms: 5_000,
             request_deadline_ms: None,
             default_cooldown_ms: 1_000,
+            max_cooldown_ms: 600_000,
             max_response_bytes: 32 * 1024 * 1024,
         }
     }
@@ -263,25 +284,51 @@ impl Config {
             return Err(ConfigError::invalid("db_pool_size", "must be positive"));
         }
         let r = &self.routing;
-        if r.request_timeout_ms == 0 || r.connect_timeout_ms == 0 || r.deadline_ms() == 0 {
-            return Err(ConfigError::invalid("routing", "timeouts must be positive"));
-        }
+        in_range("routing.request_timeout_ms", r.request_timeout_ms, 1, DAY_MS)?;
+        in_range("routing.connect_timeout_ms", r.connect_timeout_ms, 1, DAY_MS)?;
+        in_range("routing.request_deadline_ms", r.deadline_ms(), 1, DAY_MS)?;
+        in_range("routing.max_retries", u64::from(r.max_retries), 0, 100)?;
+        in_range("routing.max_cooldown_ms", r.max_cooldown_ms, 1, DAY_MS)?;
+        in_range(
+            "routing.default_cooldown_ms",
+            r.default_cooldown_ms,
+            0,
+            r.max_cooldown_ms,
+        )?;
+        in_range(
+            "routing.max_response_bytes",
+            r.max_response_bytes as u64,
+            1,
+            1 << 40,
+        )?;
         let h = &self.health_check;
-        if h.interval_seconds == 0 || h.retry_after_seconds == 0 || h.max_error_count == 0 {
-            return Err(ConfigError::invalid(
-                "health_check",
-                "interval_seconds, retry_after_seconds and max_error_count must be positive",
-            ));
-        }
-        if self.stats.flush_ms == 0 || self.stats.max_batch_rows == 0 {
-            return Err(ConfigError::invalid(
-                "stats",
-                "flush_ms and max_batch_rows must be positive",
-            ));
-        }
-        if self.fleet.sync_interval_ms == 0 {
-            return Err(ConfigError::invalid("fleet.sync_interval_ms", "must be positive"));
-        }
+        in_range("health_check.interval_seconds", h.interval_seconds, 1, WEEK_SECS)?;
+        in_range(
+            "health_check.retry_after_seconds",
+            h.retry_after_seconds,
+            1,
+            WEEK_SECS,
+        )?;
+        in_range(
+            "health_check.max_error_count",
+            u64::from(h.max_error_count),
+            1,
+            10_000,
+        )?;
+        in_range("health_check.probe_timeout_ms", h.probe_timeout_ms, 1, DAY_MS)?;
+        in_range("stats.flush_ms", self.stats.flush_ms, 1, 3_600_000)?;
+        in_range(
+            "stats.max_batch_rows",
+            self.stats.max_batch_rows as u64,
+            1,
+            10_000_000,
+        )?;
+        in_range(
+            "fleet.sync_interval_ms",
+            self.fleet.sync_interval_ms,
+            1,
+            3_600_000,
+        )?;
         let mut names = std::collections::HashSet::new();
         for (index, p) in self.providers.iter().enumerate() {
             p.validate(0, r.request_timeout_ms, env)
@@ -307,6 +354,23 @@ mod tests {
         assert_eq!(c.listen, "127.0.0.1:7070");
         assert_eq!(c.database_url, "sqlite://data/switchyard.db");
         assert_eq!(c.routing.deadline_ms(), 60_000);
+    }
+
+    #[test]
+    fn absurd_values_are_refused_with_their_key() {
+        let mut c = Config::default();
+        c.routing.request_timeout_ms = u64::MAX;
+        let e = c.validate(&|_| None).unwrap_err().to_string();
+        assert!(e.contains("routing.request_timeout_ms"), "{e}");
+        let mut c = Config::default();
+        c.health_check.retry_after_seconds = 9_000_000_000_000;
+        let e = c.validate(&|_| None).unwrap_err().to_string();
+        assert!(e.contains("health_check.retry_after_seconds"), "{e}");
+        let mut c = Config::default();
+        c.routing.default_cooldown_ms = c.routing.max_cooldown_ms + 1;
+        let e = c.validate(&|_| None).unwrap_err().to_string();
+        assert!(e.contains("routing.default_cooldown_ms"), "{e}");
+        assert!(Config::default().validate(&|_| None).is_ok());
     }
 
     #[test]

@@ -16,6 +16,7 @@ use chrono::Utc;
 use futures_util::StreamExt;
 
 use super::{AppState, auth, read_body};
+use crate::config::RoutingConfig;
 use crate::error::ApiError;
 use crate::events::{Event, EventKind, Severity};
 use crate::provider::health::Failure;
@@ -38,7 +39,10 @@ struct AttemptFailure {
     provider: String,
     timed_out: bool,
     status: Option<u16>,
+    /// The whole detail, for health, events and logs (operators' eyes).
     message: String,
+    /// What the client may read: no upstream text for 401/403, scrubbed and capped otherwise.
+    public: String,
     cooldown_ms: Option<u64>,
 }
 
@@ -57,6 +61,9 @@ enum Attempt {
         content_type: Option<HeaderValue>,
         body: Bytes,
     },
+    /// A plain answer over `max_response_bytes`: the router's own limit, not the provider's
+    /// fault, and another provider would send the same answer.
+    TooLarge,
     /// A stream whose first bytes arrived: committed to this provider.
     Streaming {
         status: u16,
@@ -98,7 +105,10 @@ pub async fn chat_completions(
             last = Some(deadline_failure(last));
             break;
         }
-        let timeout = Duration::from_millis(route.provider.timeout_ms).min(deadline - now);
+        let own_timeout = Duration::from_millis(route.provider.timeout_ms);
+        let timeout = own_timeout.min(deadline - now);
+        // A timeout cut short by the request's deadline says nothing about the provider.
+        let cut_by_deadline = timeout < own_timeout;
         if let Some(prev) = previous.take() {
             announce_switch(&state, &prev, &route, last.as_ref());
         }
@@ -107,15 +117,7 @@ pub async fn chat_completions(
         let guard = route.load.start();
         let upstream_body = body::for_upstream(&body, &head, route.upstream_model.as_deref());
         let t0 = Instant::now();
-        let result = attempt(
-            &client,
-            &route,
-            upstream_body,
-            &head,
-            timeout,
-            routing.max_response_bytes,
-        )
-        .await;
+        let result = attempt(&client, &route, upstream_body, &head, timeout, routing).await;
         let took = t0.elapsed();
         upstream_time += took;
         let headers = RouterHeaders {
@@ -155,6 +157,11 @@ pub async fn chat_completions(
                 headers.apply(&mut resp, content_type);
                 return Ok(resp.body(body));
             }
+            Attempt::TooLarge => {
+                report(&state, &route, &head.model, OutcomeKind::Neutral, took, None);
+                drop(guard);
+                return Err(ApiError::ResponseTooLarge(routing.max_response_bytes));
+            }
             Attempt::Streaming {
                 status,
                 content_type,
@@ -177,19 +184,16 @@ pub async fn chat_completions(
                 return Ok(resp.streaming(stream));
             }
             Attempt::Failed(f) => {
-                let failure = Failure {
-                    status: f.status,
-                    message: f.message.clone(),
-                    cooldown: f.cooldown_ms.map(|ms| chrono::Duration::milliseconds(ms as i64)),
+                let kind = if f.timed_out && cut_by_deadline {
+                    OutcomeKind::Neutral
+                } else {
+                    OutcomeKind::Failure(Failure {
+                        status: f.status,
+                        message: f.message.clone(),
+                        cooldown: f.cooldown_ms.map(cooldown_duration),
+                    })
                 };
-                report(
-                    &state,
-                    &route,
-                    &head.model,
-                    OutcomeKind::Failure(failure),
-                    took,
-                    None,
-                );
+                report(&state, &route, &head.model, kind, took, None);
                 log::debug!(
                     "attempt {attempts} on provider {} failed: {}",
                     f.provider,
@@ -210,7 +214,7 @@ async fn attempt(
     body: Bytes,
     head: &ChatHead,
     timeout: Duration,
-    max_response_bytes: usize,
+    routing: &RoutingConfig,
 ) -> Attempt {
     let started = Instant::now();
     let provider = &route.provider;
@@ -219,6 +223,7 @@ async fn attempt(
             provider: provider.name.clone(),
             timed_out,
             status,
+            public: classify::scrub(&message),
             message,
             cooldown_ms,
         })
@@ -240,7 +245,7 @@ async fn attempt(
     let status = resp.status().as_u16();
     let content_type = resp.headers().get(CONTENT_TYPE).cloned();
     if !resp.status().is_success() {
-        let retry_after = classify::retry_after(resp.headers());
+        let retry_after = classify::retry_after(resp.headers(), Utc::now());
         let mut resp = resp.timeout(remaining);
         let body = resp.body().limit(MAX_ERROR_BODY).await.unwrap_or_default();
         return match classify::status(status, &body) {
@@ -250,15 +255,30 @@ async fn attempt(
                 body,
             },
             class => {
-                let cooldown = matches!(class, Class::RateLimited).then(|| retry_after.unwrap_or(0));
+                let cooldown = matches!(class, Class::RateLimited).then(|| {
+                    classify::cooldown_ms(retry_after, routing.default_cooldown_ms, routing.max_cooldown_ms)
+                });
                 let message = format!("upstream answered {status}{}", classify::error_summary(&body));
-                fail(false, Some(status), message, cooldown)
+                let mut f = AttemptFailure {
+                    provider: provider.name.clone(),
+                    timed_out: false,
+                    status: Some(status),
+                    public: classify::scrub(&message),
+                    message,
+                    cooldown_ms: cooldown,
+                };
+                if matches!(class, Class::AuthFailed) {
+                    // Their text quotes the key they were sent: it stays with the operator.
+                    f.public =
+                        format!("upstream answered {status}: the provider refused the router's credentials");
+                }
+                Attempt::Failed(f)
             }
         };
     }
     if !head.stream {
         let mut resp = resp.timeout(remaining);
-        return match resp.body().limit(max_response_bytes).await {
+        return match resp.body().limit(routing.max_response_bytes).await {
             Ok(body) => {
                 let usage = usage::from_json(&body);
                 Attempt::Answered {
@@ -274,6 +294,7 @@ async fn attempt(
                 "upstream timed out while sending its answer".into(),
                 None,
             ),
+            Err(awc::error::PayloadError::Overflow) => Attempt::TooLarge,
             Err(e) => fail(
                 false,
                 Some(status),
@@ -281,6 +302,22 @@ async fn attempt(
                 None,
             ),
         };
+    }
+    // An upstream that ignored `stream: true` (plain JSON) must not be committed: the client
+    // asked for events and would get a JSON body with an SSE error glued to it.
+    if !is_event_stream(content_type.as_ref()) {
+        let shown = content_type
+            .as_ref()
+            .and_then(|c| c.to_str().ok())
+            .unwrap_or("none");
+        return fail(
+            false,
+            Some(status),
+            format!(
+                "the upstream answered a stream request with content type {shown:?}, not text/event-stream"
+            ),
+            None,
+        );
     }
     // A stream: wait for its first bytes before committing; until then, failing over is safe.
     loop {
@@ -519,7 +556,7 @@ fn all_failed(
     };
     let message = format!(
         "all {attempts} upstream attempt(s) for `{model}` failed; last error from provider {}: {}",
-        last.provider, last.message
+        last.provider, last.public
     );
     ApiError::Upstream {
         status,
@@ -531,15 +568,30 @@ fn all_failed(
 fn deadline_failure(last: Option<AttemptFailure>) -> AttemptFailure {
     let previous = last
         .as_ref()
-        .map(|l| format!(" (before that: {})", l.message))
+        .map(|l| format!(" (before that: {})", l.public))
         .unwrap_or_default();
+    let message = format!("the request deadline passed{previous}");
     AttemptFailure {
         provider: last.as_ref().map(|l| l.provider.clone()).unwrap_or_default(),
         timed_out: true,
         status: None,
-        message: format!("the request deadline passed{previous}"),
+        public: classify::scrub(&message),
+        message,
         cooldown_ms: None,
     }
+}
+
+/// `text/event-stream`, with or without parameters (`; charset=utf-8`).
+fn is_event_stream(content_type: Option<&HeaderValue>) -> bool {
+    content_type
+        .and_then(|c| c.to_str().ok())
+        .and_then(|c| c.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/event-stream"))
+}
+
+/// A cool-down in ms as a chrono duration (already capped by `routing.max_cooldown_ms`).
+fn cooldown_duration(ms: u64) -> chrono::Duration {
+    chrono::Duration::milliseconds(i64::try_from(ms).unwrap_or(i64::MAX))
 }
 
 fn status_code(status: u16) -> actix_web::http::StatusCode {
@@ -547,15 +599,26 @@ fn status_code(status: u16) -> actix_web::http::StatusCode {
 }
 
 fn body_error(e: BodyError) -> ApiError {
-    let code = match e {
-        BodyError::InvalidJson(_) => "invalid_json",
-        BodyError::NotAnObject => "invalid_request",
-        BodyError::MissingModel => "missing_model",
-        BodyError::InvalidField { .. } => "invalid_field",
-    };
-    ApiError::BadRequest {
-        message: e.to_string(),
-        code,
+    let message = e.to_string();
+    match e {
+        BodyError::InvalidJson(_) => ApiError::BadRequest {
+            message,
+            code: "invalid_json",
+        },
+        BodyError::NotAnObject => ApiError::BadRequest {
+            message,
+            code: "invalid_request",
+        },
+        BodyError::MissingModel => ApiError::InvalidParam {
+            param: "model",
+            message,
+            code: "missing_model",
+        },
+        BodyError::InvalidField { field, .. } => ApiError::InvalidParam {
+            param: field,
+            message,
+            code: "invalid_field",
+        },
     }
 }
 

@@ -14,6 +14,13 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::store::{ValidationRow, now_naive};
 
+/// `now + d`, saturating at chrono's last representable instant: the durations come from
+/// headers, stored rows and settings, and an absurd one must not panic the actor.
+pub fn later(now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    now.checked_add_signed(d.max(Duration::zero()))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 /// The thresholds that turn failures into an unhealthy state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
@@ -111,16 +118,16 @@ impl Health {
         self.last_status_code = failure.status;
         self.last_validated_at = Some(now);
         if let Some(c) = failure.cooldown {
-            self.cooldown_until = Some(now + c);
+            self.cooldown_until = Some(later(now, c));
         }
         if self.is_healthy && self.error_count >= policy.max_error_count {
             self.is_healthy = false;
-            self.next_retry_at = Some(now + policy.retry_after);
+            self.next_retry_at = Some(later(now, policy.retry_after));
             Transition::BecameUnhealthy
         } else {
             if !self.is_healthy {
                 // A failed retry or fallback attempt pushes the next retry out again.
-                self.next_retry_at = Some(now + policy.retry_after);
+                self.next_retry_at = Some(later(now, policy.retry_after));
             }
             Transition::Unchanged
         }
@@ -233,6 +240,29 @@ mod tests {
         h.record_failure(now, &f, &Policy::default());
         assert!(h.cooling(now));
         assert!(!h.cooling(now + Duration::seconds(3)));
+    }
+
+    #[test]
+    fn absurd_durations_saturate_instead_of_panicking() {
+        let now = Utc::now();
+        let mut h = Health::healthy();
+        let policy = Policy {
+            max_error_count: 1,
+            retry_after: Duration::MAX,
+            auto_recovery: true,
+        };
+        let f = Failure {
+            status: Some(429),
+            message: "slow down".into(),
+            cooldown: Some(Duration::MAX),
+        };
+        assert_eq!(h.record_failure(now, &f, &policy), Transition::BecameUnhealthy);
+        assert_eq!(h.cooldown_until, Some(DateTime::<Utc>::MAX_UTC));
+        assert_eq!(h.next_retry_at, Some(DateTime::<Utc>::MAX_UTC));
+        // A negative duration (a corrupt row) means "now", never the past.
+        assert_eq!(later(now, Duration::seconds(-5)), now);
+        // The stored row of a saturated instant round-trips.
+        let _ = Health::from_row(&h.to_row(1));
     }
 
     #[test]

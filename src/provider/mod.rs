@@ -340,11 +340,16 @@ impl ProviderActor {
         let now = Utc::now();
         let transition = if result.ok {
             if self.health.is_healthy || self.deps.policy.auto_recovery {
-                self.health.record_success(now, result.status)
+                let t = self.health.record_success(now, result.status);
+                // A refusal that still proves the provider works keeps its detail.
+                if let Some(detail) = &result.error {
+                    self.health.last_error = Some(detail.clone());
+                }
+                t
             } else {
                 // Recovery by probe is off: note the check, stay unhealthy until a reset.
                 self.health.last_validated_at = Some(now);
-                self.health.next_retry_at = Some(now + self.deps.policy.retry_after);
+                self.health.next_retry_at = Some(health::later(now, self.deps.policy.retry_after));
                 Transition::Unchanged
             }
         } else {
@@ -353,7 +358,7 @@ impl ProviderActor {
                 message: result.error.clone().unwrap_or_else(|| "probe failed".into()),
                 cooldown: result
                     .cooldown_ms
-                    .map(|ms| chrono::Duration::milliseconds(ms as i64)),
+                    .map(|ms| chrono::Duration::milliseconds(i64::try_from(ms).unwrap_or(i64::MAX))),
             };
             self.health.record_failure(now, &failure, &self.deps.policy)
         };

@@ -16,6 +16,21 @@ pub struct ProbeSettings {
     pub kind: ProbeKind,
     pub timeout: Duration,
     pub connect_timeout: Duration,
+    /// Cool-down of a 429 without `Retry-After`, and the cap of one with it, in ms.
+    pub default_cooldown_ms: u64,
+    pub max_cooldown_ms: u64,
+}
+
+impl ProbeSettings {
+    pub fn from_config(c: &crate::config::Config) -> Self {
+        ProbeSettings {
+            kind: c.health_check.probe,
+            timeout: Duration::from_millis(c.health_check.probe_timeout_ms),
+            connect_timeout: Duration::from_millis(c.routing.connect_timeout_ms),
+            default_cooldown_ms: c.routing.default_cooldown_ms,
+            max_cooldown_ms: c.routing.max_cooldown_ms,
+        }
+    }
 }
 
 /// What a probe found.
@@ -48,6 +63,16 @@ fn client(connect_timeout: Duration) -> awc::Client {
             }
         }
     })
+}
+
+/// Whether a refusal still proves the provider reachable and our key accepted: a 4xx with an
+/// OpenAI error body (an unsupported parameter such as `max_tokens` on a reasoning model, an
+/// unknown model) is an answer from a working API. 401/403 (the key), 408, 429 and any 4xx
+/// without such a body (a proxy's HTML page) are not.
+fn reachable(status: u16, body: &[u8]) -> bool {
+    (400..500).contains(&status)
+        && !matches!(status, 401 | 403 | 408 | 429)
+        && classify::has_openai_error(body)
 }
 
 /// Calls the provider once and reports the outcome. Never fails: errors are the result.
@@ -89,7 +114,7 @@ pub async fn probe(config: &ProviderConfig, settings: ProbeSettings) -> ProbeRes
     match sent {
         Ok(resp) => {
             let status = resp.status().as_u16();
-            let retry_after = classify::retry_after(resp.headers());
+            let retry_after = classify::retry_after(resp.headers(), chrono::Utc::now());
             let remaining = settings
                 .timeout
                 .saturating_sub(started.elapsed())
@@ -115,14 +140,20 @@ pub async fn probe(config: &ProviderConfig, settings: ProbeSettings) -> ProbeRes
                     },
                 };
             }
-            let detail = body.map(|b| classify::error_summary(&b)).unwrap_or_default();
-            let class = classify::status(status, &[]);
+            let body = body.unwrap_or_default();
+            let detail = classify::error_summary(&body);
             ProbeResult {
-                ok: false,
+                ok: reachable(status, &body),
                 status: Some(status),
                 latency_ms,
                 error: Some(format!("upstream answered {status}{detail}")),
-                cooldown_ms: matches!(class, Class::RateLimited).then(|| retry_after.unwrap_or(1000)),
+                cooldown_ms: matches!(classify::status(status, &[]), Class::RateLimited).then(|| {
+                    classify::cooldown_ms(
+                        retry_after,
+                        settings.default_cooldown_ms,
+                        settings.max_cooldown_ms,
+                    )
+                }),
             }
         }
         Err(e) => ProbeResult {
@@ -132,5 +163,23 @@ pub async fn probe(config: &ProviderConfig, settings: ProbeSettings) -> ProbeRes
             error: Some(classify::send_error_message(&e)),
             cooldown_ms: None,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reachable;
+
+    #[test]
+    fn a_refusal_in_openai_shape_is_reachable() {
+        let err =
+            br#"{"error":{"message":"Unsupported parameter: 'max_tokens'","code":"unsupported_parameter"}}"#;
+        assert!(reachable(400, err));
+        assert!(reachable(404, err));
+        assert!(!reachable(401, err));
+        assert!(!reachable(403, err));
+        assert!(!reachable(429, err));
+        assert!(!reachable(400, b"<html>bad gateway</html>"));
+        assert!(!reachable(500, err));
     }
 }

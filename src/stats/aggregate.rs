@@ -53,6 +53,11 @@ fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
+/// A record's token count, clamped (records can come from anywhere: see `MAX_TOKENS`).
+fn tokens(v: u64) -> i64 {
+    to_i64(v.min(crate::upstream::usage::MAX_TOKENS))
+}
+
 impl Aggregate {
     /// Adds one record.
     pub fn add(&mut self, r: &UsageRecord) {
@@ -61,9 +66,9 @@ impl Aggregate {
             total_requests: 1,
             success_requests: i64::from(r.result == UsageResult::Success),
             failed_requests: i64::from(r.result == UsageResult::Failure),
-            prompt_tokens: to_i64(r.prompt_tokens),
-            completion_tokens: to_i64(r.completion_tokens),
-            total_tokens: to_i64(r.total_tokens),
+            prompt_tokens: tokens(r.prompt_tokens),
+            completion_tokens: tokens(r.completion_tokens),
+            total_tokens: tokens(r.total_tokens),
             total_response_time_ms: to_i64(r.latency_ms),
             ..UsageRow::zero(r.provider_id, r.model.clone(), r.at.date_naive(), at)
         };

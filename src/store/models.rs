@@ -98,13 +98,15 @@ impl UsageRow {
 
     /// Adds `other`'s counts to this row (the same key is assumed) and recomputes the average.
     pub fn absorb(&mut self, other: &UsageRow) {
-        self.total_requests += other.total_requests;
-        self.success_requests += other.success_requests;
-        self.failed_requests += other.failed_requests;
-        self.prompt_tokens += other.prompt_tokens;
-        self.completion_tokens += other.completion_tokens;
-        self.total_tokens += other.total_tokens;
-        self.total_response_time_ms += other.total_response_time_ms;
+        self.total_requests = self.total_requests.saturating_add(other.total_requests);
+        self.success_requests = self.success_requests.saturating_add(other.success_requests);
+        self.failed_requests = self.failed_requests.saturating_add(other.failed_requests);
+        self.prompt_tokens = self.prompt_tokens.saturating_add(other.prompt_tokens);
+        self.completion_tokens = self.completion_tokens.saturating_add(other.completion_tokens);
+        self.total_tokens = self.total_tokens.saturating_add(other.total_tokens);
+        self.total_response_time_ms = self
+            .total_response_time_ms
+            .saturating_add(other.total_response_time_ms);
         self.avg_response_time_ms = if self.total_requests == 0 {
             0.0
         } else {

@@ -41,6 +41,11 @@ struct Head<'a> {
     stream: Option<bool>,
     #[serde(default)]
     stream_options: Option<StreamOptions>,
+    /// Only its shape is checked (an array), so a wrong one is refused naming it; the
+    /// elements are skipped, not built.
+    #[serde(default)]
+    #[allow(dead_code)]
+    messages: Option<Vec<serde::de::IgnoredAny>>,
 }
 
 #[derive(Deserialize)]
@@ -58,20 +63,23 @@ pub fn parse(body: &[u8]) -> Result<ChatHead, BodyError> {
             return Err(BodyError::NotAnObject);
         }
     }
-    let head: Head = serde_json::from_slice(body).map_err(|e| {
-        let msg = e.to_string();
-        if e.is_data() {
-            let field = if msg.contains("stream_options") || msg.contains("include_usage") {
-                "stream_options"
-            } else if msg.contains("stream") || msg.contains("boolean") {
-                "stream"
-            } else {
-                "model"
-            };
-            BodyError::InvalidField { field, message: msg }
-        } else {
-            BodyError::InvalidJson(msg)
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    let head: Head = serde_path_to_error::deserialize(de).map_err(|e| {
+        // The path names the member whose value is wrong (`stream_options.include_usage`):
+        // its first segment is the `param` of the error.
+        let top = e.path().iter().next().map(|seg| seg.to_string());
+        let inner = e.into_inner();
+        let msg = inner.to_string();
+        if !inner.is_data() {
+            return BodyError::InvalidJson(msg);
         }
+        let field = match top.as_deref() {
+            Some("stream") => "stream",
+            Some("stream_options") => "stream_options",
+            Some("messages") => "messages",
+            _ => "model",
+        };
+        BodyError::InvalidField { field, message: msg }
     })?;
     let model = head.model.ok_or(BodyError::MissingModel)?;
     if model.trim().is_empty() {
@@ -281,6 +289,18 @@ mod tests {
         );
         assert!(parse(b"{").unwrap_err().to_string().contains("not valid JSON"));
         assert_eq!(parse(b"[1]").unwrap_err(), BodyError::NotAnObject);
+        let field = |b: &[u8]| match parse(b).unwrap_err() {
+            BodyError::InvalidField { field, .. } => field,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(field(br#"{"model": true}"#), "model");
+        assert_eq!(field(br#"{"model": "m", "stream": "yes"}"#), "stream");
+        assert_eq!(field(br#"{"stream": 1, "model": "m"}"#), "stream");
+        assert_eq!(
+            field(br#"{"model": "m", "stream_options": {"include_usage": 3}}"#),
+            "stream_options"
+        );
+        assert_eq!(field(br#"{"model": "m", "messages": "hi"}"#), "messages");
         assert_eq!(parse(br#"{"messages":[]}"#).unwrap_err(), BodyError::MissingModel);
         assert!(matches!(
             parse(br#"{"model":5}"#).unwrap_err(),

@@ -37,7 +37,9 @@ pub fn status(code: u16, body: &[u8]) -> Class {
     }
 }
 
-fn has_openai_error(body: &[u8]) -> bool {
+/// True when the body is an OpenAI-style error (`{"error": {...}}`): the upstream understood
+/// the request well enough to refuse it in its own format.
+pub fn has_openai_error(body: &[u8]) -> bool {
     #[derive(serde::Deserialize)]
     struct Envelope {
         error: serde_json::Value,
@@ -45,16 +47,62 @@ fn has_openai_error(body: &[u8]) -> bool {
     serde_json::from_slice::<Envelope>(body).is_ok_and(|e| e.error.is_object())
 }
 
-/// `Retry-After` in ms, from delta-seconds (an HTTP date is ignored: providers send seconds).
-pub fn retry_after(headers: &HeaderMap) -> Option<u64> {
+/// `Retry-After` in ms, from delta-seconds (whole or fractional) or an HTTP-date (RFC 9110
+/// §10.2.3), measured from `now`. Saturating: an absurd value gives a huge number, never an
+/// overflow; callers cap it with [`cooldown_ms`]. A date in the past is 0.
+pub fn retry_after(headers: &HeaderMap, now: chrono::DateTime<chrono::Utc>) -> Option<u64> {
     let v = headers.get("retry-after")?.to_str().ok()?.trim();
     if let Ok(secs) = v.parse::<u64>() {
         return Some(secs.saturating_mul(1000));
     }
-    v.parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(|s| (s * 1000.0) as u64)
+    if let Some(ms) = v.parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0) {
+        // `as` saturates for floats out of range.
+        return Some((ms * 1000.0) as u64);
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let ms = at.signed_duration_since(now).num_milliseconds();
+    Some(u64::try_from(ms).unwrap_or(0))
+}
+
+/// The cool-down of a 429: what `Retry-After` asked for, else `default_ms`, never more
+/// than `max_ms`.
+pub fn cooldown_ms(retry_after: Option<u64>, default_ms: u64, max_ms: u64) -> u64 {
+    retry_after.unwrap_or(default_ms).min(max_ms)
+}
+
+/// Upstream text for a client's eyes: key-like tokens (`sk-…`, long opaque strings) replaced
+/// by `[redacted]`, at most 200 characters. Providers quote the key they were sent in their
+/// 401 bodies ("Incorrect API key provided: sk-…").
+pub fn scrub(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(256));
+    for (i, word) in text.split(' ').enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        if looks_like_secret(word) {
+            out.push_str("[redacted]");
+        } else {
+            out.push_str(word);
+        }
+        if out.chars().count() > 200 {
+            break;
+        }
+    }
+    out.chars().take(200).collect()
+}
+
+fn looks_like_secret(word: &str) -> bool {
+    let core = word.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+    let lower = core.to_ascii_lowercase();
+    let prefixed = ["sk-", "sk_", "key-", "pk-", "rk-", "xai-", "gsk_", "aiza"]
+        .iter()
+        .any(|p| lower.starts_with(p) && core.len() > p.len() + 3);
+    let opaque = core.len() >= 24
+        && core
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '*'))
+        && core.chars().any(|c| c.is_ascii_digit());
+    prefixed || opaque
 }
 
 /// `": message"` from an OpenAI-style error body, or a short excerpt of any other body, for
@@ -74,7 +122,8 @@ pub fn error_summary(body: &[u8]) -> String {
         }) => m,
         _ => String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
     };
-    let text: String = text.chars().filter(|c| !c.is_control()).take(200).collect();
+    let text: String = text.chars().filter(|c| !c.is_control()).take(400).collect();
+    let text = scrub(&text);
     if text.trim().is_empty() {
         String::new()
     } else {
@@ -132,13 +181,53 @@ mod tests {
             awc::http::header::RETRY_AFTER,
             awc::http::header::HeaderValue::from_static("3"),
         );
-        assert_eq!(retry_after(&h), Some(3000));
+        let now = chrono::Utc::now();
+        assert_eq!(retry_after(&h, now), Some(3000));
         h.insert(
             awc::http::header::RETRY_AFTER,
             awc::http::header::HeaderValue::from_static("0.5"),
         );
-        assert_eq!(retry_after(&h), Some(500));
-        assert_eq!(retry_after(&HeaderMap::new()), None);
+        assert_eq!(retry_after(&h, now), Some(500));
+        assert_eq!(retry_after(&HeaderMap::new(), now), None);
+    }
+
+    #[test]
+    fn retry_after_reads_dates_and_survives_absurd_values() {
+        let set = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                awc::http::header::RETRY_AFTER,
+                awc::http::header::HeaderValue::from_static(v),
+            );
+            h
+        };
+        let now = chrono::DateTime::parse_from_rfc2822("Wed, 21 Oct 2015 07:28:00 GMT")
+            .unwrap()
+            .to_utc();
+        assert_eq!(
+            retry_after(&set("Wed, 21 Oct 2015 07:28:30 GMT"), now),
+            Some(30_000)
+        );
+        assert_eq!(retry_after(&set("Wed, 21 Oct 2015 07:00:00 GMT"), now), Some(0));
+        assert_eq!(
+            retry_after(&set("9000000000000"), now),
+            Some(9_000_000_000_000_000)
+        );
+        assert_eq!(retry_after(&set("99999999999999999999999"), now), Some(u64::MAX));
+        assert_eq!(retry_after(&set("soon"), now), None);
+        assert_eq!(cooldown_ms(Some(u64::MAX), 1000, 600_000), 600_000);
+        assert_eq!(cooldown_ms(None, 1000, 600_000), 1000);
+    }
+
+    #[test]
+    fn key_like_tokens_are_scrubbed() {
+        let s = scrub("Incorrect API key provided: sk-proj-abc123XYZ. You can find your key");
+        assert!(!s.contains("abc123"), "{s}");
+        assert!(s.contains("[redacted]"));
+        let s = scrub("token AbCdEf0123456789AbCdEf0123456789 rejected");
+        assert!(!s.contains("AbCdEf0123"), "{s}");
+        assert_eq!(scrub("model not found"), "model not found");
+        assert!(scrub(&"word ".repeat(500)).chars().count() <= 200);
     }
 
     #[test]

@@ -3,6 +3,11 @@
 
 use serde::Deserialize;
 
+/// The most tokens one request may report per field: a billion is far beyond any model's
+/// context and leaves a day's sums of a busy fleet far from `i64::MAX`. An upstream that says
+/// more is clamped here, so one absurd answer can never make the usage write fail.
+pub const MAX_TOKENS: u64 = 1_000_000_000;
+
 /// OpenAI's `usage` object; missing fields count as zero.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 pub struct TokenUsage {
@@ -22,10 +27,44 @@ struct WithUsage {
 
 /// The `usage` of a JSON document, if it has one. Other fields are skipped, not built.
 pub fn from_json(doc: &[u8]) -> Option<TokenUsage> {
-    serde_json::from_slice::<WithUsage>(doc).ok()?.usage.map(|mut u| {
-        if u.total_tokens == 0 {
-            u.total_tokens = u.prompt_tokens + u.completion_tokens;
+    serde_json::from_slice::<WithUsage>(doc)
+        .ok()?
+        .usage
+        .map(TokenUsage::clamped)
+}
+
+impl TokenUsage {
+    /// Every field at most [`MAX_TOKENS`]; a missing total is the sum of the others.
+    pub fn clamped(self) -> Self {
+        let prompt_tokens = self.prompt_tokens.min(MAX_TOKENS);
+        let completion_tokens = self.completion_tokens.min(MAX_TOKENS);
+        let total_tokens = if self.total_tokens == 0 {
+            prompt_tokens + completion_tokens
+        } else {
+            self.total_tokens
+        };
+        TokenUsage {
+            prompt_tokens,
+            completion_tokens,
+            total_tokens: total_tokens.min(MAX_TOKENS),
         }
-        u
-    })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absurd_counts_are_clamped() {
+        let u =
+            from_json(br#"{"usage":{"prompt_tokens":18446744073709551615,"completion_tokens":5}}"#).unwrap();
+        assert_eq!(u.prompt_tokens, MAX_TOKENS);
+        assert_eq!(u.completion_tokens, 5);
+        assert_eq!(u.total_tokens, MAX_TOKENS);
+        let u = from_json(br#"{"usage":{"prompt_tokens":3,"completion_tokens":4}}"#).unwrap();
+        assert_eq!(u.total_tokens, 7);
+        // A count that does not fit u64 is not a usage block at all.
+        assert_eq!(from_json(br#"{"usage":{"prompt_tokens":1e30}}"#), None);
+    }
 }

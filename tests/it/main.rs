@@ -11,6 +11,7 @@ mod binary;
 mod failover;
 mod fleet;
 mod health;
+mod hostile;
 mod routing;
 mod stats;
 mod streaming;

@@ -28,6 +28,12 @@ pub struct Behavior {
     pub status: u16,
     /// If set, non-2xx answers carry `Retry-After: <secs>` (meant for 429 and 503).
     pub retry_after_secs: Option<u64>,
+    /// If set, non-2xx answers carry `Retry-After` with exactly this text (an HTTP-date, an
+    /// absurd number…); it takes precedence over [`retry_after_secs`](Self::retry_after_secs).
+    pub retry_after_raw: Option<String>,
+    /// Answer a `"stream": true` request with a plain JSON completion, as an upstream that
+    /// ignores the flag does.
+    pub ignore_stream: bool,
     /// If set, non-2xx answers carry `Location: <url>` (meant for 3xx).
     pub location: Option<String>,
     /// Delay before the response head, in milliseconds (default 0).
@@ -61,6 +67,8 @@ impl Default for Behavior {
         Self {
             status: 200,
             retry_after_secs: None,
+            retry_after_raw: None,
+            ignore_stream: false,
             location: None,
             latency_ms: 0,
             fail_rate: 0.0,
@@ -220,7 +228,10 @@ impl Compiled {
                 status_code(behavior.fail_status),
                 failure_body(behavior.fail_status),
             ),
-            retry_after: behavior.retry_after_secs.map(HeaderValue::from),
+            retry_after: match &behavior.retry_after_raw {
+                Some(raw) => HeaderValue::from_str(raw).ok(),
+                None => behavior.retry_after_secs.map(HeaderValue::from),
+            },
             location: behavior
                 .location
                 .as_deref()

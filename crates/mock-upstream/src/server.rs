@@ -312,7 +312,7 @@ async fn chat(req: HttpRequest, body: web::Bytes, state: web::Data<Shared>) -> H
     let id = state.next_id.fetch_add(1, Relaxed);
     let created = unix_now();
 
-    if parsed.stream == Some(true) {
+    if parsed.stream == Some(true) && !c.behavior.ignore_stream {
         let include_usage = parsed
             .stream_options
             .and_then(|o| o.include_usage)

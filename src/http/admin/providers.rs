@@ -2,8 +2,6 @@
 //! change is stored first, then applied to the actor graph through the `Supervisor`, so a
 //! restart routes the same way. Keys are masked in every answer.
 
-use std::time::Duration;
-
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
@@ -79,12 +77,7 @@ fn env(k: &str) -> Option<String> {
 }
 
 fn probe_settings(state: &AppState) -> ProbeSettings {
-    let c = &state.config;
-    ProbeSettings {
-        kind: c.health_check.probe,
-        timeout: Duration::from_millis(c.health_check.probe_timeout_ms),
-        connect_timeout: Duration::from_millis(c.routing.connect_timeout_ms),
-    }
+    ProbeSettings::from_config(&state.config)
 }
 
 async fn name_taken(state: &AppState, name: &str, except: Option<i64>) -> Result<bool, ApiError> {
