@@ -16,15 +16,16 @@ use tokio::time::{Instant, Sleep};
 
 use super::usage::{self, TokenUsage};
 
-/// Longest incomplete event kept while looking for its end; longer ones are skipped (their
-/// bytes still reach the client), so memory per stream stays bounded.
-const MAX_EVENT_BYTES: usize = 1024 * 1024;
+/// Longest event the observer accepts: a longer one fails the stream (no real completion
+/// chunk comes near it), so memory per stream stays bounded.
+pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
 
 /// Reads SSE events out of a byte stream, keeping only what it needs.
 #[derive(Debug, Default)]
 pub struct SseObserver {
     tail: Vec<u8>,
-    skipping: bool,
+    /// An event grew past `MAX_EVENT_BYTES`; nothing more is read.
+    pub oversized: bool,
     pub usage: Option<TokenUsage>,
     pub done: bool,
     pub bytes: u64,
@@ -33,16 +34,9 @@ pub struct SseObserver {
 impl SseObserver {
     /// Feeds one chunk of the stream.
     pub fn feed(&mut self, chunk: &[u8]) {
-        self.bytes += chunk.len() as u64;
-        let mut chunk = chunk;
-        if self.skipping {
-            match find_event_end(chunk) {
-                Some(end) => {
-                    self.skipping = false;
-                    chunk = &chunk[end..];
-                }
-                None => return,
-            }
+        self.bytes = self.bytes.saturating_add(chunk.len() as u64);
+        if self.oversized || self.done {
+            return;
         }
         if self.tail.is_empty() {
             // The usual case: events end inside the chunk; only a trailing partial event is
@@ -74,13 +68,14 @@ impl SseObserver {
         start
     }
 
-    /// Appends an incomplete event to the tail, dropping it if it grows past the bound.
+    /// Appends an incomplete event to the tail; past the bound the observer gives up.
     fn keep_tail(&mut self, rest: &[u8]) {
-        self.tail.extend_from_slice(rest);
-        if self.tail.len() > MAX_EVENT_BYTES {
+        if self.tail.len() + rest.len() > MAX_EVENT_BYTES {
             self.tail = Vec::new();
-            self.skipping = true;
+            self.oversized = true;
+            return;
         }
+        self.tail.extend_from_slice(rest);
     }
 
     fn on_event(&mut self, event: &[u8]) {
@@ -199,9 +194,20 @@ where
         if this.finished {
             return Poll::Ready(None);
         }
+        if this.observer.done {
+            // `[DONE]` was passed on: the stream is complete, whether or not the upstream
+            // closes its side.
+            this.finished = true;
+            return Poll::Ready(None);
+        }
         match Pin::new(&mut this.inner).poll_next(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
                 this.observer.feed(&chunk);
+                if this.observer.oversized {
+                    return this.fail(format!(
+                        "the upstream sent an event larger than {MAX_EVENT_BYTES} bytes"
+                    ));
+                }
                 let deadline = Instant::now() + this.idle_timeout;
                 this.idle.as_mut().reset(deadline);
                 Poll::Ready(Some(Ok(chunk)))
@@ -229,8 +235,9 @@ where
 
 impl<S> Drop for ObservedStream<S> {
     fn drop(&mut self) {
-        let end = match (&self.failed, self.finished) {
+        let end = match (&self.failed, self.finished || self.observer.done) {
             (Some(m), _) => StreamEnd::Failed(m.clone()),
+            // A client that leaves after `[DONE]` reached it got the whole stream.
             (None, true) => StreamEnd::Completed,
             (None, false) => StreamEnd::ClientGone,
         };
@@ -325,5 +332,59 @@ mod tests {
             .unwrap();
         assert_eq!(out.len(), 2);
         assert!(matches!(seen.borrow().as_ref().unwrap().0, StreamEnd::Failed(_)));
+    }
+
+    #[actix_rt::test]
+    async fn done_completes_even_if_the_upstream_keeps_the_connection_open() {
+        let seen = std::rc::Rc::new(std::cell::RefCell::new(None));
+        let rest = futures_util::stream::iter(vec![Ok::<_, &str>(Bytes::from_static(b"data: [DONE]\n\n"))])
+            .chain(futures_util::stream::pending());
+        let s = ObservedStream::new(
+            Bytes::from_static(USAGE),
+            rest,
+            Duration::from_secs(30),
+            Box::new(Capture(seen.clone())),
+        );
+        let out: Vec<_> = tokio::time::timeout(Duration::from_secs(2), s.collect::<Vec<_>>())
+            .await
+            .expect("ends at [DONE], not at the idle timeout");
+        assert_eq!(out.len(), 2);
+        assert_eq!(seen.borrow().as_ref().unwrap().0, StreamEnd::Completed);
+    }
+
+    #[actix_rt::test]
+    async fn a_client_leaving_after_done_is_a_completed_stream() {
+        let seen = std::rc::Rc::new(std::cell::RefCell::new(None));
+        let s = ObservedStream::new(
+            Bytes::from_static(b"data: [DONE]\n\n"),
+            futures_util::stream::pending::<Result<Bytes, &str>>(),
+            Duration::from_secs(30),
+            Box::new(Capture(seen.clone())),
+        );
+        drop(s);
+        assert_eq!(seen.borrow().as_ref().unwrap().0, StreamEnd::Completed);
+    }
+
+    #[actix_rt::test]
+    async fn an_event_over_the_bound_fails_the_stream() {
+        let seen = std::rc::Rc::new(std::cell::RefCell::new(None));
+        let big = Bytes::from(vec![b'x'; 64 * 1024]);
+        let rest = futures_util::stream::iter((0..40).map(move |_| Ok::<_, &str>(big.clone())));
+        let s = ObservedStream::new(
+            Bytes::from_static(b"data: "),
+            rest,
+            Duration::from_secs(5),
+            Box::new(Capture(seen.clone())),
+        );
+        let out: Vec<_> = s.map(|r| r.unwrap()).collect().await;
+        assert!(out.len() < 20, "stopped near 1 MiB, not after all 2.5 MiB");
+        assert!(out.last().unwrap().starts_with(b"event: error"));
+        assert!(matches!(seen.borrow().as_ref().unwrap().0, StreamEnd::Failed(_)));
+        // The observer itself never holds more than the bound.
+        let mut o = SseObserver::default();
+        for _ in 0..40 {
+            o.feed(&[b'y'; 64 * 1024]);
+        }
+        assert!(o.oversized && o.tail.capacity() <= MAX_EVENT_BYTES);
     }
 }
