@@ -115,9 +115,8 @@ pub async fn chat_completions(
         attempts += 1;
         exclude.push(route.provider.id);
         let guard = route.load.start();
-        let upstream_body = body::for_upstream(&body, &head, route.upstream_model.as_deref());
         let t0 = Instant::now();
-        let result = attempt(&client, &route, upstream_body, &head, timeout, routing).await;
+        let result = attempt(&client, &route, &body, &head, timeout, routing).await;
         let took = t0.elapsed();
         upstream_time += took;
         let headers = RouterHeaders {
@@ -211,7 +210,7 @@ pub async fn chat_completions(
 async fn attempt(
     client: &awc::Client,
     route: &Route,
-    body: Bytes,
+    original: &Bytes,
     head: &ChatHead,
     timeout: Duration,
     routing: &RoutingConfig,
@@ -228,16 +227,50 @@ async fn attempt(
             cooldown_ms,
         })
     };
-    let mut resp = match send_chat(client, provider, body, head.stream, timeout).await {
-        Ok(r) => r,
-        Err(e) => {
-            return fail(
-                classify::is_timeout(&e),
-                None,
-                classify::send_error_message(&e),
-                None,
-            );
+    let mut ask_usage = !route.load.refuses_stream_options();
+    let mut resp = loop {
+        let body = body::for_upstream(original, head, route.upstream_model.as_deref(), ask_usage);
+        let remaining = timeout.saturating_sub(started.elapsed());
+        let resp = match send_chat(client, provider, body, head.stream, remaining).await {
+            Ok(r) => r,
+            Err(e) => {
+                return fail(
+                    classify::is_timeout(&e),
+                    None,
+                    classify::send_error_message(&e),
+                    None,
+                );
+            }
+        };
+        let status = resp.status().as_u16();
+        // The router added `stream_options` and the provider refused it: send again at once
+        // without it, and never add it for this provider again. The client sees a normal
+        // stream, whose tokens are not recorded.
+        let router_added = ask_usage && head.stream && head.include_usage.is_none();
+        if router_added && matches!(status, 400 | 422) {
+            let content_type = resp.headers().get(CONTENT_TYPE).cloned();
+            let wait = timeout
+                .saturating_sub(started.elapsed())
+                .max(Duration::from_millis(1));
+            let mut resp = resp.timeout(wait);
+            let error = resp.body().limit(MAX_ERROR_BODY).await.unwrap_or_default();
+            if body::refuses_stream_options(status, &error) {
+                ask_usage = false;
+                if route.load.mark_refuses_stream_options() {
+                    log::warn!(
+                        "provider {} refuses stream_options: its streams go without it and record no tokens",
+                        provider.name
+                    );
+                }
+                continue;
+            }
+            return Attempt::ClientError {
+                status,
+                content_type,
+                body: error,
+            };
         }
+        break resp;
     };
     let remaining = timeout
         .saturating_sub(started.elapsed())

@@ -18,6 +18,9 @@ pub struct LoadCounters {
     successes: AtomicU64,
     /// The actor has been rung and will take the successes soon.
     rung: AtomicBool,
+    /// The provider refused the `stream_options` member the router adds to streams: it is
+    /// no longer sent (this instance, until restart).
+    refuses_stream_options: AtomicBool,
 }
 
 impl LoadCounters {
@@ -26,6 +29,15 @@ impl LoadCounters {
     pub fn start(self: &std::sync::Arc<Self>) -> InflightGuard {
         self.inflight.fetch_add(1, Ordering::Relaxed);
         InflightGuard(self.clone())
+    }
+
+    pub fn refuses_stream_options(&self) -> bool {
+        self.refuses_stream_options.load(Ordering::Relaxed)
+    }
+
+    /// Remembers that the provider refuses `stream_options`; true the first time.
+    pub fn mark_refuses_stream_options(&self) -> bool {
+        !self.refuses_stream_options.swap(true, Ordering::Relaxed)
     }
 
     pub fn inflight(&self) -> i64 {

@@ -108,6 +108,8 @@ pub struct ProviderState {
     pub config: Arc<ProviderConfig>,
     pub health: Health,
     pub inflight: i64,
+    /// See `LoadCounters::refuses_stream_options`.
+    pub refuses_stream_options: bool,
     pub requests_per_minute: u64,
     pub average_response_time_ms: f64,
 }
@@ -468,6 +470,7 @@ impl Handler<GetState> for ProviderActor {
             config: self.config.clone(),
             health: self.health.clone(),
             inflight: self.load.inflight(),
+            refuses_stream_options: self.load.refuses_stream_options(),
             requests_per_minute: rpm,
             average_response_time_ms: avg,
         })

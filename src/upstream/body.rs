@@ -20,6 +20,11 @@ pub struct ChatHead {
     pub include_usage: Option<bool>,
 }
 
+/// Whether an upstream's refusal is about the `stream_options` member the router adds.
+pub fn refuses_stream_options(status: u16, error_body: &[u8]) -> bool {
+    matches!(status, 400 | 422) && error_body.windows(14).any(|w| w == b"stream_options")
+}
+
 /// Why a body was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BodyError {
@@ -94,9 +99,10 @@ pub fn parse(body: &[u8]) -> Result<ChatHead, BodyError> {
 
 /// The body to send upstream: `model` replaced when the provider maps it, and for streams
 /// `stream_options.include_usage = true` so token counts come back. Returns the original
-/// bytes (a cheap clone) when nothing changes.
-pub fn for_upstream(body: &Bytes, head: &ChatHead, upstream_model: Option<&str>) -> Bytes {
-    let need_usage = head.stream && head.include_usage != Some(true);
+/// bytes (a cheap clone) when nothing changes. `ask_usage` is false for a provider known to
+/// refuse `stream_options`.
+pub fn for_upstream(body: &Bytes, head: &ChatHead, upstream_model: Option<&str>, ask_usage: bool) -> Bytes {
+    let need_usage = ask_usage && head.stream && head.include_usage != Some(true);
     if upstream_model.is_none() && !need_usage {
         return body.clone();
     }
@@ -316,7 +322,7 @@ mod tests {
     fn unchanged_bodies_are_passed_by_reference() {
         let body = Bytes::from_static(br#"{"model":"m", "x": {"a":[1,2]}}"#);
         let head = parse(&body).unwrap();
-        let out = for_upstream(&body, &head, None);
+        let out = for_upstream(&body, &head, None, true);
         assert_eq!(out.as_ptr(), body.as_ptr());
     }
 
@@ -326,7 +332,7 @@ mod tests {
             br#"{ "messages": [{"content": "say \"model\": {}"}], "model" : "public", "n": 1 }"#,
         );
         let head = parse(&body).unwrap();
-        let out = for_upstream(&body, &head, Some("upstream-\"x\""));
+        let out = for_upstream(&body, &head, Some("upstream-\"x\""), true);
         let s = std::str::from_utf8(&out).unwrap();
         assert!(s.starts_with(
             r#"{ "messages": [{"content": "say \"model\": {}"}], "model" : "upstream-\"x\"", "n": 1 }"#
@@ -337,12 +343,12 @@ mod tests {
     #[test]
     fn streams_get_include_usage() {
         let body = Bytes::from_static(br#"{"model":"m","stream":true}"#);
-        let out = for_upstream(&body, &parse(&body).unwrap(), None);
+        let out = for_upstream(&body, &parse(&body).unwrap(), None, true);
         assert_eq!(json(&out)["stream_options"]["include_usage"], true);
         let body = Bytes::from_static(
             br#"{"model":"m","stream":true,"stream_options":{"include_usage":false,"x":1}}"#,
         );
-        let out = for_upstream(&body, &parse(&body).unwrap(), Some("u"));
+        let out = for_upstream(&body, &parse(&body).unwrap(), Some("u"), true);
         let v = json(&out);
         assert_eq!(
             v["stream_options"],
@@ -356,7 +362,7 @@ mod tests {
         let body = Bytes::from_static(br#"{"mod\u0065l":"m"}"#);
         let head = parse(&body).unwrap();
         assert_eq!(head.model, "m");
-        let out = for_upstream(&body, &head, Some("u"));
+        let out = for_upstream(&body, &head, Some("u"), true);
         assert_eq!(json(&out)["model"], "u");
     }
 }

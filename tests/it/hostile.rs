@@ -257,3 +257,51 @@ async fn body_errors_name_their_member() {
     assert_eq!(a.chat_hits() + b.chat_hits(), 0);
     app.stop().await;
 }
+
+async fn refuses_stream_options(db: TestDb) {
+    let strict = Behavior {
+        refuse_stream_options: true,
+        ..Behavior::default()
+    };
+    let up = crate::support::mock("strict", strict).await;
+    let c = crate::support::config(
+        &db,
+        vec![crate::support::provider("strict", &up.base_url(), &["m"])],
+    );
+    let app = TestApp::start(c).await;
+    let r = app.chat_with("m", true, &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-switchyard-attempts"), Some("1"));
+    assert!(r.text().contains("data: [DONE]"), "{}", r.text());
+    assert_eq!(up.chat_hits(), 2, "refused once, then sent without the field");
+    // Remembered: the next stream goes without it at once.
+    let r = app.chat_with("m", true, &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(up.chat_hits(), 3);
+    let s = app.state_of("strict").await;
+    assert!(s.refuses_stream_options);
+    assert_eq!(s.health.error_count, 0, "not the provider's fault");
+    let id = s.config.id;
+    let view = app.admin("GET", &format!("/api/providers/{id}"), None).await;
+    assert_eq!(view.json()["stream_usage_supported"], false, "{}", view.text());
+    // A client that asks for stream_options itself gets the provider's own answer.
+    let r = app
+        .send(
+            "POST",
+            "/v1/chat/completions",
+            &[("content-type", "application/json")],
+            Some(Bytes::from_static(
+                br#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[]}"#,
+            )),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    app.flush().await;
+    let rows = usage_rows(db.url());
+    assert_eq!(rows.iter().map(|r| r.success_requests).sum::<i64>(), 2);
+    app.stop().await;
+}
+both_backends!(
+    a_provider_refusing_stream_options_still_streams,
+    refuses_stream_options
+);

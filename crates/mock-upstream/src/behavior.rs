@@ -34,6 +34,9 @@ pub struct Behavior {
     /// Answer a `"stream": true` request with a plain JSON completion, as an upstream that
     /// ignores the flag does.
     pub ignore_stream: bool,
+    /// Refuse any request carrying `stream_options` with a `400` naming it, as older Azure API
+    /// versions and several self-hosted servers do.
+    pub refuse_stream_options: bool,
     /// If set, non-2xx answers carry `Location: <url>` (meant for 3xx).
     pub location: Option<String>,
     /// Delay before the response head, in milliseconds (default 0).
@@ -69,6 +72,7 @@ impl Default for Behavior {
             retry_after_secs: None,
             retry_after_raw: None,
             ignore_stream: false,
+            refuse_stream_options: false,
             location: None,
             latency_ms: 0,
             fail_rate: 0.0,

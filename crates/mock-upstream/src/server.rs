@@ -281,6 +281,17 @@ async fn chat(req: HttpRequest, body: web::Bytes, state: web::Data<Shared>) -> H
         }
     };
     let model = parsed.model.as_deref().unwrap_or("mock");
+    if b.refuse_stream_options && parsed.stream_options.is_some() {
+        sleep_ms(b.latency_ms).await;
+        return state.json(
+            StatusCode::BAD_REQUEST,
+            openai_error(
+                "Unrecognized request argument supplied: stream_options",
+                "invalid_request_error",
+                "invalid_request",
+            ),
+        );
+    }
 
     // Model-name scripting for demos, only on an otherwise plain healthy upstream.
     let mut latency = b.latency_ms;

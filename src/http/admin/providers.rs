@@ -24,6 +24,8 @@ pub fn view(s: &ProviderState) -> serde_json::Value {
         "requests_per_minute": s.requests_per_minute,
         "average_response_time_ms": s.average_response_time_ms,
     });
+    // False once the provider refused `stream_options`: its streams then record no tokens.
+    v["stream_usage_supported"] = (!s.refuses_stream_options).into();
     v
 }
 
