@@ -176,7 +176,12 @@ pub async fn chat_completions(
                     _guard: guard,
                 });
                 let idle = Duration::from_millis(route.provider.timeout_ms);
-                let stream = ObservedStream::new(first, rest, idle, report);
+                let mut stream = ObservedStream::new(first, rest, idle, report);
+                if head.include_usage != Some(true) {
+                    // The router asked for usage on the client's behalf: the client gets the
+                    // stream it asked for, without the usage chunk.
+                    stream = stream.without_usage_chunk();
+                }
                 let mut resp = HttpResponse::build(status_code(status));
                 headers.apply(&mut resp, content_type);
                 resp.insert_header((CACHE_CONTROL, HeaderValue::from_static("no-cache")));

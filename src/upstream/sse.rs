@@ -138,8 +138,69 @@ pub fn error_event(message: &str) -> Bytes {
     Bytes::from(format!("event: error\ndata: {body}\n\n"))
 }
 
+/// Takes the usage chunk out of a stream whose client did not ask for it (the router asked on
+/// its behalf, for the usage record). OpenAI sends that chunk only to clients that asked, and
+/// clients that read `choices[0]` of every chunk break on its empty `choices`.
+///
+/// Complete events pass through as slices of the chunk they came in (no copy when a chunk
+/// ends on an event boundary, the usual case); an event split across chunks is held until
+/// its end arrives, bounded like the observer's.
+#[derive(Debug, Default)]
+pub struct UsageFilter {
+    carry: Vec<u8>,
+}
+
+impl UsageFilter {
+    /// What of `chunk` goes to the client now (possibly nothing).
+    pub fn pass(&mut self, chunk: Bytes) -> Bytes {
+        let data = if self.carry.is_empty() {
+            chunk
+        } else {
+            let mut joined = std::mem::take(&mut self.carry);
+            joined.extend_from_slice(&chunk);
+            Bytes::from(joined)
+        };
+        let mut out: Option<Vec<u8>> = None;
+        let mut start = 0;
+        let mut kept_until = 0;
+        while let Some(end) = find_event_end(&data[start..]).map(|e| start + e) {
+            if is_usage_only(&data[start..end]) {
+                let buf = out.get_or_insert_with(Vec::new);
+                buf.extend_from_slice(&data[kept_until..start]);
+                kept_until = end;
+            }
+            start = end;
+        }
+        if data.len() - start > MAX_EVENT_BYTES {
+            // The observer fails such a stream; pass the bytes rather than hold them.
+            start = data.len();
+        }
+        self.carry.extend_from_slice(&data[start..]);
+        match out {
+            None => data.slice(..start),
+            Some(mut buf) => {
+                buf.extend_from_slice(&data[kept_until..start]);
+                Bytes::from(buf)
+            }
+        }
+    }
+
+    /// Bytes still held at the end of the stream.
+    pub fn rest(&mut self) -> Bytes {
+        Bytes::from(std::mem::take(&mut self.carry))
+    }
+}
+
+/// The usage chunk: empty `choices` and a `usage` object.
+fn is_usage_only(event: &[u8]) -> bool {
+    contains(event, b"\"usage\":{")
+        && (contains(event, b"\"choices\":[]") || !contains(event, b"\"choices\""))
+}
+
 /// The upstream body, passed through and observed.
 pub struct ObservedStream<S> {
+    /// Set when the usage chunk is to be taken out (see `UsageFilter`).
+    filter: Option<UsageFilter>,
     first: Option<Bytes>,
     inner: S,
     idle_timeout: Duration,
@@ -160,6 +221,7 @@ where
         let mut observer = SseObserver::default();
         observer.feed(&first);
         ObservedStream {
+            filter: None,
             first: Some(first),
             inner,
             idle_timeout,
@@ -168,6 +230,20 @@ where
             report: Some(report),
             failed: None,
             finished: false,
+        }
+    }
+
+    /// Takes the usage chunk out of what the client receives (it is still recorded).
+    pub fn without_usage_chunk(mut self) -> Self {
+        self.filter = Some(UsageFilter::default());
+        self
+    }
+
+    /// A chunk on its way to the client: through the filter, if any.
+    fn out(&mut self, chunk: Bytes) -> Bytes {
+        match &mut self.filter {
+            Some(f) => f.pass(chunk),
+            None => chunk,
         }
     }
 
@@ -188,47 +264,67 @@ where
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        if let Some(first) = this.first.take() {
-            return Poll::Ready(Some(Ok(first)));
-        }
-        if this.finished {
-            return Poll::Ready(None);
-        }
-        if this.observer.done {
-            // `[DONE]` was passed on: the stream is complete, whether or not the upstream
-            // closes its side.
-            this.finished = true;
-            return Poll::Ready(None);
-        }
-        match Pin::new(&mut this.inner).poll_next(cx) {
-            Poll::Ready(Some(Ok(chunk))) => {
-                this.observer.feed(&chunk);
-                if this.observer.oversized {
-                    return this.fail(format!(
-                        "the upstream sent an event larger than {MAX_EVENT_BYTES} bytes"
-                    ));
+        // A chunk the filter holds back entirely is not sent as an empty one: poll again.
+        loop {
+            if let Some(first) = this.first.take() {
+                let out = this.out(first);
+                if out.is_empty() {
+                    continue;
                 }
-                let deadline = Instant::now() + this.idle_timeout;
-                this.idle.as_mut().reset(deadline);
-                Poll::Ready(Some(Ok(chunk)))
+                return Poll::Ready(Some(Ok(out)));
             }
-            Poll::Ready(Some(Err(e))) => this.fail(format!("the upstream stream broke: {e}")),
-            // An OpenAI stream ends with `[DONE]`; a body that stops before it was cut (awc
-            // reports a connection closed mid-body as a normal end).
-            Poll::Ready(None) if !this.observer.done => {
-                this.fail("the upstream stream ended early, before its end marker".to_string())
+            if this.finished {
+                return Poll::Ready(None);
             }
-            Poll::Ready(None) => {
-                this.finished = true;
-                Poll::Ready(None)
+            if this.observer.done {
+                // `[DONE]` was passed on: the stream is complete, whether or not the upstream
+                // closes its side.
+                return this.end();
             }
-            Poll::Pending => match this.idle.as_mut().poll(cx) {
-                Poll::Ready(()) => {
-                    let ms = this.idle_timeout.as_millis();
-                    this.fail(format!("the upstream sent nothing for {ms} ms"))
+            match Pin::new(&mut this.inner).poll_next(cx) {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    this.observer.feed(&chunk);
+                    if this.observer.oversized {
+                        return this.fail(format!(
+                            "the upstream sent an event larger than {MAX_EVENT_BYTES} bytes"
+                        ));
+                    }
+                    let deadline = Instant::now() + this.idle_timeout;
+                    this.idle.as_mut().reset(deadline);
+                    let out = this.out(chunk);
+                    if out.is_empty() {
+                        continue;
+                    }
+                    return Poll::Ready(Some(Ok(out)));
                 }
-                Poll::Pending => Poll::Pending,
-            },
+                Poll::Ready(Some(Err(e))) => return this.fail(format!("the upstream stream broke: {e}")),
+                // An OpenAI stream ends with `[DONE]`; a body that stops before it was cut (awc
+                // reports a connection closed mid-body as a normal end).
+                Poll::Ready(None) if !this.observer.done => {
+                    return this.fail("the upstream stream ended early, before its end marker".to_string());
+                }
+                Poll::Ready(None) => return this.end(),
+                Poll::Pending => {
+                    return match this.idle.as_mut().poll(cx) {
+                        Poll::Ready(()) => {
+                            let ms = this.idle_timeout.as_millis();
+                            this.fail(format!("the upstream sent nothing for {ms} ms"))
+                        }
+                        Poll::Pending => Poll::Pending,
+                    };
+                }
+            }
+        }
+    }
+}
+
+impl<S> ObservedStream<S> {
+    /// The normal end: whatever the filter still holds, then nothing.
+    fn end(&mut self) -> Poll<Option<Result<Bytes, std::io::Error>>> {
+        self.finished = true;
+        match self.filter.as_mut().map(UsageFilter::rest) {
+            Some(rest) if !rest.is_empty() => Poll::Ready(Some(Ok(rest))),
+            _ => Poll::Ready(None),
         }
     }
 }
@@ -386,5 +482,28 @@ mod tests {
             o.feed(&[b'y'; 64 * 1024]);
         }
         assert!(o.oversized && o.tail.capacity() <= MAX_EVENT_BYTES);
+    }
+
+    #[test]
+    fn the_usage_chunk_is_taken_out_wherever_the_chunks_split() {
+        let content = b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\n".to_vec();
+        let mut all = content.clone();
+        all.extend_from_slice(USAGE);
+        all.extend_from_slice(b"data: [DONE]\n\n");
+        let mut expected = content;
+        expected.extend_from_slice(b"data: [DONE]\n\n");
+        for split in 1..all.len() {
+            let mut f = UsageFilter::default();
+            let mut out = Vec::new();
+            for part in all.chunks(split) {
+                out.extend_from_slice(&f.pass(Bytes::copy_from_slice(part)));
+            }
+            out.extend_from_slice(&f.rest());
+            assert_eq!(out, expected, "split {split}");
+        }
+        // A chunk of whole events without the usage chunk is passed as it is.
+        let mut f = UsageFilter::default();
+        let chunk = Bytes::from_static(b"data: {\"choices\":[{}]}\n\n");
+        assert_eq!(f.pass(chunk.clone()).as_ptr(), chunk.as_ptr());
     }
 }

@@ -305,3 +305,36 @@ both_backends!(
     a_provider_refusing_stream_options_still_streams,
     refuses_stream_options
 );
+
+#[actix_rt::test]
+async fn the_usage_chunk_reaches_only_clients_that_asked_for_it() {
+    let db = TestDb::sqlite();
+    let up = crate::support::mock("up", Behavior::streaming(3, 0)).await;
+    let c = crate::support::config(&db, vec![crate::support::provider("up", &up.base_url(), &["m"])]);
+    let app = TestApp::start(c).await;
+    let r = app.chat_with("m", true, &[]).await;
+    assert_eq!(r.status, 200);
+    let text = r.text();
+    assert!(text.contains("data: [DONE]"), "{text}");
+    assert!(
+        !text.contains("\"usage\":{"),
+        "no usage chunk the client did not ask for: {text}"
+    );
+    let r = app
+        .send(
+            "POST",
+            "/v1/chat/completions",
+            &[("content-type", "application/json")],
+            Some(Bytes::from_static(
+                br#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[]}"#,
+            )),
+        )
+        .await;
+    assert!(r.text().contains("\"usage\":{"), "{}", r.text());
+    // Both were recorded with their tokens.
+    app.flush().await;
+    let rows = usage_rows(db.url());
+    assert_eq!(rows[0].success_requests, 2);
+    assert_eq!(rows[0].completion_tokens, 6);
+    app.stop().await;
+}
