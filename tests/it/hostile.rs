@@ -285,16 +285,7 @@ async fn refuses_stream_options(db: TestDb) {
     let view = app.admin("GET", &format!("/api/providers/{id}"), None).await;
     assert_eq!(view.json()["stream_usage_supported"], false, "{}", view.text());
     // A client that asks for stream_options itself gets the provider's own answer.
-    let r = app
-        .send(
-            "POST",
-            "/v1/chat/completions",
-            &[("content-type", "application/json")],
-            Some(Bytes::from_static(
-                br#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[]}"#,
-            )),
-        )
-        .await;
+    let r = stream_asking_for_usage(&app).await;
     assert_eq!(r.status, 400, "{}", r.text());
     app.flush().await;
     let rows = usage_rows(db.url());
@@ -320,16 +311,7 @@ async fn the_usage_chunk_reaches_only_clients_that_asked_for_it() {
         !text.contains("\"usage\":{"),
         "no usage chunk the client did not ask for: {text}"
     );
-    let r = app
-        .send(
-            "POST",
-            "/v1/chat/completions",
-            &[("content-type", "application/json")],
-            Some(Bytes::from_static(
-                br#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[]}"#,
-            )),
-        )
-        .await;
+    let r = stream_asking_for_usage(&app).await;
     assert!(r.text().contains("\"usage\":{"), "{}", r.text());
     // Both were recorded with their tokens.
     app.flush().await;
@@ -337,4 +319,17 @@ async fn the_usage_chunk_reaches_only_clients_that_asked_for_it() {
     assert_eq!(rows[0].success_requests, 2);
     assert_eq!(rows[0].completion_tokens, 6);
     app.stop().await;
+}
+
+/// A stream request whose client asks for `stream_options.include_usage` itself.
+async fn stream_asking_for_usage(app: &TestApp) -> crate::support::Reply {
+    app.send(
+        "POST",
+        "/v1/chat/completions",
+        &[("content-type", "application/json")],
+        Some(Bytes::from_static(
+            br#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[]}"#,
+        )),
+    )
+    .await
 }
