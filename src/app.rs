@@ -27,7 +27,6 @@ use crate::supervisor::{AddProvider, ListProviders, Supervisor};
 use crate::upstream::{DEFAULT_CONNECTION_LIMIT, build_client};
 
 /// How long in-flight requests may take to finish at shutdown.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// How long the final usage flush keeps retrying an unavailable database.
 const FINAL_FLUSH_BUDGET: Duration = Duration::from_secs(10);
 
@@ -230,7 +229,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
             .configure(http::configure)
     })
     .workers(workers)
-    .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
+    .shutdown_timeout(config.shutdown_grace_seconds)
     .disable_signals()
     .bind(&config.listen)
     .map_err(|source| StartupError::Bind {

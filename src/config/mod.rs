@@ -34,6 +34,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Database connections per process.
     pub db_pool_size: u32,
+    /// How long shutdown waits for in-flight requests before dropping them, in seconds (30).
+    /// Usage and health are written after that either way.
+    pub shutdown_grace_seconds: u64,
     pub routing: RoutingConfig,
     pub health_check: HealthCheckSettings,
     pub stats: StatsConfig,
@@ -123,6 +126,7 @@ impl Default for Config {
             workers: 0,
             max_body_bytes: 10 * 1024 * 1024,
             db_pool_size: 4,
+            shutdown_grace_seconds: 30,
             routing: RoutingConfig::default(),
             health_check: HealthCheckSettings::default(),
             stats: StatsConfig::default(),
@@ -283,6 +287,7 @@ impl Config {
         if self.db_pool_size == 0 {
             return Err(ConfigError::invalid("db_pool_size", "must be positive"));
         }
+        in_range("shutdown_grace_seconds", self.shutdown_grace_seconds, 1, 3_600)?;
         let r = &self.routing;
         in_range("routing.request_timeout_ms", r.request_timeout_ms, 1, DAY_MS)?;
         in_range("routing.connect_timeout_ms", r.connect_timeout_ms, 1, DAY_MS)?;

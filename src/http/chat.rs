@@ -116,7 +116,15 @@ pub async fn chat_completions(
         exclude.push(route.provider.id);
         let guard = route.load.start();
         let t0 = Instant::now();
+        let unreported = Unreported {
+            state: &state,
+            route: &route,
+            model: &head.model,
+            started: t0,
+        };
         let result = attempt(&client, &route, &body, &head, timeout, routing).await;
+        // From here on every branch reports the attempt itself (a stream from its `Drop`).
+        std::mem::forget(unreported);
         let took = t0.elapsed();
         upstream_time += took;
         let headers = RouterHeaders {
@@ -433,6 +441,29 @@ fn millis_header(d: Duration) -> HeaderValue {
         Err(_) => 0,
     };
     HeaderValue::from_bytes(&buf[..len]).unwrap_or(HeaderValue::from_static("0"))
+}
+
+/// An attempt whose outcome is not known yet. If the request's future is dropped while it
+/// waits on the upstream (shutdown past its grace period, a cancelled request), `Drop`
+/// reports the attempt as neutral, so every upstream attempt is one usage record.
+struct Unreported<'a> {
+    state: &'a AppState,
+    route: &'a Route,
+    model: &'a str,
+    started: Instant,
+}
+
+impl Drop for Unreported<'_> {
+    fn drop(&mut self) {
+        report(
+            self.state,
+            self.route,
+            self.model,
+            OutcomeKind::Neutral,
+            self.started.elapsed(),
+            None,
+        );
+    }
 }
 
 /// Sends the attempt's outcome to its provider actor and its usage to the stats actor.

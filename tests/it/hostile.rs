@@ -333,3 +333,33 @@ async fn stream_asking_for_usage(app: &TestApp) -> crate::support::Reply {
     )
     .await
 }
+
+async fn dropped_attempt(db: TestDb) {
+    let up = crate::support::mock("stalled", Behavior::stall()).await;
+    let mut c = crate::support::config(
+        &db,
+        vec![crate::support::provider("stalled", &up.base_url(), &["m"])],
+    );
+    c.shutdown_grace_seconds = 1;
+    c.routing.request_timeout_ms = 60_000;
+    let app = TestApp::start(c).await;
+    let url = format!("{}/v1/chat/completions", app.url);
+    let client = actix_rt::spawn(async move {
+        let _ = awc::Client::default()
+            .post(url)
+            .timeout(Duration::from_secs(30))
+            .insert_header(("content-type", "application/json"))
+            .send_body(r#"{"model":"m","messages":[]}"#)
+            .await;
+    });
+    assert!(eventually(Duration::from_secs(5), || async { up.chat_hits() == 1 }).await);
+    // Shutdown waits its grace second, then drops the request waiting on the upstream.
+    app.stop().await;
+    let rows = usage_rows(db.url());
+    let sums = rows
+        .iter()
+        .fold((0, 0), |(t, f), r| (t + r.total_requests, f + r.failed_requests));
+    assert_eq!(sums, (1, 0), "the dropped attempt is one neutral record");
+    client.abort();
+}
+both_backends!(an_attempt_dropped_at_shutdown_is_recorded_once, dropped_attempt);
