@@ -90,11 +90,13 @@ pub async fn probe(config: &ProviderConfig, settings: ProbeSettings) -> ProbeRes
             req.send().await
         }
         ProbeKind::Chat => {
-            let model = config
-                .models
-                .first()
-                .map(|m| m.upstream().unwrap_or(m.name()))
-                .unwrap_or_default();
+            let model = config.probe_model.as_deref().unwrap_or_else(|| {
+                config
+                    .models
+                    .first()
+                    .map(|m| m.upstream().unwrap_or(m.name()))
+                    .unwrap_or_default()
+            });
             let body = serde_json::json!({
                 "model": model,
                 "messages": [{"role": "user", "content": "ping"}],

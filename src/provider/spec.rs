@@ -56,6 +56,9 @@ pub struct ProviderSpec {
     pub timeout_ms: Option<i64>,
     #[serde(default = "default_true")]
     pub enabled: bool,
+    /// The model the chat probe asks for; `None` uses the first model's upstream name.
+    #[serde(default)]
+    pub probe_model: Option<String>,
 }
 
 fn default_weight() -> i64 {
@@ -80,6 +83,7 @@ pub struct ProviderConfig {
     pub priority: i32,
     pub timeout_ms: u64,
     pub enabled: bool,
+    pub probe_model: Option<String>,
     /// What goes on the wire, prepared once instead of per request.
     pub wire: Wire,
 }
@@ -219,6 +223,16 @@ impl ProviderSpec {
             },
             (None, None) => Secret::default(),
         };
+        let probe_model = match self.probe_model.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(m) if m.len() > 256 || m.chars().any(char::is_control) => {
+                return Err(FieldError::new(
+                    "probe_model",
+                    "must be a model name of at most 256 characters",
+                ));
+            }
+            Some(m) => Some(m.to_string()),
+        };
         let wire = Wire::new(name, &base_url, &api_key)?;
         Ok(ProviderConfig {
             id,
@@ -232,6 +246,7 @@ impl ProviderSpec {
             priority,
             timeout_ms,
             enabled: self.enabled,
+            probe_model,
         })
     }
 }
@@ -280,6 +295,7 @@ impl ProviderConfig {
             priority: i64::from(self.priority),
             timeout_ms: Some(self.timeout_ms as i64),
             enabled: self.enabled,
+            probe_model: self.probe_model.clone(),
         }
     }
 }
@@ -302,6 +318,7 @@ pub fn from_row(
         priority: i64::from(row.priority),
         timeout_ms: Some(row.timeout_ms),
         enabled: row.enabled,
+        probe_model: row.probe_model.clone(),
     };
     spec.validate(row.id, default_timeout_ms, env)
         .map_err(|e| e.to_string())
@@ -324,6 +341,7 @@ pub fn to_new_row(c: &ProviderConfig) -> NewProvider {
         timeout_ms: c.timeout_ms as i64,
         enabled: c.enabled,
         updated_at: crate::store::now_naive(),
+        probe_model: c.probe_model.clone(),
     }
 }
 

@@ -24,6 +24,7 @@ pub struct ProviderRow {
     pub enabled: bool,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    pub probe_model: Option<String>,
 }
 
 /// The writable columns of `providers`, for inserts and full updates.
@@ -40,6 +41,7 @@ pub struct NewProvider {
     pub timeout_ms: i64,
     pub enabled: bool,
     pub updated_at: NaiveDateTime,
+    pub probe_model: Option<String>,
 }
 
 /// One row of `provider_validations`: a provider's persisted health.

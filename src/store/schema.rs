@@ -16,6 +16,7 @@ diesel::table! {
         enabled -> Bool,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        probe_model -> Nullable<Text>,
     }
 }
 

@@ -363,3 +363,41 @@ async fn dropped_attempt(db: TestDb) {
     client.abort();
 }
 both_backends!(an_attempt_dropped_at_shutdown_is_recorded_once, dropped_attempt);
+
+#[actix_rt::test]
+async fn a_provider_may_name_its_probe_model() {
+    let db = TestDb::sqlite();
+    let up = crate::support::mock("p", Behavior::ok()).await;
+    let mut spec = crate::support::provider("p", &up.base_url(), &["m"]);
+    spec.probe_model = Some("cheap-model".into());
+    let app = TestApp::start(crate::support::config(&db, vec![spec])).await;
+    let id = app.state_of("p").await.config.id;
+    let r = app
+        .admin("POST", &format!("/api/health-check/force/{id}"), None)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let probe = up.chat_bodies().pop().expect("the probe reached the upstream");
+    assert_eq!(probe["model"], "cheap-model");
+    assert_eq!(probe["max_tokens"], 1);
+    // Shown, changed and cleared through the admin API like any field.
+    let path = format!("/api/providers/{id}");
+    assert_eq!(
+        app.admin("GET", &path, None).await.json()["probe_model"],
+        "cheap-model"
+    );
+    let put = app
+        .admin("PUT", &path, Some(serde_json::json!({"probe_model": "other"})))
+        .await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    assert_eq!(app.admin("GET", &path, None).await.json()["probe_model"], "other");
+    let bad = app
+        .admin(
+            "PUT",
+            &path,
+            Some(serde_json::json!({"probe_model": "x".repeat(300)})),
+        )
+        .await;
+    assert_eq!(bad.status, 422, "{}", bad.text());
+    assert_eq!(bad.json()["error"]["param"], "probe_model");
+    app.stop().await;
+}

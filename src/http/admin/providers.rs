@@ -41,6 +41,7 @@ pub fn config_view(c: &ProviderConfig) -> serde_json::Value {
         "weight": c.weight,
         "priority": c.priority,
         "timeout_ms": c.timeout_ms,
+        "probe_model": c.probe_model,
         "enabled": c.enabled,
     })
 }
