@@ -23,6 +23,7 @@ pub mod fleet;
 pub mod health_checker;
 pub mod http;
 pub mod metrics;
+pub mod panic;
 pub mod provider;
 pub mod secret;
 pub mod stats;

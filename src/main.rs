@@ -35,6 +35,7 @@ fn allocator_options() {
 fn main() -> ExitCode {
     allocator_options();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    switchyard::panic::exit_on_panic();
     let mut args = std::env::args().skip(1);
     let mut config_file: Option<String> = None;
     while let Some(arg) = args.next() {
