@@ -135,7 +135,11 @@ impl DbPool {
         })
     }
 
-    /// Adds a batch of usage increments in one transaction. Each row is an additive upsert, so
+    /// Adds a batch of usage increments in one transaction.
+    ///
+    /// Sums saturate at `i64::MAX` in SQL (see [`saturating_sum`]): a stored row that is
+    /// already absurd can never make the upsert fail, so one row cannot hold the rest of the
+    /// batch back forever. Each row is an additive upsert, so
     /// concurrent writers (threads or instances) never lose a count. Rows go one statement
     /// each: diesel cannot batch an upsert on SQLite, and a batch holds one row per (provider,
     /// model, day) touched since the last flush, so it is small.
@@ -149,18 +153,20 @@ impl DbPool {
                         .on_conflict((u::provider_id, u::model, u::date))
                         .do_update()
                         .set((
-                            u::total_requests.eq(u::total_requests + excluded(u::total_requests)),
-                            u::success_requests.eq(u::success_requests + excluded(u::success_requests)),
-                            u::failed_requests.eq(u::failed_requests + excluded(u::failed_requests)),
-                            u::prompt_tokens.eq(u::prompt_tokens + excluded(u::prompt_tokens)),
-                            u::completion_tokens.eq(u::completion_tokens + excluded(u::completion_tokens)),
-                            u::total_tokens.eq(u::total_tokens + excluded(u::total_tokens)),
-                            u::total_response_time_ms
-                                .eq(u::total_response_time_ms + excluded(u::total_response_time_ms)),
-                            // The right-hand side sees the old row, so this is the new average.
+                            u::total_requests.eq(saturating_sum("total_requests")),
+                            u::success_requests.eq(saturating_sum("success_requests")),
+                            u::failed_requests.eq(saturating_sum("failed_requests")),
+                            u::prompt_tokens.eq(saturating_sum("prompt_tokens")),
+                            u::completion_tokens.eq(saturating_sum("completion_tokens")),
+                            u::total_tokens.eq(saturating_sum("total_tokens")),
+                            u::total_response_time_ms.eq(saturating_sum("total_response_time_ms")),
+                            // The right-hand side sees the old row, so this is the new average;
+                            // computed in floating point, so no operand can overflow.
                             u::avg_response_time_ms.eq(diesel::dsl::sql::<diesel::sql_types::Double>(
-                                "CAST(provider_usage_stats.total_response_time_ms + excluded.total_response_time_ms AS DOUBLE PRECISION) \
-                                 / (provider_usage_stats.total_requests + excluded.total_requests)",
+                                "(CAST(provider_usage_stats.total_response_time_ms AS DOUBLE PRECISION) \
+                                   + CAST(excluded.total_response_time_ms AS DOUBLE PRECISION)) \
+                                 / (CAST(provider_usage_stats.total_requests AS DOUBLE PRECISION) \
+                                   + CAST(excluded.total_requests AS DOUBLE PRECISION))",
                             )),
                             u::last_used_at.eq(excluded(u::last_used_at)),
                         ))
@@ -247,4 +253,16 @@ impl DbPool {
             Ok(())
         })
     }
+}
+
+/// `stored + increment` for a column of `provider_usage_stats` in an upsert, saturating at
+/// `i64::MAX`. Portable SQL (a `CASE`): PostgreSQL raises an error on bigint overflow and
+/// SQLite silently turns the value into a float. Increments are never negative (the
+/// aggregate adds clamped counts), so `MAX - increment` cannot overflow.
+fn saturating_sum(column: &str) -> diesel::expression::SqlLiteral<diesel::sql_types::BigInt> {
+    diesel::dsl::sql::<diesel::sql_types::BigInt>(&format!(
+        "CASE WHEN provider_usage_stats.{column} > {max} - excluded.{column} THEN {max} \
+         ELSE provider_usage_stats.{column} + excluded.{column} END",
+        max = i64::MAX
+    ))
 }

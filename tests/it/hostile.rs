@@ -401,3 +401,32 @@ async fn a_provider_may_name_its_probe_model() {
     assert_eq!(bad.json()["error"]["param"], "probe_model");
     app.stop().await;
 }
+
+async fn absurd_stored_row(db: TestDb) {
+    let (c, _a, _b) = pair(&db, ("a", Behavior::ok()), ("b", Behavior::ok())).await;
+    let app = TestApp::start(c).await;
+    let a = app.state_of("a").await.config.id;
+    // A stored row already at the edge of i64 (an older version, a hand edit).
+    let pool =
+        switchyard::store::DbPool::connect(&switchyard::store::Backend::from_url(db.url()).unwrap(), 1)
+            .unwrap();
+    let now = chrono::Utc::now();
+    let mut edge = switchyard::store::UsageRow::zero(a, "m".into(), now.date_naive(), now.naive_utc());
+    edge.total_tokens = i64::MAX - 5;
+    edge.total_response_time_ms = i64::MAX - 5;
+    edge.total_requests = 1;
+    pool.add_usage(&[edge]).unwrap();
+    for _ in 0..4 {
+        assert_eq!(app.chat("m").await.status, 200);
+    }
+    app.flush().await;
+    let rows = usage_rows(db.url());
+    let row = |id: i64| rows.iter().find(|r| r.provider_id == id).unwrap().clone();
+    let b = app.state_of("b").await.config.id;
+    assert_eq!(row(a).total_tokens, i64::MAX, "saturated, not failed");
+    assert_eq!(row(a).total_requests, 3);
+    assert_eq!(row(b).total_requests, 2, "the rest of the batch was written");
+    assert_eq!(row(b).total_tokens, 30);
+    app.stop().await;
+}
+both_backends!(a_stored_row_at_the_edge_saturates, absurd_stored_row);
