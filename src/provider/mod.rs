@@ -24,12 +24,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use crate::events::{Event, EventBus, EventKind, Severity};
 use crate::metrics::Metrics;
 use crate::store::{self, Store};
-use crate::supervisor::{HealthChanged, HealthView, Supervisor};
 use health::{Failure, Health, Policy, Transition};
 pub use load::LoadCounters;
 use load::Window;
@@ -149,13 +148,41 @@ pub struct SaveNow;
 #[rtype(result = "()")]
 pub struct Stop;
 
+/// What routing knows of a provider's health: just what routing needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthView {
+    pub is_healthy: bool,
+    pub next_retry_at: Option<DateTime<Utc>>,
+    pub cooldown_until: Option<DateTime<Utc>>,
+}
+
+impl From<&Health> for HealthView {
+    fn from(h: &Health) -> Self {
+        HealthView {
+            is_healthy: h.is_healthy,
+            next_retry_at: h.next_retry_at,
+            cooldown_until: h.cooldown_until,
+        }
+    }
+}
+
+/// A provider actor's health changed in a way routing cares about.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct HealthChanged {
+    pub id: i64,
+    pub view: HealthView,
+}
+
 /// The provider actor.
 pub struct ProviderActor {
     config: Arc<ProviderConfig>,
     health: Health,
     load: Arc<LoadCounters>,
     window: Window,
-    supervisor: Addr<Supervisor>,
+    /// Where health changes go (the Supervisor): a `Recipient`, so the actor knows no
+    /// supervisor type and can be tested alone.
+    supervisor: Recipient<HealthChanged>,
     deps: ProviderDeps,
     retry_timer: Option<SpawnHandle>,
     /// A write is scheduled.
@@ -176,7 +203,7 @@ impl ProviderActor {
         config: Arc<ProviderConfig>,
         health: Health,
         load: Arc<LoadCounters>,
-        supervisor: Addr<Supervisor>,
+        supervisor: Recipient<HealthChanged>,
         deps: ProviderDeps,
     ) -> Self {
         ProviderActor {
@@ -557,5 +584,98 @@ impl Handler<Stop> for ProviderActor {
 
     fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
         ctx.spawn(self.save().into_actor(self).map(|_, _, ctx| ctx.stop()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The actor alone: no Supervisor, only a `Recipient` that collects what it announces,
+    //! and a real SQLite store for its writes.
+
+    use super::*;
+    use crate::config::ProbeKind;
+    use crate::store::{Backend, DbPool};
+
+    /// Collects every health announcement.
+    struct Listener(std::sync::Arc<std::sync::Mutex<Vec<HealthChanged>>>);
+
+    impl Actor for Listener {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<HealthChanged> for Listener {
+        type Result = ();
+        fn handle(&mut self, msg: HealthChanged, _: &mut Context<Self>) {
+            self.0.lock().unwrap_or_else(|e| e.into_inner()).push(msg);
+        }
+    }
+
+    fn failure() -> Outcome {
+        Outcome {
+            kind: OutcomeKind::Failure(Failure {
+                status: Some(503),
+                message: "upstream answered 503".into(),
+                cooldown: None,
+            }),
+            latency_ms: 5,
+        }
+    }
+
+    #[actix_rt::test]
+    async fn announces_its_transition_to_any_recipient() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db", dir.path().display());
+        let pool = DbPool::connect(&Backend::from_url(&url).unwrap(), 1).unwrap();
+        crate::store::migrations::run(&pool).unwrap();
+        let spec: spec::ProviderSpec = serde_json::from_value(serde_json::json!({
+            "name": "alone", "base_url": "http://127.0.0.1:9/v1", "models": ["m"]
+        }))
+        .unwrap();
+        let config = spec.validate(1, 1_000, &|_| None).unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let listener = Listener(seen.clone()).start();
+        let deps = ProviderDeps {
+            store: SyncArbiter::start(1, move || Store::new(pool.clone())),
+            events: EventBus::default(),
+            metrics: Arc::new(Metrics::default()),
+            policy: Policy {
+                max_error_count: 2,
+                ..Policy::default()
+            },
+            probe: ProbeSettings {
+                kind: ProbeKind::Models,
+                timeout: Duration::from_millis(100),
+                connect_timeout: Duration::from_millis(100),
+                default_cooldown_ms: 1_000,
+                max_cooldown_ms: 1_000,
+            },
+        };
+        let actor = ProviderActor::new(
+            Arc::new(config),
+            Health::healthy(),
+            Arc::new(LoadCounters::default()),
+            listener.recipient(),
+            deps,
+        )
+        .start();
+        actor.send(failure()).await.unwrap();
+        actor.send(failure()).await.unwrap();
+        // The announcement is a message to the listener: give it a moment to arrive.
+        let mut unhealthy = false;
+        for _ in 0..100 {
+            unhealthy = seen
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|c| c.id == 1 && !c.view.is_healthy && c.view.next_retry_at.is_some());
+            if unhealthy {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            unhealthy,
+            "the second failure turned it unhealthy, and it said so"
+        );
     }
 }

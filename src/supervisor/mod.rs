@@ -14,30 +14,13 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use chrono::{DateTime, Utc};
 
 use crate::provider::health::{Health, Policy};
 use crate::provider::spec::ProviderConfig;
 use crate::provider::{LoadCounters, ProviderActor, ProviderDeps, Reconfigure, SetPolicy};
+// The actor announces its health in its own types; the supervisor listens.
+pub use crate::provider::{HealthChanged, HealthView};
 pub use routes::Routes;
-
-/// What the supervisor knows of a provider's health: just what routing needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HealthView {
-    pub is_healthy: bool,
-    pub next_retry_at: Option<DateTime<Utc>>,
-    pub cooldown_until: Option<DateTime<Utc>>,
-}
-
-impl From<&Health> for HealthView {
-    fn from(h: &Health) -> Self {
-        HealthView {
-            is_healthy: h.is_healthy,
-            next_retry_at: h.next_retry_at,
-            cooldown_until: h.cooldown_until,
-        }
-    }
-}
 
 /// A provider chosen for one attempt: everything the worker needs to call it and report.
 #[derive(Clone)]
@@ -58,14 +41,6 @@ pub enum PickResult {
     Exhausted,
     /// Every remaining provider is cooling down after a rate limit.
     CoolingDown(std::time::Duration),
-}
-
-/// A provider actor's health changed in a way routing cares about.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct HealthChanged {
-    pub id: i64,
-    pub view: HealthView,
 }
 
 /// Start routing to a provider (at start-up, or added at run time).
@@ -157,7 +132,7 @@ impl Handler<AddProvider> for Supervisor {
             config.clone(),
             msg.health,
             load.clone(),
-            ctx.address(),
+            ctx.address().recipient(),
             self.deps.clone(),
         )
         .start();
