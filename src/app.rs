@@ -70,6 +70,8 @@ pub struct Running {
     pub events: EventBus,
     server: actix_web::dev::ServerHandle,
     server_task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// For the in-flight count at shutdown.
+    routes: crate::supervisor::Routes,
     /// Held for the process's life on SQLite: a second process on the same file is refused.
     _instance_lock: Option<std::fs::File>,
     /// PostgreSQL fleets: configuration sync and health-sweep leadership.
@@ -220,6 +222,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
     } else {
         config.workers
     };
+    let routes = state.routes.clone();
     let server = HttpServer::new(move || {
         // One awc client, and so one upstream connection pool, per worker thread.
         let client = build_client(connect_timeout, DEFAULT_CONNECTION_LIMIT);
@@ -265,6 +268,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
         events,
         server: handle,
         server_task,
+        routes,
         _instance_lock: instance_lock,
         fleet_sync,
         leadership,
@@ -294,6 +298,13 @@ impl Running {
             Ok(Err(e)) => log::error!("the HTTP server failed: {e}"),
             Err(e) => log::error!("the HTTP server task failed: {e}"),
             Ok(Ok(())) => {}
+        }
+        // Requests dropped after the grace period report their attempts from `Drop` on the
+        // worker threads, which may still be unwinding when the server's task ends: wait for
+        // them (briefly) so the flush below includes those records.
+        let settled = tokio::time::Instant::now() + Duration::from_secs(2);
+        while self.routes.inflight() > 0 && tokio::time::Instant::now() < settled {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         // The background check stops with the server; probes already running are dropped.
         self.actors.health_checker.do_send(crate::health_checker::Stop);

@@ -35,6 +35,11 @@ impl Routes {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Requests in flight over every provider (streams included).
+    pub fn inflight(&self) -> i64 {
+        self.lock().providers.values().map(|e| e.load.inflight()).sum()
+    }
+
     /// Chooses a provider for `model`, skipping the ids in `exclude`: weighted round-robin
     /// among the healthy providers of the best tier (see `balance`).
     pub fn pick(&self, model: &str, exclude: &[i64]) -> PickResult {
