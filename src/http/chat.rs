@@ -39,11 +39,23 @@ struct AttemptFailure {
     provider: String,
     timed_out: bool,
     status: Option<u16>,
-    /// The whole detail, for health, events and logs (operators' eyes).
+    /// The detail, for health, events and logs. Upstream text in it is already scrubbed of
+    /// key-like tokens and capped (`classify::error_summary`).
     message: String,
-    /// What the client may read: no upstream text for 401/403, scrubbed and capped otherwise.
-    public: String,
     cooldown_ms: Option<u64>,
+}
+
+impl AttemptFailure {
+    /// What the client may read: the detail, except for 401/403, whose upstream text quotes
+    /// the key the provider was sent; that stays with the operator.
+    fn client_text(&self) -> std::borrow::Cow<'_, str> {
+        match self.status {
+            Some(status @ (401 | 403)) => {
+                format!("upstream answered {status}: the provider refused the router's credentials").into()
+            }
+            _ => self.message.as_str().into(),
+        }
+    }
 }
 
 /// How one attempt ended.
@@ -235,7 +247,6 @@ async fn attempt(
             provider: provider.name.clone(),
             timed_out,
             status,
-            public: classify::scrub(&message),
             message,
             cooldown_ms,
         })
@@ -305,20 +316,7 @@ async fn attempt(
                     classify::cooldown_ms(retry_after, routing.default_cooldown_ms, routing.max_cooldown_ms)
                 });
                 let message = format!("upstream answered {status}{}", classify::error_summary(&body));
-                let mut f = AttemptFailure {
-                    provider: provider.name.clone(),
-                    timed_out: false,
-                    status: Some(status),
-                    public: classify::scrub(&message),
-                    message,
-                    cooldown_ms: cooldown,
-                };
-                if matches!(class, Class::AuthFailed) {
-                    // Their text quotes the key they were sent: it stays with the operator.
-                    f.public =
-                        format!("upstream answered {status}: the provider refused the router's credentials");
-                }
-                Attempt::Failed(f)
+                fail(false, Some(status), message, cooldown)
             }
         };
     }
@@ -625,7 +623,8 @@ fn all_failed(
     };
     let message = format!(
         "all {attempts} upstream attempt(s) for `{model}` failed; last error from provider {}: {}",
-        last.provider, last.public
+        last.provider,
+        last.client_text()
     );
     ApiError::Upstream {
         status,
@@ -637,15 +636,13 @@ fn all_failed(
 fn deadline_failure(last: Option<AttemptFailure>) -> AttemptFailure {
     let previous = last
         .as_ref()
-        .map(|l| format!(" (before that: {})", l.public))
+        .map(|l| format!(" (before that: {})", l.client_text()))
         .unwrap_or_default();
-    let message = format!("the request deadline passed{previous}");
     AttemptFailure {
         provider: last.as_ref().map(|l| l.provider.clone()).unwrap_or_default(),
         timed_out: true,
         status: None,
-        public: classify::scrub(&message),
-        message,
+        message: format!("the request deadline passed{previous}"),
         cooldown_ms: None,
     }
 }

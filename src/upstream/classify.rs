@@ -74,17 +74,17 @@ pub fn cooldown_ms(retry_after: Option<u64>, default_ms: u64, max_ms: u64) -> u6
 /// by `[redacted]`, at most 200 characters. Providers quote the key they were sent in their
 /// 401 bodies ("Incorrect API key provided: sk-…").
 pub fn scrub(text: &str) -> String {
+    let words = text
+        .split(' ')
+        .map(|w| if looks_like_secret(w) { "[redacted]" } else { w });
     let mut out = String::with_capacity(text.len().min(256));
-    for (i, word) in text.split(' ').enumerate() {
+    for (i, word) in words.enumerate() {
         if i > 0 {
             out.push(' ');
         }
-        if looks_like_secret(word) {
-            out.push_str("[redacted]");
-        } else {
-            out.push_str(word);
-        }
-        if out.chars().count() > 200 {
+        out.push_str(word);
+        if out.len() > 800 {
+            // Far past 200 characters whatever the encoding: the rest would be cut anyway.
             break;
         }
     }
