@@ -315,6 +315,33 @@ impl Handler<SweepNow> for HealthChecker {
 mod tests {
     use super::*;
 
+    #[test]
+    fn absurd_stored_rows_are_clamped() {
+        let row = |secs: i64, errors: i32| HealthConfigRow {
+            id: 1,
+            enabled: true,
+            interval_seconds: secs,
+            max_error_count: errors,
+            retry_after_seconds: secs,
+            auto_recovery: true,
+            updated_at: crate::store::now_naive(),
+        };
+        let c = HealthCheckConfig::from_row(&row(i64::MAX, i32::MAX));
+        assert_eq!(
+            (c.interval_seconds, c.retry_after_seconds),
+            (MAX_SECONDS as u64, MAX_SECONDS as u64)
+        );
+        assert_eq!(c.max_error_count, 10_000);
+        let c = HealthCheckConfig::from_row(&row(-5, -5));
+        assert_eq!(
+            (c.interval_seconds, c.retry_after_seconds, c.max_error_count),
+            (1, 1, 1)
+        );
+        // The policy built from such a row does not panic either.
+        let p = crate::app::policy_from(&row(i64::MAX, i32::MIN));
+        assert_eq!(p.retry_after, chrono::Duration::seconds(MAX_SECONDS));
+    }
+
     fn current() -> HealthCheckConfig {
         HealthCheckConfig {
             enabled: true,
