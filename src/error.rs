@@ -165,6 +165,26 @@ impl From<crate::config::FieldError> for ApiError {
     }
 }
 
+/// The failover loop's final word, in OpenAI's shape.
+impl From<crate::routing::RouteError> for ApiError {
+    fn from(e: crate::routing::RouteError) -> Self {
+        use crate::routing::RouteError;
+        match e {
+            RouteError::UnknownModel(model) => ApiError::UnknownModel(model),
+            RouteError::TooLarge { limit } => ApiError::ResponseTooLarge(limit),
+            RouteError::Failed {
+                status,
+                message,
+                retry_after_secs,
+            } => ApiError::Upstream {
+                status,
+                message,
+                retry_after_secs,
+            },
+        }
+    }
+}
+
 impl From<actix::MailboxError> for ApiError {
     fn from(_: actix::MailboxError) -> Self {
         ApiError::Unavailable("the router is shutting down".into())

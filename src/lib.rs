@@ -10,6 +10,8 @@
 //!    └──admin messages──▶ Supervisor / HealthChecker / Store      HealthChecker ──Probe──▶ ProviderActor
 //! ```
 //!
+//! `routing` holds the failover rules and the loop every client route runs through.
+//!
 //! The request path does no database I/O and waits on no actor: a pick reads the routing table
 //! the Supervisor keeps (`supervisor::routes` says why it is not a mailbox round trip), and
 //! results go out as fire-and-forget messages. See `README.md` for operation and
@@ -25,6 +27,7 @@ pub mod http;
 pub mod metrics;
 pub mod panic;
 pub mod provider;
+pub mod routing;
 pub mod secret;
 pub mod stats;
 pub mod store;

@@ -80,6 +80,8 @@ pub struct Metrics {
     requests: Mutex<BTreeMap<(i64, String, RequestOutcome), u64>>,
     latency: Mutex<BTreeMap<i64, Histogram>>,
     failovers: AtomicU64,
+    /// Counted attempt failures by cause (`AttemptError::cause`), a fixed small set.
+    attempt_failures: Mutex<BTreeMap<&'static str, u64>>,
     health_checks_ok: AtomicU64,
     health_checks_failed: AtomicU64,
     recovery: Mutex<Histogram>,
@@ -112,6 +114,11 @@ impl Metrics {
             .entry(provider_id)
             .or_default()
             .observe(&LATENCY_BUCKETS, latency.as_secs_f64());
+    }
+
+    /// A counted attempt failure (called by the provider actor).
+    pub fn count_attempt_failure(&self, cause: &'static str) {
+        *lock(&self.attempt_failures).entry(cause).or_default() += 1;
     }
 
     /// A request moved from one provider to another.
@@ -188,6 +195,13 @@ impl Metrics {
         );
         out.push_str("# TYPE switchyard_failovers_total counter\n");
         let _ = writeln!(out, "switchyard_failovers_total {}", self.failovers());
+        out.push_str(
+            "# HELP switchyard_attempt_failures_total Upstream attempts that counted against their provider, by cause.\n",
+        );
+        out.push_str("# TYPE switchyard_attempt_failures_total counter\n");
+        for (cause, n) in lock(&self.attempt_failures).iter() {
+            let _ = writeln!(out, "switchyard_attempt_failures_total{{cause=\"{cause}\"}} {n}");
+        }
         out.push_str("# HELP switchyard_health_checks_total Probes of providers by result.\n");
         out.push_str("# TYPE switchyard_health_checks_total counter\n");
         let _ = writeln!(

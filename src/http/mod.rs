@@ -7,6 +7,7 @@ pub mod auth;
 pub mod chat;
 pub mod models;
 pub mod probes;
+pub mod router_headers;
 
 use std::sync::Arc;
 

@@ -12,6 +12,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 
+use crate::routing::AttemptError;
 use crate::store::{ValidationRow, now_naive};
 
 /// `now + d`, saturating at chrono's last representable instant: the durations come from
@@ -64,13 +65,20 @@ pub struct Health {
     pub cooldown_until: Option<DateTime<Utc>>,
 }
 
-/// A failure to record.
+/// A counted failure to record: how the attempt or probe failed (its status, its detail and,
+/// for a 429, the cool-down all come from the typed error).
 #[derive(Debug, Clone)]
 pub struct Failure {
-    pub status: Option<u16>,
-    pub message: String,
-    /// Set for 429: how long the provider must rest.
-    pub cooldown: Option<Duration>,
+    pub error: AttemptError,
+}
+
+impl Failure {
+    /// How long the provider must rest (a 429).
+    fn cooldown(&self) -> Option<Duration> {
+        self.error.cooldown_ms().map(|ms| {
+            Duration::try_milliseconds(i64::try_from(ms).unwrap_or(i64::MAX)).unwrap_or(Duration::MAX)
+        })
+    }
 }
 
 impl Health {
@@ -114,10 +122,10 @@ impl Health {
     pub fn record_failure(&mut self, now: DateTime<Utc>, failure: &Failure, policy: &Policy) -> Transition {
         self.error_count = self.error_count.saturating_add(1);
         self.consecutive_successes = 0;
-        self.last_error = Some(failure.message.clone());
-        self.last_status_code = failure.status;
+        self.last_error = Some(failure.error.to_string());
+        self.last_status_code = failure.error.status();
         self.last_validated_at = Some(now);
-        if let Some(c) = failure.cooldown {
+        if let Some(c) = failure.cooldown() {
             self.cooldown_until = Some(later(now, c));
         }
         if self.is_healthy && self.error_count >= policy.max_error_count {
@@ -180,12 +188,27 @@ impl Health {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::routing::StatusClass;
 
     fn fail(status: u16) -> Failure {
         Failure {
-            status: Some(status),
-            message: format!("upstream {status}"),
-            cooldown: None,
+            error: AttemptError::Status {
+                status,
+                class: StatusClass::ProviderError,
+                detail: String::new(),
+                cooldown_ms: None,
+            },
+        }
+    }
+
+    fn rate_limited(cooldown_ms: u64) -> Failure {
+        Failure {
+            error: AttemptError::Status {
+                status: 429,
+                class: StatusClass::RateLimited,
+                detail: ": slow down".into(),
+                cooldown_ms: Some(cooldown_ms),
+            },
         }
     }
 
@@ -232,12 +255,7 @@ mod tests {
     fn rate_limits_cool_down() {
         let now = Utc::now();
         let mut h = Health::healthy();
-        let f = Failure {
-            status: Some(429),
-            message: "slow down".into(),
-            cooldown: Some(Duration::seconds(2)),
-        };
-        h.record_failure(now, &f, &Policy::default());
+        h.record_failure(now, &rate_limited(2_000), &Policy::default());
         assert!(h.cooling(now));
         assert!(!h.cooling(now + Duration::seconds(3)));
     }
@@ -251,12 +269,10 @@ mod tests {
             retry_after: Duration::MAX,
             auto_recovery: true,
         };
-        let f = Failure {
-            status: Some(429),
-            message: "slow down".into(),
-            cooldown: Some(Duration::MAX),
-        };
-        assert_eq!(h.record_failure(now, &f, &policy), Transition::BecameUnhealthy);
+        assert_eq!(
+            h.record_failure(now, &rate_limited(u64::MAX), &policy),
+            Transition::BecameUnhealthy
+        );
         assert_eq!(h.cooldown_until, Some(DateTime::<Utc>::MAX_UTC));
         assert_eq!(h.next_retry_at, Some(DateTime::<Utc>::MAX_UTC));
         // A negative duration (a corrupt row) means "now", never the past.

@@ -28,6 +28,7 @@ use chrono::{DateTime, Utc};
 
 use crate::events::{Event, EventBus, EventKind, Severity};
 use crate::metrics::Metrics;
+use crate::routing::AttemptError;
 use crate::store::{self, Store};
 use health::{Failure, Health, Policy, Transition};
 pub use load::LoadCounters;
@@ -383,11 +384,10 @@ impl ProviderActor {
             }
         } else {
             let failure = Failure {
-                status: result.status,
-                message: result.error.clone().unwrap_or_else(|| "probe failed".into()),
-                cooldown: result
-                    .cooldown_ms
-                    .map(|ms| chrono::Duration::milliseconds(i64::try_from(ms).unwrap_or(i64::MAX))),
+                error: result
+                    .failure
+                    .clone()
+                    .unwrap_or_else(|| AttemptError::Transport("probe failed".into())),
             };
             self.health.record_failure(now, &failure, &self.deps.policy)
         };
@@ -440,13 +440,18 @@ impl Handler<Outcome> for ProviderActor {
         let transition = match &msg.kind {
             OutcomeKind::Success { status } => self.health.record_success(now, Some(*status)),
             OutcomeKind::Failure(f) => {
+                self.deps.metrics.count_attempt_failure(f.error.cause());
                 self.deps.events.publish(
                     self.event(
                         EventKind::ProviderRequestFailed,
                         Severity::Medium,
-                        f.message.clone(),
+                        f.error.to_string(),
                     )
-                    .details(serde_json::json!({ "status": f.status, "latency_ms": msg.latency_ms })),
+                    .details(serde_json::json!({
+                        "status": f.error.status(),
+                        "cause": f.error.cause(),
+                        "latency_ms": msg.latency_ms,
+                    })),
                 );
                 self.health.record_failure(now, f, &self.deps.policy)
             }
@@ -613,9 +618,12 @@ mod tests {
     fn failure() -> Outcome {
         Outcome {
             kind: OutcomeKind::Failure(Failure {
-                status: Some(503),
-                message: "upstream answered 503".into(),
-                cooldown: None,
+                error: AttemptError::Status {
+                    status: 503,
+                    class: crate::routing::StatusClass::ProviderError,
+                    detail: String::new(),
+                    cooldown_ms: None,
+                },
             }),
             latency_ms: 5,
         }

@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use super::spec::ProviderConfig;
 use crate::config::ProbeKind;
-use crate::upstream::classify::{self, Class};
+use crate::routing::failover::{AttemptError, Phase, StatusClass, classify_status, has_openai_error};
+use crate::upstream::classify;
 
 /// How probes are made.
 #[derive(Debug, Clone, Copy)]
@@ -40,9 +41,21 @@ pub struct ProbeResult {
     pub status: Option<u16>,
     pub latency_ms: u64,
     pub error: Option<String>,
-    /// Cool-down asked for by a 429, in ms.
+    /// Why it failed (when not `ok`), as health records it.
     #[serde(skip)]
-    pub cooldown_ms: Option<u64>,
+    pub failure: Option<AttemptError>,
+}
+
+impl ProbeResult {
+    fn failed(error: AttemptError, latency_ms: u64) -> Self {
+        ProbeResult {
+            ok: false,
+            status: error.status(),
+            latency_ms,
+            error: Some(error.to_string()),
+            failure: Some(error),
+        }
+    }
 }
 
 thread_local! {
@@ -70,9 +83,7 @@ fn client(connect_timeout: Duration) -> awc::Client {
 /// unknown model) is an answer from a working API. 401/403 (the key), 408, 429 and any 4xx
 /// without such a body (a proxy's HTML page) are not.
 fn reachable(status: u16, body: &[u8]) -> bool {
-    (400..500).contains(&status)
-        && !matches!(status, 401 | 403 | 408 | 429)
-        && classify::has_openai_error(body)
+    (400..500).contains(&status) && !matches!(status, 401 | 403 | 408 | 429) && has_openai_error(body)
 }
 
 /// Calls the provider once and reports the outcome. Never fails: errors are the result.
@@ -131,40 +142,49 @@ pub async fn probe(config: &ProviderConfig, settings: ProbeSettings) -> ProbeRes
                         status: Some(status),
                         latency_ms,
                         error: None,
-                        cooldown_ms: None,
+                        failure: None,
                     },
-                    Err(e) => ProbeResult {
-                        ok: false,
-                        status: Some(status),
-                        latency_ms,
-                        error: Some(format!("reading the answer failed: {e}")),
-                        cooldown_ms: None,
-                    },
+                    Err(awc::error::PayloadError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+                        ProbeResult::failed(AttemptError::Timeout(Phase::Body), latency_ms)
+                    }
+                    Err(e) => ProbeResult::failed(AttemptError::BodyRead(e.to_string()), latency_ms),
                 };
             }
             let body = body.unwrap_or_default();
             let detail = classify::error_summary(&body);
-            ProbeResult {
-                ok: reachable(status, &body),
-                status: Some(status),
-                latency_ms,
-                error: Some(format!("upstream answered {status}{detail}")),
-                cooldown_ms: matches!(classify::status(status, &[]), Class::RateLimited).then(|| {
-                    classify::cooldown_ms(
-                        retry_after,
-                        settings.default_cooldown_ms,
-                        settings.max_cooldown_ms,
-                    )
-                }),
+            if reachable(status, &body) {
+                // A refusal from a working API: healthy, with the detail kept in `last_error`.
+                return ProbeResult {
+                    ok: true,
+                    status: Some(status),
+                    latency_ms,
+                    error: Some(format!("upstream answered {status}{detail}")),
+                    failure: None,
+                };
             }
+            let class = match classify_status(status, &body) {
+                // A client-style refusal without an OpenAI error body proves nothing.
+                StatusClass::ClientError | StatusClass::Success => StatusClass::ProviderError,
+                class => class,
+            };
+            let cooldown_ms = (class == StatusClass::RateLimited).then(|| {
+                classify::cooldown_ms(
+                    retry_after,
+                    settings.default_cooldown_ms,
+                    settings.max_cooldown_ms,
+                )
+            });
+            ProbeResult::failed(
+                AttemptError::Status {
+                    status,
+                    class,
+                    detail,
+                    cooldown_ms,
+                },
+                latency_ms,
+            )
         }
-        Err(e) => ProbeResult {
-            ok: false,
-            status: None,
-            latency_ms: elapsed(started),
-            error: Some(classify::send_error_message(&e)),
-            cooldown_ms: None,
-        },
+        Err(e) => ProbeResult::failed(classify::send_error(&e), elapsed(started)),
     }
 }
 

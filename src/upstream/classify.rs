@@ -1,51 +1,11 @@
-//! How an upstream answer or error is judged (docs/DESIGN.md §3): does it count against the
-//! provider, should the request move to another provider, or is it the client's own fault?
-//!
-//! | upstream said | class | counts | fails over |
-//! |---|---|---|---|
-//! | 2xx | `Success` | – | – |
-//! | 400, 413, 415, 422 | `ClientError` (returned as is) | no | no |
-//! | 404 with an OpenAI error body (`model_not_found`…) | `ClientError` | no | no |
-//! | 404 without one (wrong base URL) | `ProviderError` | yes | yes |
-//! | 401, 403 | `AuthFailed` (bad provider key) | yes | yes |
-//! | 429 | `RateLimited` (`Retry-After` = cool-down) | yes | yes |
-//! | 408, 5xx, any other status | `ProviderError` | yes | yes |
-//! | connect error, timeout, broken body | (see `FailureKind`) | yes | yes |
+//! Reading what an upstream said: `Retry-After`, error bodies (scrubbed of keys for anyone's
+//! eyes), and awc's send errors as typed attempt errors. What each of those *means* for the
+//! provider and the request is decided in one place, `routing::failover`.
 
 use awc::error::SendRequestError;
 use awc::http::header::HeaderMap;
 
-/// The judgement of an HTTP status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Class {
-    Success,
-    ClientError,
-    AuthFailed,
-    RateLimited,
-    ProviderError,
-}
-
-/// Classifies a status; `body` is the (start of the) answer, used only for 404.
-pub fn status(code: u16, body: &[u8]) -> Class {
-    match code {
-        200..=299 => Class::Success,
-        400 | 413 | 415 | 422 => Class::ClientError,
-        404 if has_openai_error(body) => Class::ClientError,
-        401 | 403 => Class::AuthFailed,
-        429 => Class::RateLimited,
-        _ => Class::ProviderError,
-    }
-}
-
-/// True when the body is an OpenAI-style error (`{"error": {...}}`): the upstream understood
-/// the request well enough to refuse it in its own format.
-pub fn has_openai_error(body: &[u8]) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Envelope {
-        error: serde_json::Value,
-    }
-    serde_json::from_slice::<Envelope>(body).is_ok_and(|e| e.error.is_object())
-}
+use crate::routing::{AttemptError, Phase};
 
 /// `Retry-After` in ms, from delta-seconds (whole or fractional) or an HTTP-date (RFC 9110
 /// §10.2.3), measured from `now`. Saturating: an absurd value gives a huge number, never an
@@ -131,48 +91,20 @@ pub fn error_summary(body: &[u8]) -> String {
     }
 }
 
-/// True when awc gave up waiting (connect or response head).
-pub fn is_timeout(e: &SendRequestError) -> bool {
-    matches!(e, SendRequestError::Timeout)
-        || matches!(e, SendRequestError::Connect(awc::error::ConnectError::Timeout))
-}
-
-/// A message for a failed send that names the cause but never the request (no key inside).
-pub fn send_error_message(e: &SendRequestError) -> String {
+/// A failed send as a typed attempt error whose text names the cause but never the request
+/// (no key inside).
+pub fn send_error(e: &SendRequestError) -> AttemptError {
     match e {
-        SendRequestError::Timeout => "upstream timed out before answering".into(),
-        SendRequestError::Connect(awc::error::ConnectError::Timeout) => {
-            "connecting to the upstream timed out".into()
-        }
-        SendRequestError::Connect(c) => format!("cannot connect to the upstream: {c}"),
-        other => format!("upstream request failed: {other}"),
+        SendRequestError::Timeout => AttemptError::Timeout(Phase::Head),
+        SendRequestError::Connect(awc::error::ConnectError::Timeout) => AttemptError::Timeout(Phase::Connect),
+        SendRequestError::Connect(c) => AttemptError::Connect(c.to_string()),
+        other => AttemptError::Transport(other.to_string()),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn statuses_are_classified_as_designed() {
-        assert_eq!(status(200, b""), Class::Success);
-        assert_eq!(status(400, b""), Class::ClientError);
-        assert_eq!(status(422, b""), Class::ClientError);
-        assert_eq!(
-            status(
-                404,
-                br#"{"error":{"message":"no such model","code":"model_not_found"}}"#
-            ),
-            Class::ClientError
-        );
-        assert_eq!(status(404, b"<html>not found</html>"), Class::ProviderError);
-        assert_eq!(status(401, b""), Class::AuthFailed);
-        assert_eq!(status(403, b""), Class::AuthFailed);
-        assert_eq!(status(429, b""), Class::RateLimited);
-        assert_eq!(status(500, b""), Class::ProviderError);
-        assert_eq!(status(503, b""), Class::ProviderError);
-        assert_eq!(status(408, b""), Class::ProviderError);
-    }
 
     #[test]
     fn retry_after_is_read_in_seconds() {

@@ -15,6 +15,7 @@ use futures_util::Stream;
 use tokio::time::{Instant, Sleep};
 
 use super::usage::{self, TokenUsage};
+use crate::routing::{AttemptError, Phase};
 
 /// Longest event the observer accepts: a longer one fails the stream (no real completion
 /// chunk comes near it), so memory per stream stays bounded.
@@ -119,8 +120,8 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 pub enum StreamEnd {
     /// The upstream finished its body with `[DONE]`.
     Completed,
-    /// The upstream broke or stalled after the first byte; the message says how.
-    Failed(String),
+    /// The upstream broke, stalled or stopped early after the first byte.
+    Failed(AttemptError),
     /// The client went away before the end.
     ClientGone,
 }
@@ -207,7 +208,7 @@ pub struct ObservedStream<S> {
     idle: Pin<Box<Sleep>>,
     observer: SseObserver,
     report: Option<Box<dyn StreamReport>>,
-    failed: Option<String>,
+    failed: Option<AttemptError>,
     finished: bool,
 }
 
@@ -247,9 +248,9 @@ where
         }
     }
 
-    fn fail(&mut self, message: String) -> Poll<Option<Result<Bytes, std::io::Error>>> {
-        let event = error_event(&message);
-        self.failed = Some(message);
+    fn fail(&mut self, error: AttemptError) -> Poll<Option<Result<Bytes, std::io::Error>>> {
+        let event = error_event(&error.client_text());
+        self.failed = Some(error);
         self.finished = true;
         Poll::Ready(Some(Ok(event)))
     }
@@ -285,9 +286,9 @@ where
                 Poll::Ready(Some(Ok(chunk))) => {
                     this.observer.feed(&chunk);
                     if this.observer.oversized {
-                        return this.fail(format!(
-                            "the upstream sent an event larger than {MAX_EVENT_BYTES} bytes"
-                        ));
+                        return this.fail(AttemptError::StreamBroke(format!(
+                            "it sent an event larger than {MAX_EVENT_BYTES} bytes"
+                        )));
                     }
                     let deadline = Instant::now() + this.idle_timeout;
                     this.idle.as_mut().reset(deadline);
@@ -297,19 +298,16 @@ where
                     }
                     return Poll::Ready(Some(Ok(out)));
                 }
-                Poll::Ready(Some(Err(e))) => return this.fail(format!("the upstream stream broke: {e}")),
+                Poll::Ready(Some(Err(e))) => return this.fail(AttemptError::StreamBroke(e.to_string())),
                 // An OpenAI stream ends with `[DONE]`; a body that stops before it was cut (awc
                 // reports a connection closed mid-body as a normal end).
                 Poll::Ready(None) if !this.observer.done => {
-                    return this.fail("the upstream stream ended early, before its end marker".to_string());
+                    return this.fail(AttemptError::StreamEnded { committed: true });
                 }
                 Poll::Ready(None) => return this.end(),
                 Poll::Pending => {
                     return match this.idle.as_mut().poll(cx) {
-                        Poll::Ready(()) => {
-                            let ms = this.idle_timeout.as_millis();
-                            this.fail(format!("the upstream sent nothing for {ms} ms"))
-                        }
+                        Poll::Ready(()) => this.fail(AttemptError::Timeout(Phase::Idle)),
                         Poll::Pending => Poll::Pending,
                     };
                 }

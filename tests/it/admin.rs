@@ -629,6 +629,14 @@ async fn events_arrive_in_order() {
         text.contains("\"severity\":\"high\""),
         "unhealthy is high severity"
     );
+    // The typed cause of the failure travels with the events.
+    for kind in ["provider_switch", "provider_request_failed"] {
+        let block = text
+            .split("\n\n")
+            .find(|b| b.starts_with(&format!("event: {kind}")))
+            .unwrap();
+        assert!(block.contains("\"cause\":\"provider_error\""), "{block}");
+    }
     app.stop().await;
 }
 
@@ -651,6 +659,7 @@ async fn metrics_pass_promtool() {
         "switchyard_requests_total{provider=\"good\"",
         "switchyard_upstream_latency_seconds_bucket",
         "switchyard_failovers_total 2",
+        "switchyard_attempt_failures_total{cause=\"provider_error\"}",
         "switchyard_health_checks_total{result=\"failure\"} 1",
         "switchyard_provider_healthy{provider=\"good\",provider_id=\"2\"} 1",
         "switchyard_recovery_seconds_count",

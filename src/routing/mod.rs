@@ -1,0 +1,168 @@
+//! Routing one client request: pick a provider, make the attempt, judge its outcome, fail
+//! over, and report every attempt exactly once. Every client route goes through [`run`].
+//!
+//! - [`failover`]: the rules, pure (the README's failover table, the attempt budget, the
+//!   tried set, the one deadline, the final error).
+//! - [`report`]: the guard that reports an attempt to health and usage exactly once.
+//! - [`run`]: the loop that ties them to the routing table and to a route's [`Exchange`]
+//!   (how to call one provider for this kind of request and read its answer).
+//!
+//! Handlers parse, build an `Exchange`, call `run`, and render its answer or its
+//! [`RouteError`] in their API's shape.
+
+pub mod failover;
+pub mod report;
+
+use std::time::{Duration, Instant};
+
+use actix_web::http::header::HeaderValue;
+
+use crate::events::{Event, EventKind, Severity};
+use crate::http::AppState;
+use crate::supervisor::{PickResult, Route};
+use crate::upstream::usage::TokenUsage;
+pub use failover::{AttemptError, Budget, Failover, Phase, RouteError, StatusClass, Verdict};
+pub use report::{AttemptReport, Settled};
+
+/// How one attempt on one provider ended, as the route's exchange saw it.
+pub enum Attempted<A, S> {
+    /// A complete 2xx answer: a success.
+    Answered { answer: A, usage: Option<TokenUsage> },
+    /// The upstream refused the client's own request: returned as is, counts against nobody.
+    ClientError(A),
+    /// A stream whose first bytes arrived: committed to this provider (see [`Exchange::commit`]).
+    Streaming(S),
+    /// The provider failed; [`failover::judge`] decides what that means.
+    Failed(AttemptError),
+}
+
+/// What one kind of client request does with one provider.
+#[allow(async_fn_in_trait)] // used only on the worker's own thread, never boxed or sent
+pub trait Exchange {
+    /// What the handler answers with.
+    type Answer;
+    /// A stream whose first bytes arrived, before it is given its report.
+    type Stream;
+
+    /// Calls `route` once, bounded by `timeout` (already cut to the request's deadline).
+    async fn attempt(&mut self, route: &Route, timeout: Duration) -> Attempted<Self::Answer, Self::Stream>;
+
+    /// Commits a stream to its provider. The stream must settle `report` once when it ends
+    /// (dropping it settles it as neutral).
+    fn commit(&mut self, stream: Self::Stream, report: AttemptReport) -> Self::Answer;
+}
+
+/// One request to route.
+pub struct RouteRequest<'a> {
+    /// The public model name the client asked for.
+    pub model: &'a str,
+    /// Provider ids the client excluded (`x-switchyard-exclude-providers`).
+    pub exclude: Vec<i64>,
+    /// When the request arrived: the deadline counts from here.
+    pub started: Instant,
+}
+
+/// An answer some provider gave, with what the `x-switchyard-*` headers say.
+pub struct Served<A> {
+    pub answer: A,
+    /// The answering provider's name, as a prepared header value.
+    pub provider: HeaderValue,
+    /// Attempts made, the answering one included.
+    pub attempts: u32,
+    /// Time spent waiting on upstreams, over all attempts.
+    pub upstream_time: Duration,
+}
+
+/// Routes `req` through `exchange`: picks providers until one answers, the attempts run out,
+/// or the deadline passes.
+pub async fn run<E: Exchange>(
+    state: &AppState,
+    req: RouteRequest<'_>,
+    exchange: &mut E,
+) -> Result<Served<E::Answer>, RouteError> {
+    let routing = &state.config.routing;
+    let deadline = Duration::from_millis(routing.deadline_ms());
+    let mut failover = Failover::new(req.started, deadline, routing.max_retries, req.exclude);
+    let mut upstream_time = Duration::ZERO;
+    let mut previous: Option<(Route, AttemptError)> = None;
+    while failover.may_try_again() {
+        let route = match state.routes.pick(req.model, failover.excluded()) {
+            PickResult::Route(r) => r,
+            PickResult::UnknownModel => return Err(RouteError::UnknownModel(req.model.to_string())),
+            PickResult::Exhausted => break,
+            PickResult::CoolingDown(wait) => return Err(failover.give_up(req.model, Some(wait))),
+        };
+        let own_timeout = Duration::from_millis(route.provider.timeout_ms);
+        let Some(budget) = failover.begin(route.provider.id, own_timeout, Instant::now()) else {
+            break;
+        };
+        if let Some((from, why)) = previous.take() {
+            announce_switch(state, &from, &route, &why);
+        }
+        let mut report = AttemptReport::start(state, &route, req.model);
+        let t0 = Instant::now();
+        let result = exchange.attempt(&route, budget.timeout).await;
+        upstream_time += t0.elapsed();
+        let attempts = failover.attempts();
+        let served = |answer| Served {
+            answer,
+            provider: route.provider.wire.name_header.clone(),
+            attempts,
+            upstream_time,
+        };
+        match result {
+            Attempted::Answered { answer, usage } => {
+                report.settle(Settled::Success(usage));
+                return Ok(served(answer));
+            }
+            Attempted::ClientError(answer) => {
+                report.settle(Settled::Neutral);
+                return Ok(served(answer));
+            }
+            Attempted::Streaming(stream) => {
+                let answer = exchange.commit(stream, report);
+                return Ok(served(answer));
+            }
+            Attempted::Failed(error) => {
+                log::debug!(
+                    "attempt {} on provider {} failed: {error}",
+                    failover.attempts(),
+                    route.provider.name
+                );
+                let verdict = failover.failed(&route.provider.name, error.clone(), budget);
+                report.settle(if verdict.counts {
+                    Settled::Failure(error.clone())
+                } else {
+                    Settled::Neutral
+                });
+                if !verdict.fail_over {
+                    break;
+                }
+                previous = Some((route, error));
+            }
+        }
+    }
+    Err(failover.give_up(req.model, None))
+}
+
+/// A request moved from one provider to the next: an event and a metric.
+fn announce_switch(state: &AppState, from: &Route, to: &Route, why: &AttemptError) {
+    state.metrics.count_failover();
+    state.events.publish(
+        Event::new(
+            EventKind::ProviderSwitch,
+            Severity::Medium,
+            format!(
+                "request moved from {} to {}",
+                from.provider.name, to.provider.name
+            ),
+        )
+        .provider(to.provider.id, &to.provider.name)
+        .details(serde_json::json!({
+            "from_provider_id": from.provider.id,
+            "from_provider_name": from.provider.name,
+            "reason": why.to_string(),
+            "cause": why.cause(),
+        })),
+    );
+}

@@ -1,0 +1,126 @@
+//! Reporting an attempt exactly once: to its provider's health and to usage.
+//!
+//! An [`AttemptReport`] is made when an attempt starts and is settled once: as a success,
+//! as neutral (the client's own error, a client that left, the router's own limit) or as a
+//! counted failure. If nobody settles it (the request's future was dropped while it waited on
+//! the upstream: a client gone, shutdown past its grace period), `Drop` settles it as neutral,
+//! so "every upstream attempt is one usage record" holds whatever happens to the request.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::Addr;
+use chrono::Utc;
+
+use super::failover::AttemptError;
+use crate::http::AppState;
+use crate::provider::health::Failure;
+use crate::provider::load::InflightGuard;
+use crate::provider::{DrainSuccesses, Outcome, OutcomeKind};
+use crate::stats::{DrainUsage, StatsActor, UsageQueue, UsageRecord, UsageResult};
+use crate::supervisor::Route;
+use crate::upstream::sse::{SseObserver, StreamEnd, StreamReport};
+use crate::upstream::usage::TokenUsage;
+
+/// How an attempt is settled.
+#[derive(Debug)]
+pub enum Settled {
+    Success(Option<TokenUsage>),
+    /// Counts against nobody.
+    Neutral,
+    /// Counts against the provider.
+    Failure(AttemptError),
+}
+
+/// One attempt not yet reported. Holds the provider in flight until it is settled.
+pub struct AttemptReport {
+    inner: Option<Inner>,
+}
+
+struct Inner {
+    route: Route,
+    model: String,
+    started: Instant,
+    stats: Addr<StatsActor>,
+    usage: Arc<UsageQueue>,
+    _inflight: InflightGuard,
+}
+
+impl AttemptReport {
+    /// An attempt of `model` on `route`, starting now.
+    pub(super) fn start(state: &AppState, route: &Route, model: &str) -> Self {
+        AttemptReport {
+            inner: Some(Inner {
+                _inflight: route.load.start(),
+                route: route.clone(),
+                model: model.to_string(),
+                started: Instant::now(),
+                stats: state.stats.clone(),
+                usage: state.usage.clone(),
+            }),
+        }
+    }
+
+    /// Reports the attempt; later calls (and `Drop`) do nothing.
+    pub fn settle(&mut self, how: Settled) {
+        let Some(inner) = self.inner.take() else {
+            return;
+        };
+        let latency_ms = u64::try_from(inner.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let (kind, result, tokens) = match how {
+            Settled::Success(tokens) => (OutcomeKind::Success { status: 200 }, UsageResult::Success, tokens),
+            Settled::Neutral => (OutcomeKind::Neutral, UsageResult::Neutral, None),
+            Settled::Failure(error) => (
+                OutcomeKind::Failure(Failure { error }),
+                UsageResult::Failure,
+                None,
+            ),
+        };
+        // Health: a success goes into the provider's shared counter (ringing its actor only
+        // when the counter was empty); anything else is a message, handled at once because
+        // it may change routing.
+        match kind {
+            OutcomeKind::Success { .. } => {
+                if inner.route.load.add_success(latency_ms) {
+                    inner.route.actor.do_send(DrainSuccesses);
+                }
+            }
+            other => inner.route.actor.do_send(Outcome {
+                kind: other,
+                latency_ms,
+            }),
+        }
+        // Usage: into the shared queue, ringing the stats actor only when it was empty.
+        let t = tokens.unwrap_or_default();
+        let record = UsageRecord {
+            provider_id: inner.route.provider.id,
+            model: inner.model,
+            at: Utc::now(),
+            result,
+            prompt_tokens: t.prompt_tokens,
+            completion_tokens: t.completion_tokens,
+            total_tokens: t.total_tokens,
+            latency_ms,
+        };
+        if inner.usage.push(record) {
+            inner.stats.do_send(DrainUsage);
+        }
+    }
+}
+
+impl Drop for AttemptReport {
+    fn drop(&mut self) {
+        self.settle(Settled::Neutral);
+    }
+}
+
+/// A committed stream settles its attempt when it ends (see `ObservedStream`).
+impl StreamReport for AttemptReport {
+    fn finish(mut self: Box<Self>, end: StreamEnd, observer: &SseObserver) {
+        self.settle(match end {
+            StreamEnd::Completed => Settled::Success(observer.usage),
+            StreamEnd::ClientGone => Settled::Neutral,
+            StreamEnd::Failed(error) => Settled::Failure(error),
+        });
+    }
+}
