@@ -232,6 +232,10 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
             .configure(http::configure)
     })
     .workers(workers)
+    // A client that closes its side has left: the request's future is dropped, so a stalled
+    // upstream call is abandoned (and reported once, as neutral) rather than paid for to the
+    // end. HTTP clients do not half-close while they wait for an answer.
+    .h1_allow_half_closed(false)
     .shutdown_timeout(config.shutdown_grace_seconds)
     .disable_signals()
     .bind(&config.listen)

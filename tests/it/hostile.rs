@@ -430,3 +430,42 @@ async fn absurd_stored_row(db: TestDb) {
     app.stop().await;
 }
 both_backends!(a_stored_row_at_the_edge_saturates, absurd_stored_row);
+
+/// A client that gives up while its request waits on the upstream: the attempt is one
+/// neutral record (the request's future is dropped with it), and the provider stays healthy.
+async fn client_gone(db: TestDb) {
+    let up = crate::support::mock("stalled", Behavior::stall()).await;
+    let mut c = crate::support::config(
+        &db,
+        vec![crate::support::provider("stalled", &up.base_url(), &["m"])],
+    );
+    c.routing.request_timeout_ms = 60_000;
+    c.health_check.max_error_count = 1;
+    let app = TestApp::start(c).await;
+    let gone = awc::Client::default()
+        .post(format!("{}/v1/chat/completions", app.url))
+        .timeout(Duration::from_millis(300))
+        .insert_header(("content-type", "application/json"))
+        .send_body(r#"{"model":"m","messages":[]}"#)
+        .await;
+    assert!(gone.is_err(), "the client gave up");
+    assert_eq!(up.chat_hits(), 1);
+    let recorded = eventually(Duration::from_secs(5), || async {
+        app.flush().await;
+        let rows = usage_rows(db.url());
+        rows.iter().map(|r| r.total_requests).sum::<i64>() == 1
+    })
+    .await;
+    assert!(
+        recorded,
+        "the abandoned attempt is recorded while the upstream still stalls"
+    );
+    let rows = usage_rows(db.url());
+    assert_eq!(rows.iter().map(|r| r.failed_requests).sum::<i64>(), 0);
+    assert!(app.state_of("stalled").await.health.is_healthy);
+    app.stop().await;
+}
+both_backends!(
+    a_client_that_leaves_mid_request_is_one_neutral_record,
+    client_gone
+);
