@@ -210,7 +210,13 @@ pub struct ObservedStream<S> {
     report: Option<Box<dyn StreamReport>>,
     failed: Option<AttemptError>,
     finished: bool,
+    /// Chunks read (and dropped) after `[DONE]` while looking for the body's end.
+    after_done: u8,
 }
+
+/// How many chunks after `[DONE]` are read (and dropped) looking for the body's end before
+/// the stream ends anyway.
+const MAX_POLLS_AFTER_DONE: u8 = 4;
 
 impl<S, E> ObservedStream<S>
 where
@@ -231,6 +237,7 @@ where
             report: Some(report),
             failed: None,
             finished: false,
+            after_done: 0,
         }
     }
 
@@ -279,8 +286,17 @@ where
             }
             if this.observer.done {
                 // `[DONE]` was passed on: the stream is complete, whether or not the upstream
-                // closes its side.
-                return this.end();
+                // closes its side. One look at what is already read lets awc see the body's
+                // end (the last chunk of a chunked body nearly always arrives with `[DONE]`)
+                // and put the connection back in its pool; otherwise every stream would pay
+                // for a new upstream connection. Anything after `[DONE]` is not forwarded.
+                return match Pin::new(&mut this.inner).poll_next(cx) {
+                    Poll::Ready(Some(Ok(_))) if this.after_done < MAX_POLLS_AFTER_DONE => {
+                        this.after_done += 1;
+                        continue;
+                    }
+                    _ => this.end(),
+                };
             }
             match Pin::new(&mut this.inner).poll_next(cx) {
                 Poll::Ready(Some(Ok(chunk))) => {

@@ -179,3 +179,27 @@ both_backends!(
     a_break_after_the_first_byte_ends_with_an_error_event,
     mid_stream_break
 );
+
+/// A finished stream gives its upstream connection back: the next requests reuse it instead
+/// of paying for a new connection each (the body's last chunk is read after `[DONE]`).
+#[actix_rt::test]
+async fn streams_reuse_their_upstream_connection() {
+    let db = TestDb::sqlite();
+    let up = mock("up", Behavior::ok()).await;
+    let proxy = crate::support::proxy::ChaosProxy::start(&up.addr().to_string());
+    let mut c = config(
+        &db,
+        vec![provider("up", &format!("http://{}/v1", proxy.addr), &["m"])],
+    );
+    c.workers = 1;
+    let app = TestApp::start(c).await;
+    for _ in 0..6 {
+        let (status, chunks, _) = stream_chunks(&app, "m").await;
+        assert_eq!(status, 200);
+        let all: Vec<u8> = chunks.iter().flat_map(|(_, c)| c.to_vec()).collect();
+        assert!(String::from_utf8_lossy(&all).contains("[DONE]"));
+    }
+    assert_eq!(up.chat_hits(), 6);
+    assert_eq!(proxy.connections(), 1, "one upstream connection for six streams");
+    app.stop().await;
+}

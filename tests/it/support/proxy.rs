@@ -13,6 +13,8 @@ pub struct ChaosProxy {
     up: Arc<AtomicBool>,
     /// Bumped on every break, so connections opened before it close themselves.
     epoch: Arc<AtomicU64>,
+    /// Connections accepted and passed on.
+    accepted: Arc<AtomicU64>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -25,7 +27,8 @@ impl ChaosProxy {
         let epoch = Arc::new(AtomicU64::new(0));
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let (up2, epoch2) = (up.clone(), epoch.clone());
+        let accepted = Arc::new(AtomicU64::new(0));
+        let (up2, epoch2, accepted2) = (up.clone(), epoch.clone(), accepted.clone());
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -45,6 +48,7 @@ impl ChaosProxy {
                                 drop(client);
                                 continue;
                             }
+                            accepted2.fetch_add(1, Ordering::SeqCst);
                             let target = target.clone();
                             let (up3, epoch3) = (up2.clone(), epoch2.clone());
                             tokio::spawn(pipe(client, target, up3, epoch3));
@@ -58,6 +62,7 @@ impl ChaosProxy {
             addr,
             up,
             epoch,
+            accepted,
             stop: Some(stop_tx),
         }
     }
@@ -66,6 +71,11 @@ impl ChaosProxy {
     pub fn break_now(&self) {
         self.up.store(false, Ordering::SeqCst);
         self.epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Connections accepted (and passed on) so far.
+    pub fn connections(&self) -> u64 {
+        self.accepted.load(Ordering::SeqCst)
     }
 
     pub fn restore(&self) {
