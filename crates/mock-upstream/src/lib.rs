@@ -18,9 +18,15 @@
 //! The hot path is built for benchmarks: response fragments are precomputed per behaviour, the
 //! behaviour is read with one uncontended read lock, and recording can be turned off.
 
+mod anthropic;
 mod behavior;
+mod completions;
+mod embeddings;
+mod responses;
+mod script;
 mod server;
 mod sse;
+mod tools;
 
 use std::{
     io,
@@ -32,7 +38,7 @@ use std::{
 use actix_web::{App, HttpServer, dev::ServerHandle, web};
 use tokio::task::JoinHandle;
 
-pub use crate::behavior::{Behavior, STALL_LIMIT_MS};
+pub use crate::behavior::{Behavior, Endpoint, STALL_LIMIT_MS};
 use crate::server::Shared;
 
 /// One request received by the mock (kept only while recording is on).
@@ -138,12 +144,28 @@ impl MockHandle {
 
     /// Chat-completion requests received (counted on arrival, before any latency or failure).
     pub fn chat_hits(&self) -> u64 {
-        self.shared.chat_hits.load(Relaxed)
+        self.shared.hits(Endpoint::Chat)
     }
 
     /// `GET /v1/models` requests received.
     pub fn models_hits(&self) -> u64 {
-        self.shared.models_hits.load(Relaxed)
+        self.shared.hits(Endpoint::Models)
+    }
+
+    /// Requests received on endpoint `e` (counted on arrival, before any latency or failure).
+    pub fn hits(&self, e: Endpoint) -> u64 {
+        self.shared.hits(e)
+    }
+
+    /// Recorded requests to endpoint `e`, in arrival order.
+    pub fn requests_to(&self, e: Endpoint) -> Vec<RecordedRequest> {
+        self.requests()
+            .into_iter()
+            .filter(|r| {
+                r.path.ends_with(e.path())
+                    && (e != Endpoint::Completions || !r.path.ends_with("/chat/completions"))
+            })
+            .collect()
     }
 
     /// Recorded requests in arrival order (the most recent 100 000 at most).
@@ -274,6 +296,16 @@ impl MockUpstream {
     /// Recorded chat-completion bodies in arrival order.
     pub fn chat_bodies(&self) -> Vec<serde_json::Value> {
         self.handle.chat_bodies()
+    }
+
+    /// Requests received on endpoint `e`.
+    pub fn hits(&self, e: Endpoint) -> u64 {
+        self.handle.hits(e)
+    }
+
+    /// Recorded requests to endpoint `e`, in arrival order.
+    pub fn requests_to(&self, e: Endpoint) -> Vec<RecordedRequest> {
+        self.handle.requests_to(e)
     }
 
     /// Turns request recording on or off.
