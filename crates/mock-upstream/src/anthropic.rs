@@ -82,7 +82,7 @@ fn refusal(req: &HttpRequest, begun: &Begun) -> Option<(StatusCode, &'static str
     }
     match body.get("max_tokens") {
         None => bad("max_tokens: Field required"),
-        Some(v) if !v.as_u64().is_some_and(|n| n >= 1) => {
+        Some(v) if v.as_u64().is_none_or(|n| n < 1) => {
             bad("max_tokens: Input should be a valid integer greater than or equal to 1")
         }
         Some(_) => None,
