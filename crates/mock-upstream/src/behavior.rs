@@ -14,8 +14,10 @@ use serde_json::json;
 /// a forgotten stall can never keep a connection (or a test) alive forever.
 pub const STALL_LIMIT_MS: u64 = 300_000;
 
-/// How the mock answers `/v1/chat/completions` (and, for the status/latency/stall/failure
-/// fields, `/v1/models`).
+/// How the mock answers. The status, latency, stall, failure and stream fields apply to every
+/// route (narrow them with [`Behavior::on`]); a non-2xx status answers each route's own error
+/// shape (OpenAI's `{"error":{…}}`, Anthropic's `{"type":"error","error":{…}}` on
+/// `/v1/messages` and on `/v1/models` asked with `anthropic-version`).
 ///
 /// Can be replaced at any time with [`MockHandle::set_behavior`](crate::MockHandle::set_behavior);
 /// the new value takes effect on the next request (requests already in flight keep the old one).
@@ -23,7 +25,11 @@ pub const STALL_LIMIT_MS: u64 = 300_000;
 pub struct Behavior {
     /// Status of every answer (default 200). A 2xx answers normally with this status; anything
     /// else answers an OpenAI error body
-    /// `{"error":{"message":"mock failure <status>","type":"mock_error","code":"<status>"}}`.
+    /// `{"error":{"message":"mock failure <status>","type":"mock_error","code":"<status>"}}`,
+    /// or on Anthropic routes `{"type":"error","error":{"type":<t>,"message":"mock failure
+    /// <status>"}}` with `<t>` Anthropic's type for the status (400 `invalid_request_error`,
+    /// 401 `authentication_error`, 403 `permission_error`, 404 `not_found_error`, 429
+    /// `rate_limit_error`, 529 `overloaded_error`, other 5xx `api_error`).
     /// Use codes in `200..=599`; others are answered as 500.
     pub status: u16,
     /// If set, non-2xx answers carry `Retry-After: <secs>` (meant for 429 and 503).
@@ -48,7 +54,8 @@ pub struct Behavior {
     pub fail_status: u16,
     /// Never answer: hold the request open (bounded by [`STALL_LIMIT_MS`], then `504`).
     pub stall: bool,
-    /// Content chunks sent when the request has `"stream": true` (default 3).
+    /// Content chunks sent when the request has `"stream": true` (default 3). Streams other
+    /// than the chat text stream render at most 100 000.
     pub stream_chunks: usize,
     /// Delay between two stream chunks, in milliseconds (default 0).
     pub chunk_delay_ms: u64,

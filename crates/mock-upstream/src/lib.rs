@@ -1,22 +1,37 @@
-//! A scriptable OpenAI-compatible upstream, for Switchyard's integration tests, README demo and
-//! benchmark.
+//! A scriptable upstream speaking OpenAI's and Anthropic's APIs, for Switchyard's integration
+//! tests, README demo and benchmark.
 //!
-//! [`MockUpstream::start`] binds `127.0.0.1:0` and serves:
+//! [`MockUpstream::start`] binds `127.0.0.1:0` and serves (each route also without `/v1`):
 //!
-//! * `POST /v1/chat/completions` (also `/chat/completions`): a chat completion whose content is
-//!   `"Hello from <name>"`, or an SSE stream when the body has `"stream": true`;
-//! * `GET /v1/models` (also `/models`): the configured model list.
+//! * `POST /v1/chat/completions`: a chat completion whose content is `"Hello from <name>"`, or
+//!   an SSE stream (`tok0 `, `tok1 `, …) when the body has `"stream": true`;
+//! * `POST /v1/messages`: Anthropic's Messages API, plain and streamed (`message_start` …
+//!   `message_stop`), errors as `{"type":"error","error":{"type","message"}}`; it requires
+//!   `anthropic-version`, `model`, `messages` and `max_tokens` as Anthropic does, and
+//!   `x-api-key` when [`Behavior::anthropic_api_key`] is set;
+//! * `POST /v1/embeddings`: deterministic unit vectors, as floats or base64;
+//! * `POST /v1/completions`: legacy text completions, plain and streamed;
+//! * `POST /v1/responses`: the Responses API, plain and streamed (named events), echoing
+//!   `previous_response_id`;
+//! * `GET /v1/models` (also `/models`): the configured model list, in Anthropic's list shape
+//!   when the request carries `anthropic-version`.
 //!
-//! What it answers is a [`Behavior`] (status, latency, random failures, stalls, stream timing and
-//! cuts) that can be swapped mid-test with [`MockHandle::set_behavior`]. Every response carries
-//! `x-mock-name: <name>` so a caller can tell which upstream answered.
+//! A request listing tools gets a tool call (chat `tool_calls`, Anthropic `tool_use`) when
+//! [`Behavior::call_tools`] is set or its `tool_choice` forces one.
 //!
-//! For demos, a plain healthy mock (status 200) also reacts to the requested model:
-//! `fail-<code>` answers `<code>`, `slow-<ms>ms` adds latency, and `mock-bad-request` always
-//! answers an OpenAI `400 invalid_request_error`.
+//! What it answers is a [`Behavior`] (status, latency, random failures, stalls, stream timing,
+//! cuts and mid-stream error events) that can be swapped mid-test with
+//! [`MockHandle::set_behavior`]; it applies to every route, or only to some with
+//! [`Behavior::on`]. Every response carries `x-mock-name: <name>` so a caller can tell which
+//! upstream answered; scripted failures answer in the route's own error shape.
 //!
-//! The hot path is built for benchmarks: response fragments are precomputed per behaviour, the
-//! behaviour is read with one uncontended read lock, and recording can be turned off.
+//! For demos, a plain healthy mock (status 200) also reacts to the requested model on every
+//! POST route: `fail-<code>` answers `<code>`, `slow-<ms>ms` adds latency, and
+//! `mock-bad-request` always answers a `400 invalid_request_error`.
+//!
+//! The chat hot path is built for benchmarks: response fragments are precomputed per
+//! behaviour, the behaviour is read with one uncontended read lock, and recording can be
+//! turned off. The other routes build their answers per request.
 
 mod anthropic;
 mod behavior;
@@ -187,7 +202,7 @@ impl MockHandle {
         self.shared.record.store(on, Relaxed);
     }
 
-    /// Zeroes both hit counters and clears the request log.
+    /// Zeroes every hit counter and clears the request log.
     pub fn reset_counters(&self) {
         self.shared.reset();
     }
@@ -313,7 +328,7 @@ impl MockUpstream {
         self.handle.set_recording(on);
     }
 
-    /// Zeroes both hit counters and clears the request log.
+    /// Zeroes every hit counter and clears the request log.
     pub fn reset_counters(&self) {
         self.handle.reset_counters();
     }
