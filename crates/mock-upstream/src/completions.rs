@@ -40,7 +40,6 @@ pub(crate) async fn completions(
         return state.answer_stream(&begun, script).await;
     }
     let b = &begun.c.behavior;
-    let (p, c) = (b.prompt_tokens, b.completion_tokens);
     let mut answer = chunk(
         &begun,
         json!([{
@@ -50,8 +49,7 @@ pub(crate) async fn completions(
             "finish_reason": "stop",
         }]),
     );
-    answer["usage"] =
-        json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": p.saturating_add(c)});
+    answer["usage"] = script::openai_usage(b.prompt_tokens, b.completion_tokens);
     state.answer_json(&begun, Bytes::from(answer.to_string())).await
 }
 
@@ -82,14 +80,8 @@ fn stream(begun: &Begun) -> Script {
         .pointer("/stream_options/include_usage")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    if include_usage {
-        let mut usage = chunk(begun, json!([]));
-        let (p, c) = (b.prompt_tokens, n as u64);
-        usage["usage"] =
-            json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": p.saturating_add(c)});
-        script::push_data(&mut tail, &usage);
-    }
-    tail.push_str("data: [DONE]\n\n");
+    let usage_chunk = include_usage.then(|| chunk(begun, json!([])));
+    script::end_openai_stream(&mut tail, usage_chunk, b.prompt_tokens, n as u64);
     Script {
         head: Bytes::new(),
         chunks,

@@ -128,6 +128,30 @@ pub(crate) fn data(data: &serde_json::Value) -> Bytes {
     Bytes::from(out)
 }
 
+/// OpenAI's `usage` object.
+pub(crate) fn openai_usage(prompt: u64, completion: u64) -> serde_json::Value {
+    serde_json::json!({
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt.saturating_add(completion),
+    })
+}
+
+/// Ends an OpenAI-style stream tail: when `usage_chunk` is given (a chunk with
+/// `"choices":[]`), it gets `usage` and is pushed; then `data: [DONE]`.
+pub(crate) fn end_openai_stream(
+    tail: &mut String,
+    usage_chunk: Option<serde_json::Value>,
+    prompt: u64,
+    completion: u64,
+) {
+    if let Some(mut chunk) = usage_chunk {
+        chunk["usage"] = openai_usage(prompt, completion);
+        push_data(tail, &chunk);
+    }
+    tail.push_str("data: [DONE]\n\n");
+}
+
 /// The OpenAI-style mid-stream error chunk, followed by nothing (as OpenAI does).
 pub(crate) fn openai_stream_error() -> Bytes {
     data(&serde_json::json!({"error": {

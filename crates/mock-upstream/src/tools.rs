@@ -65,7 +65,6 @@ pub(crate) fn anthropic_tool_names(body: &Value) -> Vec<String> {
 
 /// A complete chat completion whose message is one tool call, `finish_reason` `tool_calls`.
 pub(crate) fn chat_answer(call: &ToolCall, id: u64, model: &str, b: &Behavior) -> Bytes {
-    let (p, c) = (b.prompt_tokens, b.completion_tokens);
     let v = json!({
         "id": format!("chatcmpl-mock-{id}"),
         "object": "chat.completion",
@@ -84,7 +83,7 @@ pub(crate) fn chat_answer(call: &ToolCall, id: u64, model: &str, b: &Behavior) -
             },
             "finish_reason": "tool_calls",
         }],
-        "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p.saturating_add(c)},
+        "usage": script::openai_usage(b.prompt_tokens, b.completion_tokens),
     });
     Bytes::from(v.to_string())
 }
@@ -134,14 +133,8 @@ pub(crate) fn chat_stream(
         &mut tail,
         &chunk(json!([{"index": 0, "delta": {}, "finish_reason": "tool_calls"}])),
     );
-    if include_usage {
-        let mut usage = chunk(json!([]));
-        let (p, c) = (b.prompt_tokens, n as u64);
-        usage["usage"] =
-            json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": p.saturating_add(c)});
-        script::push_data(&mut tail, &usage);
-    }
-    tail.push_str("data: [DONE]\n\n");
+    let usage_chunk = include_usage.then(|| chunk(json!([])));
+    script::end_openai_stream(&mut tail, usage_chunk, b.prompt_tokens, n as u64);
     Script {
         head,
         chunks,

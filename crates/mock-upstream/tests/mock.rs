@@ -812,32 +812,28 @@ async fn messages_tool_use_plain_and_streamed() {
 #[actix_rt::test]
 async fn models_in_anthropic_shape_when_asked() {
     let mock = start("both", Behavior::ok()).await;
-    let mut resp = bounded(
-        client()
-            .get(format!("{}/models", mock.base_url()))
-            .insert_header(("anthropic-version", "2023-06-01"))
-            .send(),
-    )
-    .await
-    .expect("response");
-    assert_eq!(resp.status().as_u16(), 200);
-    let v: Value = bounded(resp.json()).await.expect("json");
+    let get = || async {
+        let mut resp = bounded(
+            client()
+                .get(format!("{}/models", mock.base_url()))
+                .insert_header(("anthropic-version", "2023-06-01"))
+                .send(),
+        )
+        .await
+        .expect("response");
+        let v: Value = bounded(resp.json()).await.expect("json");
+        (resp.status().as_u16(), v)
+    };
+    let (s, v) = get().await;
+    assert_eq!(s, 200);
     assert_eq!(v["data"][0]["type"], "model");
     assert_eq!(v["data"][0]["id"], "gpt-4o-mini");
     assert_eq!(v["has_more"], false);
     assert_eq!(v["first_id"], "gpt-4o-mini");
 
     mock.set_behavior(Behavior::overloaded());
-    let mut resp = bounded(
-        client()
-            .get(format!("{}/models", mock.base_url()))
-            .insert_header(("anthropic-version", "2023-06-01"))
-            .send(),
-    )
-    .await
-    .expect("response");
-    assert_eq!(resp.status().as_u16(), 529);
-    let v: Value = bounded(resp.json()).await.expect("json");
+    let (s, v) = get().await;
+    assert_eq!(s, 529);
     assert_eq!(v["error"]["type"], "overloaded_error");
     bounded(mock.stop()).await;
 }
