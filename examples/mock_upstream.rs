@@ -1,4 +1,5 @@
-//! A standalone scriptable OpenAI-compatible upstream, for the README demo and the benchmark.
+//! A standalone scriptable OpenAI- and Anthropic-compatible upstream, for the README demo and the
+//! benchmark.
 //!
 //! ```text
 //! cargo run --example mock_upstream -- --port 9001 --name primary
@@ -8,12 +9,13 @@
 
 use std::{process::ExitCode, str::FromStr};
 
-use mock_upstream::{MockOptions, MockUpstream};
+use mock_upstream::{Endpoint, MockOptions, MockUpstream};
 
 const USAGE: &str = "\
 usage: mock_upstream [options]
 
-Serves POST /v1/chat/completions and GET /v1/models until Ctrl-C.
+Serves until Ctrl-C: POST /v1/chat/completions, /v1/messages (Anthropic), /v1/embeddings,
+/v1/completions, /v1/responses, and GET /v1/models.
 
 options:
   --port N              port to bind (default 0: any free port)
@@ -29,13 +31,21 @@ options:
   --chunk-delay-ms MS   delay between stream chunks (default 0)
   --cut-after-chunks N  abort streamed answers after N chunks
   --stall               never answer (requests are held open)
+  --stream-error-after N  end streams after N chunks with the route's error event
+  --only-on LIST        apply the failure options only to these routes (comma-separated:
+                        chat,models,messages,embeddings,completions,responses)
+  --call-tools          answer requests that list tools with a call to the first tool
+  --anthropic-key KEY   /v1/messages answers 401 unless x-api-key is KEY
+  --cache-read-tokens N report N Anthropic cache_read_input_tokens
+  --embedding-dims N    embedding length when the request gives no dimensions (default 8)
   --models A,B          ids listed by GET /v1/models (default gpt-4o-mini)
   --workers N           worker threads (default 1)
   --record              record requests (off by default: costs memory and time)
   -h, --help            print this help
 
 With the default status 200, the requested model also scripts the answer:
-fail-<code> answers <code>, slow-<ms>ms adds latency, mock-bad-request answers 400.";
+fail-<code> answers <code>, slow-<ms>ms adds latency, mock-bad-request answers 400.
+A request whose tool_choice forces a tool gets a tool call even without --call-tools.";
 
 /// A command-line problem: reported with the usage hint and exit code 2.
 struct UsageError(String);
@@ -44,6 +54,14 @@ fn value<T: FromStr>(flag: &str, raw: Option<String>) -> Result<T, UsageError> {
     let raw = raw.ok_or_else(|| UsageError(format!("{flag} needs a value")))?;
     raw.parse()
         .map_err(|_| UsageError(format!("invalid value for {flag}: {raw:?}")))
+}
+
+/// A route name of `--only-on`.
+fn endpoint(name: &str) -> Result<Endpoint, UsageError> {
+    Endpoint::ALL
+        .into_iter()
+        .find(|e| e.path().trim_start_matches('/').split('/').next() == Some(name))
+        .ok_or_else(|| UsageError(format!("unknown route in --only-on: {name:?}")))
 }
 
 /// Parses the arguments; `Ok(None)` means help was printed.
@@ -87,6 +105,20 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<MockOptions>, Usag
             "--chunk-delay-ms" => b.chunk_delay_ms = value(&flag, val())?,
             "--cut-after-chunks" => b.cut_after_chunks = Some(value(&flag, val())?),
             "--stall" => b.stall = true,
+            "--stream-error-after" => b.stream_error_after_chunks = Some(value(&flag, val())?),
+            "--only-on" => {
+                let list: String = value(&flag, val())?;
+                b.only_on = list
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|e| !e.is_empty())
+                    .map(endpoint)
+                    .collect::<Result<_, _>>()?;
+            }
+            "--call-tools" => b.call_tools = true,
+            "--anthropic-key" => b.anthropic_api_key = Some(value(&flag, val())?),
+            "--cache-read-tokens" => b.cache_read_tokens = Some(value(&flag, val())?),
+            "--embedding-dims" => b.embedding_dims = value(&flag, val())?,
             "--models" => {
                 let list: String = value(&flag, val())?;
                 b.models = list

@@ -1,26 +1,47 @@
-//! A scriptable OpenAI-compatible upstream, for Switchyard's integration tests, README demo and
-//! benchmark.
+//! A scriptable upstream speaking OpenAI's and Anthropic's APIs, for Switchyard's integration
+//! tests, README demo and benchmark.
 //!
-//! [`MockUpstream::start`] binds `127.0.0.1:0` and serves:
+//! [`MockUpstream::start`] binds `127.0.0.1:0` and serves (each route also without `/v1`):
 //!
-//! * `POST /v1/chat/completions` (also `/chat/completions`): a chat completion whose content is
-//!   `"Hello from <name>"`, or an SSE stream when the body has `"stream": true`;
-//! * `GET /v1/models` (also `/models`): the configured model list.
+//! * `POST /v1/chat/completions`: a chat completion whose content is `"Hello from <name>"`, or
+//!   an SSE stream (`tok0 `, `tok1 `, …) when the body has `"stream": true`;
+//! * `POST /v1/messages`: Anthropic's Messages API, plain and streamed (`message_start` …
+//!   `message_stop`), errors as `{"type":"error","error":{"type","message"}}`; it requires
+//!   `anthropic-version`, `model`, `messages` and `max_tokens` as Anthropic does, and
+//!   `x-api-key` when [`Behavior::anthropic_api_key`] is set;
+//! * `POST /v1/embeddings`: deterministic unit vectors, as floats or base64;
+//! * `POST /v1/completions`: legacy text completions, plain and streamed;
+//! * `POST /v1/responses`: the Responses API, plain and streamed (named events), echoing
+//!   `previous_response_id`;
+//! * `GET /v1/models` (also `/models`): the configured model list, in Anthropic's list shape
+//!   when the request carries `anthropic-version`.
 //!
-//! What it answers is a [`Behavior`] (status, latency, random failures, stalls, stream timing and
-//! cuts) that can be swapped mid-test with [`MockHandle::set_behavior`]. Every response carries
-//! `x-mock-name: <name>` so a caller can tell which upstream answered.
+//! A request listing tools gets a tool call (chat `tool_calls`, Anthropic `tool_use`) when
+//! [`Behavior::call_tools`] is set or its `tool_choice` forces one.
 //!
-//! For demos, a plain healthy mock (status 200) also reacts to the requested model:
-//! `fail-<code>` answers `<code>`, `slow-<ms>ms` adds latency, and `mock-bad-request` always
-//! answers an OpenAI `400 invalid_request_error`.
+//! What it answers is a [`Behavior`] (status, latency, random failures, stalls, stream timing,
+//! cuts and mid-stream error events) that can be swapped mid-test with
+//! [`MockHandle::set_behavior`]; it applies to every route, or only to some with
+//! [`Behavior::on`]. Every response carries `x-mock-name: <name>` so a caller can tell which
+//! upstream answered; scripted failures answer in the route's own error shape.
 //!
-//! The hot path is built for benchmarks: response fragments are precomputed per behaviour, the
-//! behaviour is read with one uncontended read lock, and recording can be turned off.
+//! For demos, a plain healthy mock (status 200) also reacts to the requested model on every
+//! POST route: `fail-<code>` answers `<code>`, `slow-<ms>ms` adds latency, and
+//! `mock-bad-request` always answers a `400 invalid_request_error`.
+//!
+//! The chat hot path is built for benchmarks: response fragments are precomputed per
+//! behaviour, the behaviour is read with one uncontended read lock, and recording can be
+//! turned off. The other routes build their answers per request.
 
+mod anthropic;
 mod behavior;
+mod completions;
+mod embeddings;
+mod responses;
+mod script;
 mod server;
 mod sse;
+mod tools;
 
 use std::{
     io,
@@ -32,7 +53,7 @@ use std::{
 use actix_web::{App, HttpServer, dev::ServerHandle, web};
 use tokio::task::JoinHandle;
 
-pub use crate::behavior::{Behavior, STALL_LIMIT_MS};
+pub use crate::behavior::{Behavior, Endpoint, STALL_LIMIT_MS};
 use crate::server::Shared;
 
 /// One request received by the mock (kept only while recording is on).
@@ -138,12 +159,28 @@ impl MockHandle {
 
     /// Chat-completion requests received (counted on arrival, before any latency or failure).
     pub fn chat_hits(&self) -> u64 {
-        self.shared.chat_hits.load(Relaxed)
+        self.shared.hits(Endpoint::Chat)
     }
 
     /// `GET /v1/models` requests received.
     pub fn models_hits(&self) -> u64 {
-        self.shared.models_hits.load(Relaxed)
+        self.shared.hits(Endpoint::Models)
+    }
+
+    /// Requests received on endpoint `e` (counted on arrival, before any latency or failure).
+    pub fn hits(&self, e: Endpoint) -> u64 {
+        self.shared.hits(e)
+    }
+
+    /// Recorded requests to endpoint `e`, in arrival order.
+    pub fn requests_to(&self, e: Endpoint) -> Vec<RecordedRequest> {
+        self.requests()
+            .into_iter()
+            .filter(|r| {
+                r.path.ends_with(e.path())
+                    && (e != Endpoint::Completions || !r.path.ends_with("/chat/completions"))
+            })
+            .collect()
     }
 
     /// Recorded requests in arrival order (the most recent 100 000 at most).
@@ -165,7 +202,7 @@ impl MockHandle {
         self.shared.record.store(on, Relaxed);
     }
 
-    /// Zeroes both hit counters and clears the request log.
+    /// Zeroes every hit counter and clears the request log.
     pub fn reset_counters(&self) {
         self.shared.reset();
     }
@@ -276,12 +313,22 @@ impl MockUpstream {
         self.handle.chat_bodies()
     }
 
+    /// Requests received on endpoint `e`.
+    pub fn hits(&self, e: Endpoint) -> u64 {
+        self.handle.hits(e)
+    }
+
+    /// Recorded requests to endpoint `e`, in arrival order.
+    pub fn requests_to(&self, e: Endpoint) -> Vec<RecordedRequest> {
+        self.handle.requests_to(e)
+    }
+
     /// Turns request recording on or off.
     pub fn set_recording(&self, on: bool) {
         self.handle.set_recording(on);
     }
 
-    /// Zeroes both hit counters and clears the request log.
+    /// Zeroes every hit counter and clears the request log.
     pub fn reset_counters(&self) {
         self.handle.reset_counters();
     }

@@ -23,9 +23,14 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde::Deserialize;
 
 use crate::{
-    RecordedRequest,
-    behavior::{Behavior, Compiled, STALL_LIMIT_MS, failure_body, status_code},
-    sse,
+    RecordedRequest, anthropic,
+    behavior::{
+        Behavior, Compiled, Endpoint, Format, STALL_LIMIT_MS, anthropic_error, failure_body, failure_body_as,
+        status_code,
+    },
+    completions, embeddings, responses,
+    script::{self, Script},
+    sse, tools,
 };
 
 /// Cap of the request log: beyond it the oldest entries are dropped, so a long benchmark run
@@ -52,8 +57,8 @@ pub(crate) struct Shared {
     content_json: String,
     /// Read once per request (a cheap uncontended read lock and an `Arc` clone).
     behavior: RwLock<Arc<Compiled>>,
-    pub chat_hits: AtomicU64,
-    pub models_hits: AtomicU64,
+    /// Requests received per [`Endpoint`] (indexed by [`Endpoint::index`]).
+    hits: [AtomicU64; Endpoint::ALL.len()],
     /// Completion ids; never reset so ids stay unique for the mock's lifetime.
     next_id: AtomicU64,
     /// splitmix64 state for `fail_rate` rolls: lock-free and good enough for a coin flip.
@@ -81,13 +86,36 @@ impl Shared {
             name_header,
             behavior: RwLock::new(Arc::new(Compiled::new(behavior, &content_json))),
             content_json,
-            chat_hits: AtomicU64::new(0),
-            models_hits: AtomicU64::new(0),
+            hits: Default::default(),
             next_id: AtomicU64::new(1),
             rng: AtomicU64::new(seed),
             record: AtomicBool::new(record),
             log: Mutex::new(VecDeque::new()),
         })
+    }
+
+    pub fn hits(&self, e: Endpoint) -> u64 {
+        self.hits[e.index()].load(Relaxed)
+    }
+
+    /// Counts a request to `e` and records it.
+    pub(crate) fn arrive(&self, e: Endpoint, req: &HttpRequest, body: Option<&[u8]>) {
+        self.hits[e.index()].fetch_add(1, Relaxed);
+        self.record(req, body);
+    }
+
+    /// The behaviour `e` answers with: the healthy variant when `only_on` leaves `e` out.
+    pub(crate) fn current_for(&self, e: Endpoint) -> Arc<Compiled> {
+        let c = self.current();
+        match &c.healthy {
+            Some(h) if !c.behavior.only_on.contains(&e) => h.clone(),
+            _ => c,
+        }
+    }
+
+    /// A fresh id, unique for the mock's lifetime.
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Relaxed)
     }
 
     pub fn current(&self) -> Arc<Compiled> {
@@ -113,8 +141,9 @@ impl Shared {
     }
 
     pub fn reset(&self) {
-        self.chat_hits.store(0, Relaxed);
-        self.models_hits.store(0, Relaxed);
+        for h in &self.hits {
+            h.store(0, Relaxed);
+        }
         self.log.lock().unwrap_or_else(PoisonError::into_inner).clear();
     }
 
@@ -175,20 +204,20 @@ impl Shared {
         ((z >> 11) as f64) * (1.0 / (1u64 << 53) as f64) < rate
     }
 
-    fn builder(&self, status: StatusCode) -> HttpResponseBuilder {
+    pub(crate) fn builder(&self, status: StatusCode) -> HttpResponseBuilder {
         let mut b = HttpResponse::build(status);
         b.insert_header((X_MOCK_NAME, self.name_header.clone()));
         b
     }
 
-    fn json(&self, status: StatusCode, body: Bytes) -> HttpResponse {
+    pub(crate) fn json(&self, status: StatusCode, body: Bytes) -> HttpResponse {
         self.builder(status)
             .insert_header((header::CONTENT_TYPE, JSON))
             .body(body)
     }
 
     /// An error answer, with `Retry-After` and `Location` when the behaviour asks for them.
-    fn error(&self, c: &Compiled, status: StatusCode, body: Bytes) -> HttpResponse {
+    pub(crate) fn error(&self, c: &Compiled, status: StatusCode, body: Bytes) -> HttpResponse {
         let mut b = self.builder(status);
         b.insert_header((header::CONTENT_TYPE, JSON));
         if let Some(ra) = &c.retry_after {
@@ -212,11 +241,155 @@ impl Shared {
         None
     }
 
+    /// [`Self::scripted_failure`] with the error body in `format`.
+    fn scripted_failure_as(&self, c: &Compiled, format: Format) -> Option<HttpResponse> {
+        if format == Format::OpenAi {
+            return self.scripted_failure(c);
+        }
+        let code = if let Some((status, _)) = &c.status_error {
+            status.as_u16()
+        } else if c.may_fail && self.roll(c.behavior.fail_rate) {
+            c.fail_error.0.as_u16()
+        } else {
+            return None;
+        };
+        Some(self.error(c, status_code(code), failure_body_as(format, code)))
+    }
+
     /// Holds the request until [`STALL_LIMIT_MS`] (or until the server stops).
     async fn stall(&self, c: &Compiled) -> HttpResponse {
-        actix_rt::time::sleep(Duration::from_millis(STALL_LIMIT_MS)).await;
-        self.error(c, StatusCode::GATEWAY_TIMEOUT, failure_body(504))
+        self.stall_as(c, Format::OpenAi).await
     }
+
+    async fn stall_as(&self, c: &Compiled, format: Format) -> HttpResponse {
+        actix_rt::time::sleep(Duration::from_millis(STALL_LIMIT_MS)).await;
+        self.error(c, StatusCode::GATEWAY_TIMEOUT, failure_body_as(format, 504))
+    }
+
+    /// What every route but chat and models does first: count and record the request, apply
+    /// the behaviour's stall and scripted failures, parse the JSON body and apply the
+    /// model-name scripting. `Err` is the finished answer (latency already waited).
+    pub(crate) async fn begin(
+        &self,
+        e: Endpoint,
+        format: Format,
+        req: &HttpRequest,
+        body: &[u8],
+    ) -> Result<Begun, HttpResponse> {
+        self.arrive(e, req, Some(body));
+        let c = self.current_for(e);
+        let b = &c.behavior;
+        if b.stall {
+            return Err(self.stall_as(&c, format).await);
+        }
+        if let Some(resp) = self.scripted_failure_as(&c, format) {
+            sleep_ms(b.latency_ms).await;
+            return Err(resp);
+        }
+        let bad = |msg: &str| match format {
+            Format::OpenAi => openai_error(msg, "invalid_request_error", "invalid_request"),
+            Format::Anthropic => anthropic_error("invalid_request_error", msg),
+        };
+        let json: serde_json::Value = match serde_json::from_slice(body) {
+            Ok(v @ serde_json::Value::Object(_)) => v,
+            Ok(_) => {
+                sleep_ms(b.latency_ms).await;
+                let msg = "mock: the body must be a JSON object";
+                return Err(self.json(StatusCode::BAD_REQUEST, bad(msg)));
+            }
+            Err(err) => {
+                sleep_ms(b.latency_ms).await;
+                let msg = format!("mock: invalid JSON body: {err}");
+                return Err(self.json(StatusCode::BAD_REQUEST, bad(&msg)));
+            }
+        };
+        let model = json
+            .get("model")
+            .and_then(|m| m.as_str())
+            .unwrap_or("mock")
+            .to_owned();
+        let mut latency = b.latency_ms;
+        if model == "mock-bad-request" {
+            sleep_ms(latency).await;
+            return Err(self.json(StatusCode::BAD_REQUEST, bad("mock: bad request")));
+        }
+        if b.status == 200 {
+            if let Some(code) = scripted_fail_code(&model) {
+                sleep_ms(latency).await;
+                return Err(self.error(&c, status_code(code), failure_body_as(format, code)));
+            }
+            if let Some(ms) = scripted_latency(&model) {
+                latency = latency.saturating_add(ms);
+            }
+        }
+        Ok(Begun {
+            stream: json.get("stream") == Some(&serde_json::Value::Bool(true)) && !b.ignore_stream,
+            id: self.next_id(),
+            c,
+            latency,
+            model,
+            json,
+        })
+    }
+
+    /// A JSON answer after the request's latency.
+    pub(crate) async fn answer_json(&self, begun: &Begun, body: Bytes) -> HttpResponse {
+        sleep_ms(begun.latency).await;
+        self.json(begun.c.ok_status, body)
+    }
+
+    /// An error answer (`status`, `body`) after the request's latency.
+    pub(crate) async fn answer_error(&self, begun: &Begun, status: StatusCode, body: Bytes) -> HttpResponse {
+        sleep_ms(begun.latency).await;
+        self.json(status, body)
+    }
+
+    /// An SSE answer playing `script` after the request's latency.
+    pub(crate) async fn answer_stream(&self, begun: &Begun, script: Script) -> HttpResponse {
+        self.stream_response(&begun.c, begun.latency, script).await
+    }
+
+    async fn stream_response(&self, c: &Compiled, latency: u64, script: Script) -> HttpResponse {
+        let stream = script::body(script, &c.behavior);
+        sleep_ms(latency).await;
+        self.builder(c.ok_status)
+            .insert_header((header::CONTENT_TYPE, EVENT_STREAM))
+            .insert_header((header::CACHE_CONTROL, NO_CACHE))
+            .streaming(stream)
+    }
+}
+
+/// A request that passed [`Shared::begin`].
+pub(crate) struct Begun {
+    /// The behaviour this request is answered with.
+    pub c: Arc<Compiled>,
+    /// Delay before the response head (behaviour plus `slow-<ms>ms`).
+    pub latency: u64,
+    /// The requested model (`"mock"` when absent), echoed in answers.
+    pub model: String,
+    /// The whole request body.
+    pub json: serde_json::Value,
+    /// `"stream": true` and the behaviour does not ignore it.
+    pub stream: bool,
+    /// A fresh id for the answer.
+    pub id: u64,
+}
+
+/// `fail-<code>` models answer `<code>`.
+fn scripted_fail_code(model: &str) -> Option<u16> {
+    model
+        .strip_prefix("fail-")
+        .and_then(|s| s.parse::<u16>().ok())
+        .filter(|c| (400..=599).contains(c))
+}
+
+/// `slow-<ms>ms` models wait `<ms>` more (bounded).
+fn scripted_latency(model: &str) -> Option<u64> {
+    model
+        .strip_prefix("slow-")
+        .and_then(|s| s.strip_suffix("ms"))
+        .and_then(|s| s.parse::<u64>().ok())
+        .map(|ms| ms.min(MAX_MODEL_LATENCY_MS))
 }
 
 /// The fields of a chat request the mock looks at; everything else is skipped (but the body
@@ -229,6 +402,11 @@ struct ChatRequest<'a> {
     stream: Option<bool>,
     #[serde(default)]
     stream_options: Option<StreamOptions>,
+    /// Only looked at (as names) when present; absent costs nothing on the hot path.
+    #[serde(default)]
+    tools: Option<Vec<serde_json::Value>>,
+    #[serde(default)]
+    tool_choice: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -237,18 +415,18 @@ struct StreamOptions {
     include_usage: Option<bool>,
 }
 
-fn openai_error(message: &str, kind: &str, code: &str) -> Bytes {
+pub(crate) fn openai_error(message: &str, kind: &str, code: &str) -> Bytes {
     let v = serde_json::json!({"error": {"message": message, "type": kind, "code": code}});
     Bytes::from(v.to_string())
 }
 
-async fn sleep_ms(ms: u64) {
+pub(crate) async fn sleep_ms(ms: u64) {
     if ms > 0 {
         actix_rt::time::sleep(Duration::from_millis(ms)).await;
     }
 }
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -257,9 +435,8 @@ fn unix_now() -> u64 {
 
 /// `POST /v1/chat/completions` and `POST /chat/completions`.
 async fn chat(req: HttpRequest, body: web::Bytes, state: web::Data<Shared>) -> HttpResponse {
-    state.chat_hits.fetch_add(1, Relaxed);
-    state.record(&req, Some(&body));
-    let c = state.current();
+    state.arrive(Endpoint::Chat, &req, Some(&body));
+    let c = state.current_for(Endpoint::Chat);
     let b = &c.behavior;
     if b.stall {
         return state.stall(&c).await;
@@ -303,31 +480,41 @@ async fn chat(req: HttpRequest, body: web::Bytes, state: web::Data<Shared>) -> H
         );
     }
     if b.status == 200 {
-        if let Some(code) = model
-            .strip_prefix("fail-")
-            .and_then(|s| s.parse::<u16>().ok())
-            .filter(|c| (400..=599).contains(c))
-        {
+        if let Some(code) = scripted_fail_code(model) {
             sleep_ms(latency).await;
             return state.error(&c, status_code(code), failure_body(code));
         }
-        if let Some(ms) = model
-            .strip_prefix("slow-")
-            .and_then(|s| s.strip_suffix("ms"))
-            .and_then(|s| s.parse::<u64>().ok())
-        {
-            latency = latency.saturating_add(ms.min(MAX_MODEL_LATENCY_MS));
+        if let Some(ms) = scripted_latency(model) {
+            latency = latency.saturating_add(ms);
         }
     }
 
-    let id = state.next_id.fetch_add(1, Relaxed);
+    let id = state.next_id();
     let created = unix_now();
+    let stream = parsed.stream == Some(true) && !c.behavior.ignore_stream;
+    let include_usage = parsed
+        .stream_options
+        .as_ref()
+        .and_then(|o| o.include_usage)
+        .unwrap_or(false);
 
-    if parsed.stream == Some(true) && !c.behavior.ignore_stream {
-        let include_usage = parsed
-            .stream_options
-            .and_then(|o| o.include_usage)
-            .unwrap_or(false);
+    if let Some(tools) = &parsed.tools {
+        let names: Vec<String> = tools
+            .iter()
+            .filter_map(|t| t.pointer("/function/name").and_then(|n| n.as_str()))
+            .map(str::to_owned)
+            .collect();
+        if let Some(call) = tools::choose(b, &names, parsed.tool_choice.as_ref(), &state.name) {
+            if stream {
+                let script = tools::chat_stream(&call, id, model, b, include_usage);
+                return state.stream_response(&c, latency, script).await;
+            }
+            sleep_ms(latency).await;
+            return state.json(c.ok_status, tools::chat_answer(&call, id, model, b));
+        }
+    }
+
+    if stream {
         let prefix = head(
             r#"data: {"id":"chatcmpl-mock-"#,
             "chat.completion.chunk",
@@ -374,15 +561,23 @@ fn head(start: &str, object: &str, id: u64, created: u64, model: &str, tail: &[u
 
 /// `GET /v1/models` and `GET /models`.
 async fn models(req: HttpRequest, state: web::Data<Shared>) -> HttpResponse {
-    state.models_hits.fetch_add(1, Relaxed);
-    state.record(&req, None);
-    let c = state.current();
+    state.arrive(Endpoint::Models, &req, None);
+    let c = state.current_for(Endpoint::Models);
+    // Anthropic's SDKs send `anthropic-version` on every call; answer them in their shape.
+    let format = if req.headers().contains_key("anthropic-version") {
+        Format::Anthropic
+    } else {
+        Format::OpenAi
+    };
     if c.behavior.stall {
-        return state.stall(&c).await;
+        return state.stall_as(&c, format).await;
     }
     let resp = state
-        .scripted_failure(&c)
-        .unwrap_or_else(|| state.json(c.ok_status, c.models_body.clone()));
+        .scripted_failure_as(&c, format)
+        .unwrap_or_else(|| match format {
+            Format::OpenAi => state.json(c.ok_status, c.models_body.clone()),
+            Format::Anthropic => state.json(c.ok_status, anthropic::models_body(&c.behavior.models)),
+        });
     sleep_ms(c.behavior.latency_ms).await;
     resp
 }
@@ -395,7 +590,15 @@ pub(crate) fn configure(state: web::Data<Shared>) -> impl FnOnce(&mut web::Servi
             .route("/v1/chat/completions", web::post().to(chat))
             .route("/chat/completions", web::post().to(chat))
             .route("/v1/models", web::get().to(models))
-            .route("/models", web::get().to(models));
+            .route("/models", web::get().to(models))
+            .route("/v1/messages", web::post().to(anthropic::messages))
+            .route("/messages", web::post().to(anthropic::messages))
+            .route("/v1/embeddings", web::post().to(embeddings::embeddings))
+            .route("/embeddings", web::post().to(embeddings::embeddings))
+            .route("/v1/completions", web::post().to(completions::completions))
+            .route("/completions", web::post().to(completions::completions))
+            .route("/v1/responses", web::post().to(responses::responses))
+            .route("/responses", web::post().to(responses::responses));
     }
 }
 

@@ -8,7 +8,7 @@ use std::{fmt::Write as _, io, sync::Arc, time::Duration};
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{Stream, stream};
 
-use crate::behavior::Compiled;
+use crate::{behavior::Compiled, script};
 
 const FINISH_SUFFIX: &[u8] = br#"{"index":0,"delta":{},"finish_reason":"stop"}]}"#;
 const DONE: &[u8] = b"data: [DONE]\n\n";
@@ -62,6 +62,16 @@ async fn step(mut st: SseState) -> Option<(Result<Bytes, io::Error>, SseState)> 
         }
         let err = io::Error::new(io::ErrorKind::ConnectionAborted, "mock: stream cut");
         return Some((Err(err), st));
+    }
+
+    if let Some(at) = b.stream_error_after_chunks
+        && st.next >= at.min(total)
+    {
+        st.done = true;
+        if st.next > 0 && !delay.is_zero() {
+            actix_rt::time::sleep(delay).await;
+        }
+        return Some((Ok(script::openai_stream_error()), st));
     }
 
     if st.next < total {

@@ -462,3 +462,762 @@ async fn options_recording_off_and_stop() {
     let after = bounded(client().get(format!("http://{addr}/v1/models")).send()).await;
     assert!(after.is_err(), "server must be gone after stop");
 }
+
+// ---- Anthropic Messages, embeddings, legacy completions, Responses, tool calls ----
+
+use mock_upstream::Endpoint;
+
+/// A minimal valid Anthropic Messages request.
+fn messages_body(stream: bool) -> Value {
+    json!({
+        "model": "claude-sonnet-4",
+        "max_tokens": 64,
+        "messages": [{"role": "user", "content": "hi"}],
+        "stream": stream,
+    })
+}
+
+/// Posts `body` to `<base>/<path>` with Anthropic's headers; returns status, headers, body.
+async fn post_anthropic(
+    mock: &MockUpstream,
+    body: &Value,
+    key: Option<&str>,
+    version: bool,
+) -> (u16, awc::http::header::HeaderMap, Bytes) {
+    let mut req = client().post(format!("{}/messages", mock.base_url()));
+    if let Some(key) = key {
+        req = req.insert_header(("x-api-key", key));
+    }
+    if version {
+        req = req.insert_header(("anthropic-version", "2023-06-01"));
+    }
+    let mut resp = bounded(req.send_json(body)).await.expect("response");
+    let body = bounded(resp.body().limit(64 << 20)).await.expect("body");
+    (resp.status().as_u16(), resp.headers().clone(), body)
+}
+
+/// Posts `body` to `<base><path>` (OpenAI style); returns status, headers, body.
+async fn post(mock: &MockUpstream, path: &str, body: &Value) -> (u16, awc::http::header::HeaderMap, Bytes) {
+    let mut resp = bounded(
+        client()
+            .post(format!("{}{path}", mock.base_url()))
+            .send_json(body),
+    )
+    .await
+    .expect("response");
+    let body = bounded(resp.body().limit(64 << 20)).await.expect("body");
+    (resp.status().as_u16(), resp.headers().clone(), body)
+}
+
+fn json_of(body: &[u8]) -> Value {
+    serde_json::from_slice(body).expect("json body")
+}
+
+fn mock_name(h: &awc::http::header::HeaderMap) -> Option<&str> {
+    h.get("x-mock-name").and_then(|v| v.to_str().ok())
+}
+
+/// Parses an SSE body of `event:` + `data:` frames; checks the event name equals the data's
+/// `type`, as Anthropic's and the Responses API's streams do.
+fn named_events(body: &[u8]) -> Vec<(String, Value)> {
+    std::str::from_utf8(body)
+        .expect("utf8 body")
+        .split("\n\n")
+        .filter(|e| !e.is_empty())
+        .map(|e| {
+            let (name, data) = e.split_once('\n').expect("two lines");
+            let name = name.strip_prefix("event: ").expect("event line").to_owned();
+            let data: Value =
+                serde_json::from_str(data.strip_prefix("data: ").expect("data line")).expect("json data");
+            assert_eq!(data["type"], name.as_str(), "{e}");
+            (name, data)
+        })
+        .collect()
+}
+
+#[actix_rt::test]
+async fn messages_plain_shape_and_recorded_headers() {
+    let mock = start(
+        "claude",
+        Behavior {
+            cache_read_tokens: Some(3),
+            ..Behavior::default()
+        },
+    )
+    .await;
+    let (status, headers, body) = post_anthropic(&mock, &messages_body(false), Some("sk-ant"), true).await;
+    assert_eq!(status, 200, "{body:?}");
+    assert_eq!(mock_name(&headers), Some("claude"));
+    let v = json_of(&body);
+    assert!(v["id"].as_str().expect("id").starts_with("msg_"));
+    assert_eq!(v["type"], "message");
+    assert_eq!(v["role"], "assistant");
+    assert_eq!(v["model"], "claude-sonnet-4");
+    assert_eq!(
+        v["content"],
+        json!([{"type": "text", "text": "Hello from claude"}])
+    );
+    assert_eq!(v["stop_reason"], "end_turn");
+    assert_eq!(v["stop_sequence"], Value::Null);
+    assert_eq!(
+        v["usage"],
+        json!({"input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": 3})
+    );
+
+    assert_eq!(mock.hits(Endpoint::Messages), 1);
+    assert_eq!(mock.chat_hits(), 0);
+    let reqs = mock.requests_to(Endpoint::Messages);
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].path, "/v1/messages");
+    assert_eq!(reqs[0].header("x-api-key"), Some("sk-ant"));
+    assert_eq!(reqs[0].header("anthropic-version"), Some("2023-06-01"));
+    assert_eq!(reqs[0].body["max_tokens"], 64);
+    bounded(mock.stop()).await;
+}
+
+#[actix_rt::test]
+async fn messages_refuses_what_anthropic_refuses() {
+    let mock = start("strict", Behavior::anthropic_key("sk-right")).await;
+    let error_type = |body: &Bytes| {
+        let v = json_of(body);
+        assert_eq!(v["type"], "error", "{v}");
+        assert!(v["error"]["message"].is_string(), "{v}");
+        v["error"]["type"].as_str().expect("type").to_owned()
+    };
+
+    let (s, h, b) = post_anthropic(&mock, &messages_body(false), Some("sk-wrong"), true).await;
+    assert_eq!((s, error_type(&b).as_str()), (401, "authentication_error"));
+    assert_eq!(mock_name(&h), Some("strict"));
+    let (s, _, b) = post_anthropic(&mock, &messages_body(false), None, true).await;
+    assert_eq!((s, error_type(&b).as_str()), (401, "authentication_error"));
+
+    let (s, _, b) = post_anthropic(&mock, &messages_body(false), Some("sk-right"), false).await;
+    assert_eq!((s, error_type(&b).as_str()), (400, "invalid_request_error"));
+    assert!(
+        json_of(&b)["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("anthropic-version"))
+    );
+
+    let mut no_max = messages_body(false);
+    no_max.as_object_mut().expect("object").remove("max_tokens");
+    let (s, _, b) = post_anthropic(&mock, &no_max, Some("sk-right"), true).await;
+    assert_eq!((s, error_type(&b).as_str()), (400, "invalid_request_error"));
+    assert!(
+        json_of(&b)["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("max_tokens"))
+    );
+    let mut absurd = messages_body(false);
+    absurd["max_tokens"] = json!(-1);
+    let (s, _, _) = post_anthropic(&mock, &absurd, Some("sk-right"), true).await;
+    assert_eq!(s, 400);
+
+    let (s, _, b) = post_anthropic(&mock, &messages_body(false), Some("sk-right"), true).await;
+    assert_eq!(s, 200, "{b:?}");
+    // Every refused request was still counted and recorded.
+    assert_eq!(mock.hits(Endpoint::Messages), 6);
+    bounded(mock.stop()).await;
+}
+
+#[actix_rt::test]
+async fn messages_errors_have_anthropic_shape_per_status() {
+    let mock = start("errs", Behavior::ok()).await;
+    for (code, kind) in [
+        (400, "invalid_request_error"),
+        (401, "authentication_error"),
+        (429, "rate_limit_error"),
+        (500, "api_error"),
+        (529, "overloaded_error"),
+    ] {
+        mock.set_behavior(Behavior {
+            retry_after_secs: Some(2),
+            ..Behavior::status(code)
+        });
+        let (s, h, b) = post_anthropic(&mock, &messages_body(false), Some("k"), true).await;
+        assert_eq!(s, code);
+        assert_eq!(mock_name(&h), Some("errs"));
+        assert_eq!(
+            json_of(&b),
+            json!({"type": "error", "error": {"type": kind, "message": format!("mock failure {code}")}})
+        );
+        assert_eq!(h.get("retry-after").and_then(|v| v.to_str().ok()), Some("2"));
+    }
+    // The overloaded shortcut, and the model-name scripting, answer in Anthropic's shape too.
+    mock.set_behavior(Behavior::overloaded());
+    let (s, _, b) = post_anthropic(&mock, &messages_body(true), Some("k"), true).await;
+    assert_eq!(
+        (s, json_of(&b)["error"]["type"].clone()),
+        (529, json!("overloaded_error"))
+    );
+    mock.set_behavior(Behavior::ok());
+    let mut body = messages_body(false);
+    body["model"] = json!("fail-529");
+    let (s, _, b) = post_anthropic(&mock, &body, Some("k"), true).await;
+    assert_eq!(
+        (s, json_of(&b)["error"]["type"].clone()),
+        (529, json!("overloaded_error"))
+    );
+    let (s, _, b) = post_anthropic(&mock, &json!("not an object"), Some("k"), true).await;
+    assert_eq!((s, json_of(&b)["type"].clone()), (400, json!("error")));
+    bounded(mock.stop()).await;
+}
+
+#[actix_rt::test]
+async fn messages_stream_follows_anthropic_event_order() {
+    let mock = start("streamer", Behavior::streaming(3, 0)).await;
+    let (s, h, body) = post_anthropic(&mock, &messages_body(true), Some("k"), true).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        h.get("content-type").and_then(|v| v.to_str().ok()),
+        Some("text/event-stream")
+    );
+    assert_eq!(mock_name(&h), Some("streamer"));
+    let evs = named_events(&body);
+    let names: Vec<&str> = evs.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "message_start",
+            "content_block_start",
+            "ping",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop"
+        ]
+    );
+    let start_msg = &evs[0].1["message"];
+    assert!(start_msg["id"].as_str().expect("id").starts_with("msg_"));
+    assert_eq!(start_msg["model"], "claude-sonnet-4");
+    assert_eq!(start_msg["content"], json!([]));
+    assert_eq!(start_msg["usage"]["input_tokens"], 10);
+    assert_eq!(evs[1].1["content_block"], json!({"type": "text", "text": ""}));
+    let text: String = evs[3..6]
+        .iter()
+        .map(|(_, d)| {
+            assert_eq!(d["index"], 0);
+            assert_eq!(d["delta"]["type"], "text_delta");
+            d["delta"]["text"].as_str().expect("text").to_owned()
+        })
+        .collect();
+    assert_eq!(text, "tok0 tok1 tok2 ");
+    assert_eq!(evs[6].1, json!({"type": "content_block_stop", "index": 0}));
+    assert_eq!(
+        evs[7].1,
+        json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": 3}})
+    );
+    bounded(mock.stop()).await;
+}
+
+#[actix_rt::test]
+async fn messages_stream_error_event_mid_stream() {
+    let mock = start(
+        "flaky",
+        Behavior {
+            stream_chunks: 4,
+            stream_error_after_chunks: Some(1),
+            ..Behavior::default()
+        },
+    )
+    .await;
+    let (s, _, body) = post_anthropic(&mock, &messages_body(true), Some("k"), true).await;
+    assert_eq!(s, 200);
+    let evs = named_events(&body);
+    let names: Vec<&str> = evs.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "message_start",
+            "content_block_start",
+            "ping",
+            "content_block_delta",
+            "error"
+        ]
+    );
+    assert_eq!(
+        evs[4].1,
+        json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+    );
+    bounded(mock.stop()).await;
+}
+
+fn anthropic_tools(mut body: Value) -> Value {
+    body["tools"] = json!([
+        {"name": "get_weather", "description": "w", "input_schema": {"type": "object"}},
+        {"name": "search", "input_schema": {"type": "object"}}
+    ]);
+    body
+}
+
+#[actix_rt::test]
+async fn messages_tool_use_plain_and_streamed() {
+    let mock = start("tooly", Behavior::tool_calls()).await;
+    let (s, _, b) = post_anthropic(&mock, &anthropic_tools(messages_body(false)), Some("k"), true).await;
+    assert_eq!(s, 200);
+    let v = json_of(&b);
+    assert_eq!(v["stop_reason"], "tool_use");
+    let block = &v["content"][0];
+    assert_eq!(block["type"], "tool_use");
+    assert!(block["id"].as_str().expect("id").starts_with("toolu_"));
+    assert_eq!(block["name"], "get_weather");
+    assert_eq!(block["input"], json!({"from": "tooly"}));
+
+    // Without tools the same behaviour answers text.
+    let (_, _, b) = post_anthropic(&mock, &messages_body(false), Some("k"), true).await;
+    assert_eq!(json_of(&b)["stop_reason"], "end_turn");
+
+    let (s, _, body) = post_anthropic(&mock, &anthropic_tools(messages_body(true)), Some("k"), true).await;
+    assert_eq!(s, 200);
+    let evs = named_events(&body);
+    let start_block = &evs[1].1["content_block"];
+    assert_eq!(start_block["type"], "tool_use");
+    assert_eq!(start_block["name"], "get_weather");
+    assert_eq!(start_block["input"], json!({}));
+    let partial: String = evs
+        .iter()
+        .filter(|(n, _)| n == "content_block_delta")
+        .map(|(_, d)| {
+            assert_eq!(d["delta"]["type"], "input_json_delta");
+            d["delta"]["partial_json"].as_str().expect("partial").to_owned()
+        })
+        .collect();
+    assert_eq!(json_of(partial.as_bytes()), json!({"from": "tooly"}));
+    let delta = evs
+        .iter()
+        .find(|(n, _)| n == "message_delta")
+        .expect("message_delta");
+    assert_eq!(delta.1["delta"]["stop_reason"], "tool_use");
+    assert_eq!(evs.last().map(|(n, _)| n.as_str()), Some("message_stop"));
+
+    // A forcing tool_choice calls a tool on a plain behaviour; "none" never does.
+    mock.set_behavior(Behavior {
+        tool_arguments: Some(json!({"q": "rust"})),
+        ..Behavior::default()
+    });
+    let mut forced = anthropic_tools(messages_body(false));
+    forced["tool_choice"] = json!({"type": "tool", "name": "search"});
+    let (_, _, b) = post_anthropic(&mock, &forced, Some("k"), true).await;
+    let v = json_of(&b);
+    assert_eq!(v["content"][0]["name"], "search");
+    assert_eq!(v["content"][0]["input"], json!({"q": "rust"}));
+    forced["tool_choice"] = json!({"type": "none"});
+    let (_, _, b) = post_anthropic(&mock, &forced, Some("k"), true).await;
+    assert_eq!(json_of(&b)["content"][0]["type"], "text");
+    bounded(mock.stop()).await;
+}
+
+#[actix_rt::test]
+async fn models_in_anthropic_shape_when_asked() {
+    let mock = start("both", Behavior::ok()).await;
+    let get = || async {
+        let mut resp = bounded(
+            client()
+                .get(format!("{}/models", mock.base_url()))
+                .insert_header(("anthropic-version", "2023-06-01"))
+                .send(),
+        )
+        .await
+        .expect("response");
+        let v: Value = bounded(resp.json()).await.expect("json");
+        (resp.status().as_u16(), v)
+    };
+    let (s, v) = get().await;
+    assert_eq!(s, 200);
+    assert_eq!(v["data"][0]["type"], "model");
+    assert_eq!(v["data"][0]["id"], "gpt-4o-mini");
+    assert_eq!(v["has_more"], false);
+    assert_eq!(v["first_id"], "gpt-4o-mini");
+
+    mock.set_behavior(Behavior::overloaded());
+    let (s, v) = get().await;
+    assert_eq!(s, 529);
+    assert_eq!(v["error"]["type"], "overloaded_error");
+    bounded(mock.stop()).await;
+}
+
+#[actix_rt::test]
+async fn chat_tool_calls_plain_and_streamed() {
+    let mock = start("caller", Behavior::tool_calls()).await;
+    let mut body = chat_body(false, false);
+    body["tools"] =
+        json!([{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]);
+    let (s, h, b) = post(&mock, "/chat/completions", &body).await;
+    assert_eq!(s, 200);
+    assert_eq!(mock_name(&h), Some("caller"));
+    let v = json_of(&b);
+    assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
+    let msg = &v["choices"][0]["message"];
+    assert_eq!(msg["content"], Value::Null);
+    let call = &msg["tool_calls"][0];
+    assert!(call["id"].as_str().expect("id").starts_with("call_"));
+    assert_eq!(call["type"], "function");
+    assert_eq!(call["function"]["name"], "get_weather");
+    assert_eq!(
+        json_of(call["function"]["arguments"].as_str().expect("args").as_bytes()),
+        json!({"from": "caller"})
+    );
+
+    body["stream"] = json!(true);
+    body["stream_options"] = json!({"include_usage": true});
+    let (s, _, b) = post(&mock, "/chat/completions", &body).await;
+    assert_eq!(s, 200);
+    let evs = events(&b);
+    assert_eq!(evs.last().map(String::as_str), Some("[DONE]"));
+    let chunks: Vec<Value> = evs[..evs.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).expect("json"))
+        .collect();
+    let first = &chunks[0]["choices"][0]["delta"];
+    assert_eq!(first["role"], "assistant");
+    assert_eq!(first["tool_calls"][0]["function"]["name"], "get_weather");
+    assert_eq!(first["tool_calls"][0]["index"], 0);
+    let args: String = chunks[1..4]
+        .iter()
+        .map(|c| {
+            c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"]
+                .as_str()
+                .expect("args")
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(json_of(args.as_bytes()), json!({"from": "caller"}));
+    assert_eq!(chunks[4]["choices"][0]["finish_reason"], "tool_calls");
+    assert_eq!(chunks[5]["choices"], json!([]));
+    assert_eq!(chunks[5]["usage"]["completion_tokens"], 3);
+
+    // "required" forces a call on a plain behaviour; without tools the answer is text.
+    mock.set_behavior(Behavior::ok());
+    body["stream"] = json!(false);
+    body["tool_choice"] = json!("required");
+    let (_, _, b) = post(&mock, "/chat/completions", &body).await;
+    assert_eq!(json_of(&b)["choices"][0]["finish_reason"], "tool_calls");
+    let (_, _, b) = post(&mock, "/chat/completions", &chat_body(false, false)).await;
+    assert_eq!(
+        json_of(&b)["choices"][0]["message"]["content"],
+        "Hello from caller"
+    );
+    bounded(mock.stop()).await;
+}
+
+/// Decodes standard padded base64 (enough for the test).
+fn base64_decode(s: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let sextets: Vec<u32> = s
+        .bytes()
+        .filter(|b| *b != b'=')
+        .map(|b| ALPHABET.iter().position(|a| *a == b).expect("base64 char") as u32)
+        .collect();
+    let mut out = Vec::new();
+    for group in sextets.chunks(4) {
+        let n = group
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, v)| acc | v << (18 - 6 * i));
+        let bytes = n.to_be_bytes();
+        out.extend_from_slice(&bytes[1..group.len()]);
+    }
+    out
+}
+
+#[actix_rt::test]
+async fn embeddings_float_base64_and_refusals() {
+    let mock = start("emb", Behavior::ok()).await;
+    let (s, h, b) = post(
+        &mock,
+        "/embeddings",
+        &json!({"model": "text-embedding-3-small", "input": ["a", "b"]}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(mock_name(&h), Some("emb"));
+    let v = json_of(&b);
+    assert_eq!(v["object"], "list");
+    assert_eq!(v["model"], "text-embedding-3-small");
+    assert_eq!(v["usage"], json!({"prompt_tokens": 10, "total_tokens": 10}));
+    let data = v["data"].as_array().expect("data");
+    assert_eq!(data.len(), 2);
+    assert_eq!(data[1]["object"], "embedding");
+    assert_eq!(data[1]["index"], 1);
+    assert_eq!(data[0]["embedding"].as_array().expect("vector").len(), 8);
+    assert_ne!(data[0]["embedding"], data[1]["embedding"]);
+
+    // A single string with `dimensions`, and base64 (what the Python SDK asks for).
+    let (_, _, b) = post(
+        &mock,
+        "/embeddings",
+        &json!({"model": "e", "input": "a", "dimensions": 3}),
+    )
+    .await;
+    let float: Vec<f32> = json_of(&b)["data"][0]["embedding"]
+        .as_array()
+        .expect("vector")
+        .iter()
+        .map(|x| x.as_f64().expect("number") as f32)
+        .collect();
+    assert_eq!(float.len(), 3);
+    let (_, _, b) = post(
+        &mock,
+        "/embeddings",
+        &json!({"model": "e", "input": "a", "dimensions": 3, "encoding_format": "base64"}),
+    )
+    .await;
+    let b64 = json_of(&b)["data"][0]["embedding"]
+        .as_str()
+        .expect("base64")
+        .to_owned();
+    let decoded: Vec<f32> = base64_decode(&b64)
+        .chunks(4)
+        .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+        .collect();
+    assert_eq!(decoded, float, "base64 carries the same little-endian f32s");
+    // Vectors depend on the input only: the same text gets the same vector again.
+    let (_, _, b) = post(&mock, "/embeddings", &json!({"model": "x", "input": ["b"]})).await;
+    assert_eq!(json_of(&b)["data"][0]["embedding"], data[1]["embedding"]);
+
+    for bad in [
+        json!({"model": "e"}),
+        json!({"model": "e", "input": []}),
+        json!({"model": "e", "input": "a", "dimensions": 0}),
+        json!({"model": "e", "input": "a", "dimensions": u64::MAX}),
+        json!({"model": "e", "input": "a", "encoding_format": "hex"}),
+    ] {
+        let (s, _, b) = post(&mock, "/embeddings", &bad).await;
+        assert_eq!(s, 400, "{bad}");
+        assert_eq!(json_of(&b)["error"]["type"], "invalid_request_error");
+    }
+    assert_eq!(mock.hits(Endpoint::Embeddings), 9);
+    assert_eq!(mock.requests_to(Endpoint::Embeddings).len(), 9);
+    bounded(mock.stop()).await;
+}
+
+#[actix_rt::test]
+async fn completions_plain_and_streamed() {
+    let mock = start("legacy", Behavior::streaming(2, 0)).await;
+    let (s, h, b) = post(
+        &mock,
+        "/completions",
+        &json!({"model": "gpt-3.5-turbo-instruct", "prompt": "Say hi"}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(mock_name(&h), Some("legacy"));
+    let v = json_of(&b);
+    assert!(v["id"].as_str().expect("id").starts_with("cmpl-"));
+    assert_eq!(v["object"], "text_completion");
+    assert_eq!(v["model"], "gpt-3.5-turbo-instruct");
+    assert_eq!(v["choices"][0]["text"], "Hello from legacy");
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    assert_eq!(v["usage"]["total_tokens"], 15);
+
+    let (s, _, b) = post(
+        &mock,
+        "/completions",
+        &json!({"model": "i", "prompt": ["a"], "stream": true, "stream_options": {"include_usage": true}}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let evs = events(&b);
+    assert_eq!(evs.len(), 5, "2 texts + finish + usage + [DONE]: {evs:?}");
+    assert_eq!(evs[4], "[DONE]");
+    let chunks: Vec<Value> = evs[..4]
+        .iter()
+        .map(|e| serde_json::from_str(e).expect("json"))
+        .collect();
+    assert!(chunks.iter().all(|c| c["object"] == "text_completion"));
+    assert_eq!(chunks[0]["choices"][0]["text"], "tok0 ");
+    assert_eq!(chunks[1]["choices"][0]["finish_reason"], Value::Null);
+    assert_eq!(chunks[2]["choices"][0]["finish_reason"], "stop");
+    assert_eq!(chunks[3]["choices"], json!([]));
+    assert_eq!(
+        chunks[3]["usage"],
+        json!({"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12})
+    );
+
+    // No usage chunk unless asked; a missing prompt is refused.
+    let (_, _, b) = post(
+        &mock,
+        "/completions",
+        &json!({"model": "i", "prompt": "a", "stream": true}),
+    )
+    .await;
+    assert_eq!(events(&b).len(), 4);
+    let (s, _, _) = post(&mock, "/completions", &json!({"model": "i"})).await;
+    assert_eq!(s, 400);
+    // The chat route is counted apart from the legacy one.
+    assert_eq!(mock.hits(Endpoint::Completions), 4);
+    assert_eq!(mock.requests_to(Endpoint::Completions).len(), 4);
+    assert_eq!(mock.chat_hits(), 0);
+    bounded(mock.stop()).await;
+}
+
+#[actix_rt::test]
+async fn responses_plain_and_streamed() {
+    let mock = start("resp", Behavior::streaming(2, 0)).await;
+    let (s, h, b) = post(
+        &mock,
+        "/responses",
+        &json!({"model": "gpt-4.1", "input": "hi", "previous_response_id": "resp_earlier"}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(mock_name(&h), Some("resp"));
+    let v = json_of(&b);
+    assert!(v["id"].as_str().expect("id").starts_with("resp_"));
+    assert_eq!(v["object"], "response");
+    assert_eq!(v["status"], "completed");
+    assert_eq!(v["model"], "gpt-4.1");
+    assert_eq!(v["previous_response_id"], "resp_earlier");
+    assert_eq!(v["output"][0]["type"], "message");
+    assert_eq!(v["output"][0]["role"], "assistant");
+    assert_eq!(
+        v["output"][0]["content"][0],
+        json!({"type": "output_text", "text": "Hello from resp", "annotations": []})
+    );
+    assert_eq!(v["usage"]["input_tokens"], 10);
+    assert_eq!(v["usage"]["output_tokens"], 5);
+    assert_eq!(v["usage"]["total_tokens"], 15);
+
+    let (s, h, b) = post(
+        &mock,
+        "/responses",
+        &json!({"model": "gpt-4.1", "input": "hi", "stream": true}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        h.get("content-type").and_then(|v| v.to_str().ok()),
+        Some("text/event-stream")
+    );
+    let evs = named_events(&b);
+    let names: Vec<&str> = evs.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.delta",
+            "response.output_text.delta",
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.completed"
+        ]
+    );
+    let seqs: Vec<u64> = evs
+        .iter()
+        .map(|(_, d)| d["sequence_number"].as_u64().expect("seq"))
+        .collect();
+    assert_eq!(seqs, (0..10).collect::<Vec<u64>>());
+    assert_eq!(evs[0].1["response"]["status"], "in_progress");
+    assert_eq!(evs[4].1["delta"], "tok0 ");
+    assert_eq!(evs[6].1["text"], "tok0 tok1 ");
+    let done = &evs[9].1["response"];
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["previous_response_id"], Value::Null);
+    assert_eq!(done["output"][0]["content"][0]["text"], "tok0 tok1 ");
+    assert_eq!(done["usage"]["output_tokens"], 2);
+    assert_eq!(done["usage"]["total_tokens"], 12);
+
+    // A scripted mid-stream failure ends with response.failed.
+    mock.set_behavior(Behavior {
+        stream_error_after_chunks: Some(1),
+        ..Behavior::default()
+    });
+    let (_, _, b) = post(
+        &mock,
+        "/responses",
+        &json!({"model": "m", "input": "hi", "stream": true}),
+    )
+    .await;
+    let evs = named_events(&b);
+    let last = evs.last().expect("events");
+    assert_eq!(last.0, "response.failed");
+    assert_eq!(last.1["response"]["status"], "failed");
+    assert_eq!(mock.hits(Endpoint::Responses), 3);
+    bounded(mock.stop()).await;
+}
+
+#[actix_rt::test]
+async fn failures_apply_to_new_endpoints_and_can_target_one() {
+    // Only /messages fails; every other route stays healthy.
+    let mock = start("half", Behavior::overloaded().on(&[Endpoint::Messages])).await;
+    let (s, h, b) = post_anthropic(&mock, &messages_body(false), Some("k"), true).await;
+    assert_eq!((s, mock_name(&h)), (529, Some("half")));
+    assert_eq!(json_of(&b)["error"]["type"], "overloaded_error");
+    for (path, body) in [
+        ("/chat/completions", chat_body(false, false)),
+        ("/embeddings", json!({"model": "e", "input": "a"})),
+        ("/completions", json!({"model": "c", "prompt": "a"})),
+        ("/responses", json!({"model": "r", "input": "a"})),
+    ] {
+        let (s, h, _) = post(&mock, path, &body).await;
+        assert_eq!((s, mock_name(&h)), (200, Some("half")), "{path}");
+    }
+
+    // Every failure applies everywhere when not narrowed: status…
+    mock.set_behavior(Behavior::status(503));
+    for (path, body) in [
+        ("/embeddings", json!({"model": "e", "input": "a"})),
+        ("/completions", json!({"model": "c", "prompt": "a"})),
+        ("/responses", json!({"model": "r", "input": "a"})),
+    ] {
+        let (s, _, b) = post(&mock, path, &body).await;
+        assert_eq!(s, 503, "{path}");
+        assert_eq!(json_of(&b)["error"]["code"], "503");
+    }
+    // …a stall…
+    mock.set_behavior(Behavior::stall().on(&[Endpoint::Embeddings]));
+    let res = bounded(
+        client()
+            .post(format!("{}/embeddings", mock.base_url()))
+            .timeout(Duration::from_millis(200))
+            .send_json(&json!({"model": "e", "input": "a"})),
+    )
+    .await;
+    assert!(
+        matches!(res, Err(awc::error::SendRequestError::Timeout)),
+        "{res:?}"
+    );
+    // …and a cut stream.
+    mock.set_behavior(Behavior {
+        stream_chunks: 4,
+        cut_after_chunks: Some(1),
+        ..Behavior::default()
+    });
+    let (s, _, b) = post_anthropic(&mock, &messages_body(true), Some("k"), true).await;
+    assert_eq!(s, 200);
+    let text = String::from_utf8_lossy(&b);
+    assert!(text.contains("tok0 ") && !text.contains("tok1 "), "{text}");
+    assert!(!text.contains("message_stop"), "{text}");
+    // Latency applies too.
+    mock.set_behavior(Behavior::slow(120));
+    let t0 = Instant::now();
+    let (s, _, _) = post(&mock, "/responses", &json!({"model": "r", "input": "a"})).await;
+    assert_eq!(s, 200);
+    assert!(t0.elapsed() >= Duration::from_millis(120));
+    bounded(mock.stop()).await;
+}
+
+#[actix_rt::test]
+async fn chat_stream_error_chunk() {
+    let mock = start(
+        "chat-err",
+        Behavior {
+            stream_error_after_chunks: Some(2),
+            ..Behavior::default()
+        },
+    )
+    .await;
+    let (s, _, b) = post(&mock, "/chat/completions", &chat_body(true, true)).await;
+    assert_eq!(s, 200);
+    let evs = events(&b);
+    assert_eq!(evs.len(), 3, "{evs:?}");
+    let err: Value = serde_json::from_str(&evs[2]).expect("json");
+    assert_eq!(err["error"]["type"], "server_error");
+    bounded(mock.stop()).await;
+}
