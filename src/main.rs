@@ -32,9 +32,40 @@ fn allocator_options() {
     }
 }
 
+/// Raises the open-file soft limit to the hard limit. Every proxied stream holds two
+/// descriptors (the client's and the upstream's), and the usual soft limit of 1024 would cap
+/// the router near 500 open streams while the system allows far more. Returns the limit now
+/// in force, if it could be read.
+fn raise_fd_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return None;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim = raised;
+            }
+        }
+    }
+    Some(lim.rlim_cur)
+}
+
 fn main() -> ExitCode {
     allocator_options();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    match raise_fd_limit() {
+        Some(n) => log::info!("open files limit: {n} (about {} concurrent streams)", n / 2),
+        None => log::warn!("could not read the open files limit"),
+    }
     switchyard::panic::exit_on_panic();
     let mut args = std::env::args().skip(1);
     let mut config_file: Option<String> = None;

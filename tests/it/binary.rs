@@ -97,3 +97,29 @@ async fn starts_with_nothing_set_and_never_logs_a_key() {
     );
     assert!(!log.contains(&token), "the admin token is printed, never logged");
 }
+
+/// Each proxied stream holds two descriptors: the binary raises its soft open-files limit to
+/// the hard one, whatever it was started with.
+#[actix_rt::test]
+async fn raises_its_open_files_limit_to_the_hard_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new("sh");
+    cmd.current_dir(dir.path())
+        .args([
+            "-c",
+            "ulimit -Sn 256 && exec \"$0\"",
+            env!("CARGO_BIN_EXE_switchyard"),
+        ])
+        .env_remove("DATABASE_URL")
+        .env("SWITCHYARD_ADMIN_TOKEN", crate::support::ADMIN_TOKEN)
+        .env("SWITCHYARD_LISTEN", "127.0.0.1:0");
+    let mut instance = Instance::spawn(cmd);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", instance.pid())).unwrap();
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let (soft, hard) = (fields[3], fields[4]);
+    assert_eq!(soft, hard, "{line}");
+    assert_ne!(soft, "256", "{line}");
+    instance.signal("-TERM");
+    assert_eq!(instance.wait_exit(Duration::from_secs(30)).await.code(), Some(0));
+}
