@@ -24,7 +24,7 @@ use crate::secret::{Secret, random_token};
 use crate::stats::{Flush, StatsActor, UsageQueue};
 use crate::store::{self, Backend, DbPool, HealthConfigRow, Store, StoreError, now_naive};
 use crate::supervisor::{AddProvider, ListProviders, Supervisor};
-use crate::upstream::{DEFAULT_CONNECTION_LIMIT, build_client};
+use crate::upstream::clients::UpstreamClients;
 
 /// How long in-flight requests may take to finish at shutdown.
 /// How long the final usage flush keeps retrying an unavailable database.
@@ -217,6 +217,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
         api_keys: Arc::new(config.api_keys.iter().map(|k| Secret::new(k.clone())).collect()),
     });
     let connect_timeout = Duration::from_millis(config.routing.connect_timeout_ms);
+    let per_provider = config.routing.max_connections_per_provider;
     let workers = if config.workers == 0 {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
     } else {
@@ -225,10 +226,10 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
     let routes = state.routes.clone();
     let server = HttpServer::new(move || {
         // One awc client, and so one upstream connection pool, per worker thread.
-        let client = build_client(connect_timeout, DEFAULT_CONNECTION_LIMIT);
+        let clients = UpstreamClients::new(connect_timeout, per_provider);
         App::new()
             .app_data(state.clone())
-            .app_data(web::Data::new(client))
+            .app_data(web::Data::new(clients))
             .configure(http::configure)
     })
     .workers(workers)

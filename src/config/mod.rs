@@ -66,6 +66,9 @@ pub struct RoutingConfig {
     pub max_cooldown_ms: u64,
     /// Largest upstream answer read for a plain (non-stream) request, in bytes (32 MiB).
     pub max_response_bytes: usize,
+    /// Most simultaneous connections from one worker to one provider (4096); past it a
+    /// request waits for a free connection. Each provider has its own pool and limit.
+    pub max_connections_per_provider: usize,
 }
 
 /// `[health_check]`: initial values of the stored health-check configuration, and how probes
@@ -163,6 +166,7 @@ impl Default for RoutingConfig {
             default_cooldown_ms: 1_000,
             max_cooldown_ms: 600_000,
             max_response_bytes: 32 * 1024 * 1024,
+            max_connections_per_provider: 4096,
         }
     }
 }
@@ -305,6 +309,12 @@ impl Config {
             r.max_response_bytes as u64,
             1,
             1 << 40,
+        )?;
+        in_range(
+            "routing.max_connections_per_provider",
+            r.max_connections_per_provider as u64,
+            1,
+            1_000_000,
         )?;
         let h = &self.health_check;
         in_range("health_check.interval_seconds", h.interval_seconds, 1, WEEK_SECS)?;

@@ -23,6 +23,7 @@ use crate::routing::{
 use crate::supervisor::Route;
 use crate::upstream::body::{self, BodyError, ChatHead};
 use crate::upstream::classify;
+use crate::upstream::clients::UpstreamClients;
 use crate::upstream::send_chat;
 use crate::upstream::sse::ObservedStream;
 use crate::upstream::usage;
@@ -34,7 +35,7 @@ pub async fn chat_completions(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
-    client: web::Data<awc::Client>,
+    clients: web::Data<UpstreamClients>,
 ) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
     auth::check_client(&req, &state)?;
@@ -42,7 +43,7 @@ pub async fn chat_completions(
     let head = body::parse(&body).map_err(body_error)?;
     let exclude = excluded_ids(&req)?;
     let mut exchange = ChatExchange {
-        client: &client,
+        clients: &clients,
         original: &body,
         head: &head,
         routing: &state.config.routing,
@@ -79,7 +80,7 @@ pub struct ChatStream {
 
 /// `POST /chat/completions` on OpenAI-compatible providers.
 struct ChatExchange<'a> {
-    client: &'a awc::Client,
+    clients: &'a UpstreamClients,
     original: &'a Bytes,
     head: &'a ChatHead,
     routing: &'a RoutingConfig,
@@ -90,15 +91,8 @@ impl Exchange for ChatExchange<'_> {
     type Stream = ChatStream;
 
     async fn attempt(&mut self, route: &Route, timeout: Duration) -> Attempted<ChatAnswer, ChatStream> {
-        attempt(
-            self.client,
-            route,
-            self.original,
-            self.head,
-            timeout,
-            self.routing,
-        )
-        .await
+        let client = self.clients.get(&route.provider);
+        attempt(&client, route, self.original, self.head, timeout, self.routing).await
     }
 
     fn commit(&mut self, s: ChatStream, report: AttemptReport) -> ChatAnswer {

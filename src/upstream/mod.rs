@@ -1,11 +1,13 @@
 //! Calling upstream providers with awc.
 //!
-//! An `awc::Client` is bound to the thread that built it, so each HTTP worker builds one (one
-//! connection pool per worker) and the actors' thread builds one for probes. awc's own request
+//! An `awc::Client` is bound to the thread that built it, so each HTTP worker keeps one per
+//! provider (`clients`: a pool and a connection limit per provider) and the actors' thread
+//! builds one for probes. awc's own request
 //! timeout only covers sending and the response head; callers bound the body themselves.
 
 pub mod body;
 pub mod classify;
+pub mod clients;
 pub mod sse;
 pub mod usage;
 
@@ -16,10 +18,6 @@ use awc::{Client, ClientResponse, Connector};
 use bytes::Bytes;
 
 use crate::provider::spec::ProviderConfig;
-
-/// Most simultaneous upstream connections per client (so per worker); beyond it, requests
-/// wait in order for a free connection.
-pub const DEFAULT_CONNECTION_LIMIT: usize = 1024;
 
 /// Builds a client with a connect timeout and no default request timeout (each request sets
 /// its own from the provider and the request's deadline).

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use mock_upstream::Behavior;
 
 use crate::both_backends;
-use crate::support::{TestApp, TestDb, config, mock, provider};
+use crate::support::{TestApp, TestDb, config, eventually, mock, provider};
 
 async fn spread_across_healthy_providers(db: TestDb) {
     let (a, b, c) = (
@@ -216,4 +216,58 @@ impl TestApp {
             .map(|(p, _)| (p.name, p.id))
             .collect()
     }
+}
+
+/// Each provider has its own connection pool and limit on every worker: a provider that holds
+/// all of its connections open (slow streams, a stall) never makes another provider's
+/// requests wait for a connection.
+#[actix_rt::test]
+async fn a_stalled_provider_does_not_starve_another() {
+    let db = TestDb::sqlite();
+    let stalled = mock("stalled", Behavior::stall()).await;
+    let fast = mock("fast", Behavior::ok()).await;
+    let mut c = config(
+        &db,
+        vec![
+            provider("stalled", &stalled.base_url(), &["slow-model"]),
+            provider("fast", &fast.base_url(), &["fast-model"]),
+        ],
+    );
+    c.workers = 1;
+    c.routing.max_connections_per_provider = 2;
+    c.routing.request_timeout_ms = 20_000;
+    let app = TestApp::start(c).await;
+    // Two requests hold both of the stalled provider's connections.
+    let url = format!("{}/v1/chat/completions", app.url);
+    let held: Vec<_> = (0..2)
+        .map(|_| {
+            let url = url.clone();
+            actix_rt::spawn(async move {
+                let _ = awc::Client::default()
+                    .post(url)
+                    .timeout(std::time::Duration::from_secs(30))
+                    .insert_header(("content-type", "application/json"))
+                    .send_body(r#"{"model":"slow-model","messages":[]}"#)
+                    .await;
+            })
+        })
+        .collect();
+    assert!(
+        eventually(std::time::Duration::from_secs(5), || async {
+            stalled.chat_hits() == 2
+        })
+        .await
+    );
+    let started = std::time::Instant::now();
+    let r = app.chat("fast-model").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(1_000),
+        "served in {:?}",
+        started.elapsed()
+    );
+    for h in held {
+        h.abort();
+    }
+    app.stop().await;
 }
