@@ -2,16 +2,21 @@
 # Benchmark: the mock upstream directly, nginx in front of it, and switchyard in front of it.
 #
 #   scripts/bench.sh [--workers "2 1"] [--duration 10] [--latency-duration 5]
-#                    [--repeats 3] [--latency-repeats 3] [--connections 64] [--threads 2]
-#                    [--mock-workers 1] [--quiet-wait 120] [--no-build] [--no-stream]
-#                    [--out FILE]
+#                    [--repeats 3] [--latency-repeats 3] [--connections "32 128"] [--threads 2]
+#                    [--stream-connections 32] [--stream-requests 300] [--mock-workers 1]
+#                    [--quiet-wait 120] [--no-build] [--no-stream] [--out FILE]
 #
 # Targets: the mock upstream alone, nginx (proxy_pass + upstream keep-alive) and switchyard
 # (usage recording on, as always), each proxy with the same worker count. For each it
-# measures throughput (wrk -tT -cC -dD), unloaded latency (wrk -t1 -c1 --latency: p50/p99,
-# and the latency *added* over the direct mock), the CPU time and peak memory the target
-# process uses, and its connections to the mock (keep-alive check); then checks the team's
-# targets (switchyard >= 70% of nginx's req/s, <= 0.2 ms added p50, <= 50 MB RSS).
+# measures throughput of plain requests at each connection count and of streams (wrk -tT -cC
+# -dD), throughput against an upstream that answers 50 ms late, unloaded latency of plain
+# requests (wrk -t1 -c1 --latency: p50/p99, and the latency *added* over the direct mock) and
+# of streams (time to the first event and to the end, over one keep-alive connection,
+# scripts/bench/stream_latency.py), the CPU time and peak memory the target process uses,
+# and its connections to the mock (keep-alive check); then checks the targets (switchyard
+# >= 90% of nginx's req/s and <= 1.3x its CPU per request; streams >= 80% of nginx's rate
+# and <= 0.1 ms added p50 / 1 ms added p99 over nginx for first event and whole stream).
+# The 9,000-open-streams memory run is its own command: scripts/bench-streams.sh.
 #
 # Method, because the machine is small and shared (wrk, proxy and mock on the same cores):
 # every server runs for the whole benchmark and the targets are measured in interleaved
@@ -32,14 +37,17 @@ set -euo pipefail
 # ---------------------------------------------------------------------------------------
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCH_DIR="$ROOT/scripts/bench"
-WORKERS_LIST="2 1"      # worker counts tried for nginx and switchyard alike
+WORKERS_LIST="2"        # worker counts tried for nginx and switchyard alike
 DURATION=10             # seconds of each throughput run
 LAT_DURATION=5          # seconds of each unloaded-latency run
 TP_REPEATS=3            # throughput rounds (targets interleaved; median kept)
 LAT_REPEATS=3           # unloaded-latency runs per target (median kept)
 QUIET_WAIT=120          # seconds to wait for other processes to leave the CPUs idle
 WARMUP=2                # seconds of load before each measurement (fills connection pools)
-CONNECTIONS=64
+CONNECTIONS_LIST="32 128"
+STREAM_CONNECTIONS=32
+STREAM_REQUESTS=300     # streamed requests per unloaded stream-latency run
+SLOW_CONNECTIONS=128    # connections of the run against the upstream 50 ms late
 THREADS=2
 MOCK_WORKERS=1
 BUILD=1
@@ -48,7 +56,7 @@ OUT=""
 ADMIN_TOKEN="bench-admin-token-0123456789"
 START_TIMEOUT=30        # seconds a server gets to answer before we give up
 
-usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -58,7 +66,9 @@ while [[ $# -gt 0 ]]; do
         --latency-repeats) LAT_REPEATS="$2"; shift 2 ;;
         --repeats) TP_REPEATS="$2"; shift 2 ;;
         --quiet-wait) QUIET_WAIT="$2"; shift 2 ;;
-        --connections) CONNECTIONS="$2"; shift 2 ;;
+        --connections) CONNECTIONS_LIST="${2//,/ }"; shift 2 ;;
+        --stream-connections) STREAM_CONNECTIONS="$2"; shift 2 ;;
+        --stream-requests) STREAM_REQUESTS="$2"; shift 2 ;;
         --threads) THREADS="$2"; shift 2 ;;
         --mock-workers) MOCK_WORKERS="$2"; shift 2 ;;
         --no-build) BUILD=0; shift ;;
@@ -230,7 +240,7 @@ build() {
 start_mock() {
     local name="$1"
     MOCK_PORT="$(free_port)"
-    "$MOCK_BIN" --port "$MOCK_PORT" --workers "$MOCK_WORKERS" >"$TMP/mock-$name.log" 2>&1 &
+    "$MOCK_BIN" --port "$MOCK_PORT" --workers "$MOCK_WORKERS" --stream-chunks 10 >"$TMP/mock-$name.log" 2>&1 &
     MOCK_PID=$!
     PIDS+=("$MOCK_PID")
     wait_http "mock for $name" "http://127.0.0.1:$MOCK_PORT/v1/models" "$MOCK_PID" \
@@ -341,20 +351,24 @@ children_ticks() {
 }
 
 # Per-target results, keyed by target name; lists are space-separated, in run order.
+declare -A SL SL_BASE
 declare -A MOCK_PORT_OF URL PID_OF LABEL TP_RPS TP_CPU TP_STEAL TP_OTHER TP_TW TP_RSS TP_CONNS LAT_P50 LAT_P99 BASE_P50 BASE_P99
 
-# One throughput run of one target. Records req/s, the target's CPU time per request, its
-# peak memory, its connections to the mock and the TIME-WAIT sockets the run left.
+# One throughput run of one target: KIND names the run (c32: plain at 32 connections, s32:
+# streams, slow128: upstream 50 ms late; BENCH_STREAM / BENCH_MODEL in the environment say
+# what wrk sends), CONNS its connections. Records, under "target:kind", req/s, the target's
+# CPU time per request, its peak memory, its connections to the mock and the TIME-WAIT
+# sockets the run left.
 throughput_run() {
-    local name="$1" url="${URL[$1]}" port="${MOCK_PORT_OF[$1]}" pids=() line sampler ss_pid
-    local peak_file t0 t1 st0 st1 c0 c1 m0 m1 reqs hwm sampled rss steal other
+    local name="$1" kind="$2" conns="$3" url="${URL[$1]}" port="${MOCK_PORT_OF[$1]}" pids=() line sampler ss_pid
+    local peak_file t0 t1 st0 st1 c0 c1 m0 m1 reqs hwm sampled rss steal other key="$1:$2"
 
     # Warm up: open the proxy's upstream connections and fault in its memory.
-    run_wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" "$url" >/dev/null
+    run_wrk -t"$THREADS" -c"$conns" -d"${WARMUP}s" "$url" >/dev/null
 
     mapfile -t pids < <(pid_tree "${PID_OF[$name]}")
     # Sample total RSS while loaded; the peak of the sum is one input of the reported peak.
-    peak_file="$TMP/peak-$name"
+    peak_file="$TMP/peak-$key"
     echo 0 >"$peak_file"
     (
         peak=0
@@ -371,11 +385,11 @@ throughput_run() {
     # leave one per request).
     (
         sleep "$((DURATION / 2))"
-        mock_established "$port" >"$TMP/conns-$name"
+        mock_established "$port" >"$TMP/conns-$key"
     ) &
     ss_pid=$!
     PIDS+=("$ss_pid")
-    mock_time_wait "$port" >"$TMP/tw0-$name"
+    mock_time_wait "$port" >"$TMP/tw0-$key"
     st0="$(machine_ticks)"
     children_ticks c0
     # A proxy's mock is part of its run (the direct mock target is its own mock).
@@ -384,21 +398,21 @@ throughput_run() {
     m0="$(cpu_ticks ${mock_pid:+"$mock_pid"})"
     t0="$(cpu_ticks "${pids[@]}")"
 
-    line="$(run_wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" "$url")"
+    line="$(run_wrk -t"$THREADS" -c"$conns" -d"${DURATION}s" "$url")"
 
     t1="$(cpu_ticks "${pids[@]}")"
     m1="$(cpu_ticks ${mock_pid:+"$mock_pid"})"
     children_ticks c1
     st1="$(machine_ticks)"
-    check_errors "$name throughput" "$line"
+    check_errors "$key throughput" "$line"
     stop_pid "$sampler"
     wait "$ss_pid" 2>/dev/null || true
     stop_pid "$ss_pid"
     reqs="$(field requests "$line")"
-    TP_RPS[$name]+=" $(field rps "$line")"
+    TP_RPS[$key]+=" $(field rps "$line")"
     # CPU time the target spent per request: the efficiency figure that depends least on who
     # else competes for the cores.
-    TP_CPU[$name]+=" $(awk -v t="$((t1 - t0))" -v hz="$CLK_TCK" -v n="$reqs" \
+    TP_CPU[$key]+=" $(awk -v t="$((t1 - t0))" -v hz="$CLK_TCK" -v n="$reqs" \
         'BEGIN { printf "%.1f", n ? t / hz * 1e6 / n : 0 }')"
     steal="$(awk -v a="$st0" -v b="$st1" 'BEGIN { split(a, x, " "); split(b, y, " ");
         printf "%.1f", (y[3] - x[3]) ? 100 * (y[1] - x[1]) / (y[3] - x[3]) : 0 }')"
@@ -407,22 +421,22 @@ throughput_run() {
     other="$(awk -v a="$st0" -v b="$st1" -v ours="$(((t1 - t0) + (m1 - m0) + (c1 - c0)))" 'BEGIN {
         split(a, x, " "); split(b, y, " "); o = (y[2] - x[2]) - ours
         printf "%.1f", (y[3] - x[3]) ? 100 * (o > 0 ? o : 0) / (y[3] - x[3]) : 0 }')"
-    TP_STEAL[$name]+=" $steal"
-    TP_OTHER[$name]+=" $other"
+    TP_STEAL[$key]+=" $steal"
+    TP_OTHER[$key]+=" $other"
     if awk -v o="$other" 'BEGIN { exit !(o > 10) }'; then
         log "WARNING: other processes used ${other}% of the CPUs during this run: it is noisy"
     fi
-    TP_TW[$name]+=" $(mock_time_wait "$port" | comm -13 "$TMP/tw0-$name" - | wc -l)"
-    TP_CONNS[$name]+=" $(($(cat "$TMP/conns-$name" 2>/dev/null || echo 0) / 2))"
+    TP_TW[$key]+=" $(mock_time_wait "$port" | comm -13 "$TMP/tw0-$key" - | wc -l)"
+    TP_CONNS[$key]+=" $(($(cat "$TMP/conns-$key" 2>/dev/null || echo 0) / 2))"
     # Peak = the larger of the sampled sum and the sum of per-process high-water marks
     # (VmHWM catches spikes between samples; it covers the process's whole life).
     hwm="$(status_kb VmHWM "${pids[@]}")"
     sampled="$(cat "$peak_file")"
     rss="$(awk -v a="$sampled" -v b="$hwm" 'BEGIN { m = a > b ? a : b; printf "%.1f", m / 1024 }')"
-    TP_RSS[$name]="$rss"
-    log "throughput $name: $(field rps "$line") req/s, CPU $(last "${TP_CPU[$name]}") us/req," \
-        "peak RSS $rss MB, $(last "${TP_CONNS[$name]}") conns to mock," \
-        "$(last "${TP_TW[$name]}") new TIME-WAIT, CPU steal ${steal}%, other load ${other}%"
+    TP_RSS[$key]="$rss"
+    log "throughput $key: $(field rps "$line") req/s, CPU $(last "${TP_CPU[$key]}") us/req," \
+        "peak RSS $rss MB, $(last "${TP_CONNS[$key]}") conns to mock," \
+        "$(last "${TP_TW[$key]}") new TIME-WAIT, CPU steal ${steal}%, other load ${other}%"
 }
 
 # One unloaded-latency run (one connection, one request at a time) of one target, right
@@ -440,6 +454,26 @@ latency_run() {
     LAT_P50[$name]+=" $(field p50_us "$lat")"; LAT_P99[$name]+=" $(field p99_us "$lat")"
     log "latency $name: p50 $(field p50_us "$lat") us, p99 $(field p99_us "$lat") us" \
         "(mock just before: $(field p50_us "$base") / $(field p99_us "$base") us)"
+}
+
+# One unloaded stream-latency run of one target (scripts/bench/stream_latency.py: one
+# keep-alive connection, streams one after another), right after one of the direct mock.
+stream_latency_run() {
+    local name="$1" port base lat f
+    base="$(python3 "$BENCH_DIR/stream_latency.py" 127.0.0.1 "${MOCK_PORT_OF[mock]}" "$STREAM_REQUESTS")"
+    printf '%s\n' "$base" >>"$TMP/stream-latency.log"
+    port="${URL[$name]#http://127.0.0.1:}"; port="${port%%/*}"
+    lat="$(python3 "$BENCH_DIR/stream_latency.py" 127.0.0.1 "$port" "$STREAM_REQUESTS")"
+    printf '%s %s\n' "$name" "$lat" >>"$TMP/stream-latency.log"
+    if (($(field errors "$lat") > 0)); then log "WARNING: $name streams ended badly: $lat"; EXIT_CODE=3; fi
+    for f in first_p50_us first_p99_us whole_p50_us whole_p99_us; do
+        SL["$name:$f"]+=" $(field "$f" "$lat")"
+        SL_BASE["$name:$f"]+=" $(field "$f" "$base")"
+    done
+    SL["$name:reads"]="$(field reads_per_stream "$lat")"
+    log "stream latency $name: first event p50 $(field first_p50_us "$lat") us p99 $(field first_p99_us "$lat") us," \
+        "whole p50 $(field whole_p50_us "$lat") us p99 $(field whole_p99_us "$lat") us," \
+        "$(field reads_per_stream "$lat") reads per stream (mock just before: whole p50 $(field whole_p50_us "$base") us)"
 }
 
 # The last word of a list.
@@ -512,7 +546,7 @@ main() {
     wait_quiet
 
     log "machine: $(nproc) cores ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)); wrk, proxies and mock share them"
-    log "load: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s; latency: wrk -t1 -c1 -d${LAT_DURATION}s --latency"
+    log "load: wrk -t$THREADS -c{$CONNECTIONS_LIST} -d${DURATION}s; latency: wrk -t1 -c1 -d${LAT_DURATION}s --latency"
     STREAM_RESULTS=()
     local chat="/v1/chat/completions" w t r round served rows=()
 
@@ -535,15 +569,33 @@ main() {
     done
     targets+=("${proxies[@]}")
 
+    # Runs of each round: plain at each connection count, streams, the slow upstream.
+    local kinds=() conns_of=()
+    declare -A CONNS_OF
+    for c in $CONNECTIONS_LIST; do kinds+=("c$c"); CONNS_OF[c$c]="$c"; done
+    if [[ "$STREAM" == 1 ]]; then kinds+=("s$STREAM_CONNECTIONS"); CONNS_OF[s$STREAM_CONNECTIONS]="$STREAM_CONNECTIONS"; fi
+    kinds+=("slow$SLOW_CONNECTIONS"); CONNS_OF[slow$SLOW_CONNECTIONS]="$SLOW_CONNECTIONS"
+    local k
     for ((round = 1; round <= TP_REPEATS; round++)); do
         log "throughput round $round/$TP_REPEATS"
-        for t in "${targets[@]}"; do throughput_run "$t"; done
+        for k in "${kinds[@]}"; do
+            for t in "${targets[@]}"; do
+                case "$k" in
+                    slow*) BENCH_MODEL=slow-50ms throughput_run "$t" "$k" "${CONNS_OF[$k]}" ;;
+                    s*) BENCH_STREAM=1 throughput_run "$t" "$k" "${CONNS_OF[$k]}" ;;
+                    *) throughput_run "$t" "$k" "${CONNS_OF[$k]}" ;;
+                esac
+            done
+        done
     done
     sleep 1
     for ((round = 1; round <= LAT_REPEATS; round++)); do
         log "latency round $round/$LAT_REPEATS"
         latency_run mock
         for t in "${proxies[@]}"; do latency_run "$t"; done
+        if [[ "$STREAM" == 1 ]]; then
+            for t in "${proxies[@]}"; do stream_latency_run "$t"; done
+        fi
     done
     if [[ "$STREAM" == 1 ]]; then
         for t in "${targets[@]}"; do stream_check "${LABEL[$t]}" "${URL[$t]}"; done
@@ -555,43 +607,66 @@ main() {
     done
 
     # ---- summary ------------------------------------------------------------------------
-    local rps p50 p99 a50 a99
+    local rps p50 p99 a50 a99 key f
     declare -A ADD50
-    for t in "${targets[@]}"; do
-        rps="$(median_of "${TP_RPS[$t]}")"
+    for k in "${kinds[@]}"; do
+        for t in "${targets[@]}"; do
+            key="$t:$k"
+            rps="$(median_of "${TP_RPS[$key]}")"
+            rows+=("${LABEL[$t]}|$k|$(printf '%.0f' "$rps")|$(median_of "${TP_CPU[$key]}")|${TP_RSS[$key]}|$(median_of "${TP_CONNS[$key]}")|$(median_of "${TP_TW[$key]}")")
+        done
+    done
+    local lat_rows=()
+    for t in "${proxies[@]}"; do
         p50="$(median_of "${LAT_P50[$t]}")"; p99="$(median_of "${LAT_P99[$t]}")"
-        if [[ "$t" == mock ]]; then
-            a50="-"; a99="-"
-        else
-            a50="$(ms "$(paired_delta "${LAT_P50[$t]}" "${BASE_P50[$t]}")")"
-            a99="$(ms "$(paired_delta "${LAT_P99[$t]}" "${BASE_P99[$t]}")")"
-            ADD50[$t]="$a50"
+        a50="$(ms "$(paired_delta "${LAT_P50[$t]}" "${BASE_P50[$t]}")")"
+        a99="$(ms "$(paired_delta "${LAT_P99[$t]}" "${BASE_P99[$t]}")")"
+        ADD50[$t]="$a50"
+        lat_rows+=("${LABEL[$t]}|plain, whole answer|$(ms "$p50")|$(ms "$p99")|$a50|$a99")
+        if [[ "$STREAM" == 1 ]]; then
+            for f in first whole; do
+                lat_rows+=("${LABEL[$t]}|stream, $f $( [[ $f == first ]] && echo event || echo stream)|$(ms "$(median_of "${SL[$t:${f}_p50_us]}")")|$(ms "$(median_of "${SL[$t:${f}_p99_us]}")")|$(ms "$(paired_delta "${SL[$t:${f}_p50_us]}" "${SL_BASE[$t:${f}_p50_us]}")")|$(ms "$(paired_delta "${SL[$t:${f}_p99_us]}" "${SL_BASE[$t:${f}_p99_us]}")")")
+            done
         fi
-        rows+=("${LABEL[$t]}|$(printf '%.0f' "$rps")|$(ms "$p50")|$(ms "$p99")|$a50|$a99|${TP_RSS[$t]}|$(median_of "${TP_CPU[$t]}")|$(median_of "${TP_CONNS[$t]}")|$(median_of "${TP_TW[$t]}")")
     done
     {
         echo
-        echo "| target | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms | peak RSS MB | CPU us/req | conns to mock | new TIME-WAIT |"
-        echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        echo "| target | run | req/s | CPU us/req | peak RSS MB | conns to mock | new TIME-WAIT |"
+        echo "|---|---|---:|---:|---:|---:|---:|"
         for r in "${rows[@]}"; do echo "| ${r//|/ | } |"; done
         echo
+        echo "Unloaded latency (one connection, one request at a time); added = over the direct mock measured right before:"
+        echo
+        echo "| target | what | p50 ms | p99 ms | added p50 ms | added p99 ms |"
+        echo "|---|---|---:|---:|---:|---:|"
+        for r in "${lat_rows[@]}"; do echo "| ${r//|/ | } |"; done
+        echo
+        local ratio cpu sy ng
         for w in $WORKERS_LIST; do
-            echo "workers=$w: switchyard/nginx throughput = $(awk -v r="$(paired_ratio "${TP_RPS[switchyard-w$w]}" "${TP_RPS[nginx-w$w]}")" 'BEGIN { printf "%.1f%%", 100 * r }')" \
-                "(median of per-round ratios; req/s per round: nginx${TP_RPS[nginx-w$w]}, switchyard${TP_RPS[switchyard-w$w]});" \
-                "switchyard CPU per request = $(paired_ratio "${TP_CPU[switchyard-w$w]}" "${TP_CPU[nginx-w$w]}")x nginx's"
+            sy="switchyard-w$w"; ng="nginx-w$w"
+            for k in "${kinds[@]}"; do
+                ratio="$(paired_ratio "${TP_RPS[$sy:$k]}" "${TP_RPS[$ng:$k]}")"
+                cpu="$(paired_ratio "${TP_CPU[$sy:$k]}" "${TP_CPU[$ng:$k]}")"
+                case "$k" in
+                    c*) echo "workers=$w $k: throughput $(awk -v r="$ratio" 'BEGIN { printf "%.1f", 100 * r }')% of nginx (>= 90%): $(verdict "$ratio" 0.90 '>=');" \
+                            "CPU per request ${cpu}x nginx's (<= 1.3): $(verdict "$cpu" 1.3 '<=')" ;;
+                    s[0-9]*) echo "workers=$w $k: stream throughput $(awk -v r="$ratio" 'BEGIN { printf "%.1f", 100 * r }')% of nginx (>= 80%): $(verdict "$ratio" 0.80 '>=');" \
+                            "CPU per stream ${cpu}x nginx's" ;;
+                    *) echo "workers=$w $k: throughput $(awk -v r="$ratio" 'BEGIN { printf "%.1f", 100 * r }')% of nginx; CPU per request ${cpu}x nginx's" ;;
+                esac
+            done
+            if [[ "$STREAM" == 1 ]]; then
+                for f in first whole; do
+                    a50="$(ms "$(( $(median_of "${SL[$sy:${f}_p50_us]}") - $(median_of "${SL[$ng:${f}_p50_us]}") ))")"
+                    a99="$(ms "$(( $(median_of "${SL[$sy:${f}_p99_us]}") - $(median_of "${SL[$ng:${f}_p99_us]}") ))")"
+                    echo "workers=$w stream $f: switchyard adds $a50 ms at p50 (<= 0.1): $(verdict "$a50" 0.1 '<='), $a99 ms at p99 (<= 1): $(verdict "$a99" 1 '<=') over nginx;" \
+                        "reads per stream: switchyard ${SL[$sy:reads]}, nginx ${SL[$ng:reads]}"
+                done
+            fi
         done
         echo
-        local ratio
-        for w in $WORKERS_LIST; do
-            ratio="$(paired_ratio "${TP_RPS[switchyard-w$w]}" "${TP_RPS[nginx-w$w]}")"
-            echo "targets (workers=$w):" \
-                "throughput $(awk -v r="$ratio" 'BEGIN { printf "%.1f", 100 * r }')% of nginx (>= 70%): $(verdict "$ratio" 0.70 '>=');" \
-                "added p50 ${ADD50[switchyard-w$w]} ms (<= 0.2): $(verdict "${ADD50[switchyard-w$w]}" 0.2 '<=');" \
-                "peak RSS ${TP_RSS[switchyard-w$w]} MB (<= 50): $(verdict "${TP_RSS[switchyard-w$w]}" 50 '<=')"
-        done
-        echo
-        echo "CPU steal during throughput runs (%):$(for t in "${targets[@]}"; do printf ' %s[%s]' "$t" "${TP_STEAL[$t]# }"; done)"
-        echo "other local load during throughput runs (% of all CPUs):$(for t in "${targets[@]}"; do printf ' %s[%s]' "$t" "${TP_OTHER[$t]# }"; done)"
+        echo "CPU steal during throughput runs (%):$(for k in "${kinds[@]}"; do for t in "${targets[@]}"; do printf ' %s[%s]' "$t:$k" "${TP_STEAL[$t:$k]# }"; done; done)"
+        echo "other local load during throughput runs (% of all CPUs):$(for k in "${kinds[@]}"; do for t in "${targets[@]}"; do printf ' %s[%s]' "$t:$k" "${TP_OTHER[$t:$k]# }"; done; done)"
         if ((${#STREAM_RESULTS[@]} > 0)); then
             echo
             echo "Streaming sanity (wrk -t1 -c4 -d3s, \"stream\": true):"
@@ -601,9 +676,11 @@ main() {
             for r in "${STREAM_RESULTS[@]}"; do echo "| ${r//|/ | } |"; done
         fi
         echo
-        echo "req/s: median of $TP_REPEATS rounds of wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, targets interleaved."
-        echo "p50/p99: median of $LAT_REPEATS runs of wrk -t1 -c1 -d${LAT_DURATION}s; added = median over runs of"
-        echo "(target - the direct mock measured right before it)."
+        echo "req/s: median of $TP_REPEATS rounds of wrk -t$THREADS -d${DURATION}s, targets interleaved; runs: cN = plain"
+        echo "requests at N connections, sN = streams (13 events each: role, 10 text, finish, [DONE]; sent at once) at N connections, slowN = plain"
+        echo "requests to an upstream that answers 50 ms late, at N connections."
+        echo "plain p50/p99: median of $LAT_REPEATS runs of wrk -t1 -c1 -d${LAT_DURATION}s; stream first event / whole"
+        echo "stream: median of $LAT_REPEATS runs of $STREAM_REQUESTS streams over one keep-alive connection."
         echo "peak RSS: max of sampled VmRSS sum and sum of VmHWM over the process and its children"
         echo "(nginx: master + workers; shared pages are counted once per process)."
         echo "CPU us/req: utime+stime of those processes during a throughput run / its requests."

@@ -1,12 +1,14 @@
 -- wrk script: POST one small non-streaming chat completion per request.
 -- The body is set once; wrk reuses it on every keep-alive request.
--- BENCH_STREAM=1 in the environment switches to a streamed ("stream": true) request.
+-- BENCH_STREAM=1 in the environment switches to a streamed ("stream": true) request;
+-- BENCH_MODEL picks the model (the mock answers "slow-50ms" 50 ms late).
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+local model = os.getenv("BENCH_MODEL") or "gpt-4o-mini"
 if os.getenv("BENCH_STREAM") == "1" then
-  wrk.body = '{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hello"}]}'
+  wrk.body = '{"model":"' .. model .. '","stream":true,"messages":[{"role":"user","content":"hello"}]}'
 else
-  wrk.body = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello"}]}'
+  wrk.body = '{"model":"' .. model .. '","messages":[{"role":"user","content":"hello"}]}'
 end
 
 -- One machine-readable line, so bench.sh does not scrape wrk's human output.
