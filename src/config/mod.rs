@@ -66,7 +66,7 @@ pub struct RoutingConfig {
     pub max_cooldown_ms: u64,
     /// Largest upstream answer read for a plain (non-stream) request, in bytes (32 MiB).
     pub max_response_bytes: usize,
-    /// Most simultaneous connections from one worker to one provider (4096); past it a
+    /// Most simultaneous connections from one worker to one provider (8192); past it a
     /// request waits for a free connection. Each provider has its own pool and limit.
     pub max_connections_per_provider: usize,
 }
@@ -166,7 +166,7 @@ impl Default for RoutingConfig {
             default_cooldown_ms: 1_000,
             max_cooldown_ms: 600_000,
             max_response_bytes: 32 * 1024 * 1024,
-            max_connections_per_provider: 4096,
+            max_connections_per_provider: 8192,
         }
     }
 }
