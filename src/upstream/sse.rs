@@ -97,14 +97,15 @@ impl SseObserver {
     }
 }
 
-/// Index just past the first blank line (`\n\n` or `\r\n\r\n`) in `b`.
+/// Index just past the first blank line in `b`: a line end (`\n`) followed by an empty line
+/// (`\n` or `\r\n`). One pass over the bytes with `memchr`, so reading a chunk of many
+/// events stays linear in its length.
 fn find_event_end(b: &[u8]) -> Option<usize> {
-    let lf = find(b, b"\n\n").map(|p| p + 2);
-    let crlf = find(b, b"\r\n\r\n").map(|p| p + 4);
-    match (lf, crlf) {
-        (Some(x), Some(y)) => Some(x.min(y)),
-        (x, y) => x.or(y),
-    }
+    memchr::memchr_iter(b'\n', b).find_map(|i| match &b[i + 1..] {
+        [b'\n', ..] => Some(i + 2),
+        [b'\r', b'\n', ..] => Some(i + 3),
+        _ => None,
+    })
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -393,6 +394,29 @@ mod tests {
         let mut o = SseObserver::default();
         o.feed(b"data: [DONE]\r\n\r\n");
         assert!(o.done);
+    }
+
+    #[test]
+    fn event_ends_are_found_whatever_the_line_endings() {
+        assert_eq!(find_event_end(b"data: a\n\ndata: b"), Some(9));
+        assert_eq!(find_event_end(b"data: a\r\n\r\nx"), Some(11));
+        assert_eq!(find_event_end(b"data: a\n\r\nx"), Some(10));
+        assert_eq!(find_event_end(b"data: a\r\ndata: b\r\n"), None);
+        assert_eq!(find_event_end(b""), None);
+        assert_eq!(find_event_end(b"\n"), None);
+    }
+
+    #[test]
+    fn a_chunk_of_many_events_is_read_in_one_pass() {
+        // 200,000 LF-only events in one chunk: a search for CRLF from every event would be
+        // quadratic (tens of billions of steps); this finishes at once.
+        let mut chunk = b"data: {\"choices\":[]}\n\n".repeat(200_000);
+        chunk.extend_from_slice(b"data: {\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2,\"total_tokens\":3}}\n\ndata: [DONE]\n\n");
+        let mut o = SseObserver::default();
+        let started = std::time::Instant::now();
+        o.feed(&chunk);
+        assert!(o.done && o.usage.is_some());
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 
     type Seen = std::rc::Rc<std::cell::RefCell<Option<(StreamEnd, Option<TokenUsage>)>>>;
