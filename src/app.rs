@@ -1,8 +1,14 @@
 //! Start-up and shutdown: builds the database, the actor graph and the HTTP server, and
 //! returns a `Running` handle used alike by `main` and by the tests.
 //!
+//! Start-up reads the change marker before the providers it loads (one snapshot), so a
+//! change committed meanwhile is applied by the first sync; a stored provider that does not
+//! load here is skipped and listed as not loaded, never fatal.
+//!
 //! Shutdown order: stop accepting, let in-flight requests (streams included) finish, then
-//! flush the usage aggregate and every provider's pending health, then return.
+//! write usage and every provider's pending health concurrently within one budget
+//! (`FINAL_WRITE_BUDGET`), then give up the sweep leadership (bounded too), then return.
+//! Nothing on that path waits without a bound, even on a database that stopped answering.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,17 +24,20 @@ use crate::fleet::{FleetSync, Leadership};
 use crate::health_checker::{HealthCheckConfig, HealthChecker};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
-use crate::provider::health::{Health, Policy};
-use crate::provider::{ProbeSettings, ProviderDeps, SaveNow};
+use crate::provider::health::Policy;
+use crate::provider::not_loaded::NotLoaded;
+use crate::provider::{ApplyStanding, ProbeSettings, ProviderDeps, SaveNow};
 use crate::secret::{Secret, random_token};
 use crate::stats::{Flush, StatsActor, UsageQueue};
 use crate::store::{self, Backend, DbPool, HealthConfigRow, Store, StoreError, now_naive};
 use crate::supervisor::{AddProvider, ListProviders, Supervisor};
 use crate::upstream::clients::UpstreamClients;
 
-/// How long in-flight requests may take to finish at shutdown.
-/// How long the final usage flush keeps retrying an unavailable database.
-const FINAL_FLUSH_BUDGET: Duration = Duration::from_secs(10);
+/// How long the final writes (usage and pending health, together) may take at shutdown,
+/// retrying an unavailable database; what is still unwritten then is lost, and said so.
+const FINAL_WRITE_BUDGET: Duration = Duration::from_secs(5);
+/// How long shutdown waits for the leadership connection to close.
+const LEADERSHIP_RELEASE_LIMIT: Duration = Duration::from_secs(2);
 
 /// Why the router could not start.
 #[derive(Debug, thiserror::Error)]
@@ -101,20 +110,20 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
     .await?;
 
     let seed = health_row(&config);
-    let health_config = blocking({
+    blocking({
         let pool = pool.clone();
-        move || {
-            pool.seed_health_config(&seed)?;
-            Ok(pool.health_config()?.unwrap_or(seed))
-        }
+        let seed = seed.clone();
+        move || pool.seed_health_config(&seed)
     })
     .await?;
     seed_providers(&pool, &config).await?;
-    let rows = blocking({
+    // The marker first, in the same snapshot as the rows: see `FleetSnapshot`.
+    let snapshot = blocking({
         let pool = pool.clone();
-        move || pool.list_providers()
+        move || pool.fleet_snapshot()
     })
     .await?;
+    let health_config = snapshot.health_config.clone().unwrap_or(seed);
 
     let store_threads = (config.db_pool_size as usize).clamp(1, 8);
     let store = {
@@ -134,22 +143,24 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
     let routes = supervisor.routes();
     let supervisor = supervisor.start();
     let env = |k: &str| std::env::var(k).ok();
-    for (row, validation) in rows {
-        let config =
-            crate::provider::from_row(&row, config.routing.request_timeout_ms, &env).map_err(|message| {
-                StartupError::Provider {
-                    name: row.name.clone(),
-                    message,
-                }
-            })?;
-        let health = validation
-            .as_ref()
-            .map(Health::from_row)
-            .unwrap_or_else(Health::healthy);
-        supervisor
-            .send(AddProvider { config, health })
-            .await
-            .map_err(|_| mailbox())?;
+    let not_loaded = NotLoaded::default();
+    // On SQLite this instance wrote the stored counters and resumes them; in a fleet each
+    // instance keeps its own and only the standing is shared.
+    let own_counters = !pool.is_postgres();
+    for stored in &snapshot.providers {
+        match crate::fleet::loadable(stored, config.routing.request_timeout_ms, &env, own_counters) {
+            Ok((provider, health, standing)) => {
+                let actor = supervisor
+                    .send(AddProvider {
+                        config: provider,
+                        health,
+                    })
+                    .await
+                    .map_err(|_| mailbox())?;
+                actor.do_send(ApplyStanding(standing));
+            }
+            Err(reason) => not_loaded.insert(stored.row.id, &stored.row.name, reason),
+        }
     }
     // On PostgreSQL the sweep belongs to the leader of the fleet; SQLite has one instance.
     let may_sweep = Arc::new(AtomicBool::new(!pool.is_postgres()));
@@ -162,19 +173,14 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
     .start();
     let (fleet_sync, leadership) = if pool.is_postgres() {
         let every = Duration::from_millis(config.fleet.sync_interval_ms);
-        let seen = blocking({
-            let pool = pool.clone();
-            move || pool.config_version()
-        })
-        .await
-        .ok();
         let sync = FleetSync::new(
             store.clone(),
             supervisor.clone(),
             health_checker.clone(),
+            not_loaded.clone(),
             every,
             config.routing.request_timeout_ms,
-            seen,
+            Some(snapshot.version),
         )
         .start();
         (
@@ -211,6 +217,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
         usage,
         store: store.clone(),
         health_checker: health_checker.clone(),
+        not_loaded,
         events: events.clone(),
         metrics: metrics.clone(),
         admin_token: admin_token.clone(),
@@ -316,25 +323,31 @@ impl Running {
         if let Some(sync) = self.fleet_sync.take() {
             sync.do_send(crate::fleet::StopSync);
         }
-        if let Some(mut leadership) = self.leadership.take() {
-            // Joining waits at most one 50 ms sleep step; release the lock for the next leader.
-            actix_web::rt::task::spawn_blocking(move || leadership.stop())
-                .await
-                .ok();
+        // Usage and pending health first, together, within one budget: a database that
+        // stopped answering costs the budget, not the process's exit.
+        let give_up = tokio::time::Instant::now() + FINAL_WRITE_BUDGET;
+        let usage = flush_until_stored(&self.actors.stats, give_up);
+        let health = save_all_health(&self.actors.supervisor);
+        if tokio::time::timeout_at(give_up, futures_util::future::join(usage, health))
+            .await
+            .is_err()
+        {
+            log::error!(
+                "the final writes did not finish within {} s; unwritten usage and health are lost",
+                FINAL_WRITE_BUDGET.as_secs()
+            );
         }
-        flush_until_stored(&self.actors.stats).await;
-        if let Ok(providers) = self.actors.supervisor.send(ListProviders).await {
-            for p in providers {
-                let _ = tokio::time::timeout(Duration::from_secs(5), p.actor.send(SaveNow)).await;
-            }
+        // Then the sweep goes to another instance.
+        if let Some(mut leadership) = self.leadership.take() {
+            let release = actix_web::rt::task::spawn_blocking(move || leadership.stop());
+            let _ = tokio::time::timeout(LEADERSHIP_RELEASE_LIMIT, release).await;
         }
         log::info!("switchyard stopped");
     }
 }
 
-/// Flushes usage, retrying while the database is unavailable, within a budget.
-async fn flush_until_stored(stats: &Addr<StatsActor>) {
-    let give_up = tokio::time::Instant::now() + FINAL_FLUSH_BUDGET;
+/// Flushes usage, retrying while the database is unavailable, until `give_up`.
+async fn flush_until_stored(stats: &Addr<StatsActor>, give_up: tokio::time::Instant) {
     loop {
         match stats.send(Flush).await {
             Ok(Ok(())) => return,
@@ -348,6 +361,13 @@ async fn flush_until_stored(stats: &Addr<StatsActor>) {
             }
             Err(_) => return,
         }
+    }
+}
+
+/// Writes every provider's pending health, all at once.
+async fn save_all_health(supervisor: &Addr<Supervisor>) {
+    if let Ok(providers) = supervisor.send(ListProviders).await {
+        futures_util::future::join_all(providers.iter().map(|p| p.actor.send(SaveNow))).await;
     }
 }
 
@@ -422,7 +442,9 @@ fn mailbox() -> StartupError {
 
 /// Upserts the config file's providers by name.
 async fn seed_providers(pool: &DbPool, config: &Config) -> Result<(), StartupError> {
-    let env = |k: &str| std::env::var(k).ok();
+    // A key variable this instance lacks does not stop the seeding (the row stores only the
+    // variable's name): the provider is then listed as not loaded, like any stored one.
+    let env = |k: &str| std::env::var(k).ok().or_else(|| Some("unset".into()));
     let mut rows = Vec::new();
     for spec in &config.providers {
         let valid = spec

@@ -37,6 +37,8 @@ pub struct AppState {
     pub usage: Arc<UsageQueue>,
     pub store: Addr<Store>,
     pub health_checker: Addr<HealthChecker>,
+    /// Stored providers this instance could not load, with the reason.
+    pub not_loaded: crate::provider::not_loaded::NotLoaded,
     pub events: EventBus,
     pub metrics: Arc<Metrics>,
     pub admin_token: Secret,

@@ -16,14 +16,21 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
+/// Ready when the database answers. `providers_not_loaded` lists the stored providers this
+/// instance skipped (with the reason): they do not make it unready, the others serve.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let ping = store::run(&state.store, |db| db.ping());
+    let not_loaded = state.not_loaded.list();
     match tokio::time::timeout(READY_TIMEOUT, ping).await {
-        Ok(Ok(())) => HttpResponse::Ok().json(serde_json::json!({ "status": "ready", "database": "ok" })),
-        Ok(Err(e)) => HttpResponse::ServiceUnavailable()
-            .json(serde_json::json!({ "status": "not_ready", "database": e.to_string() })),
-        Err(_) => HttpResponse::ServiceUnavailable()
-            .json(serde_json::json!({ "status": "not_ready", "database": "timed out" })),
+        Ok(Ok(())) => HttpResponse::Ok().json(serde_json::json!({
+            "status": "ready", "database": "ok", "providers_not_loaded": not_loaded,
+        })),
+        Ok(Err(e)) => HttpResponse::ServiceUnavailable().json(serde_json::json!({
+            "status": "not_ready", "database": e.to_string(), "providers_not_loaded": not_loaded,
+        })),
+        Err(_) => HttpResponse::ServiceUnavailable().json(serde_json::json!({
+            "status": "not_ready", "database": "timed out", "providers_not_loaded": not_loaded,
+        })),
     }
 }
 

@@ -118,6 +118,22 @@ impl Health {
         t
     }
 
+    /// Counts `n` successes of attempts that were under way when the provider was marked
+    /// unhealthy: the counters move, the standing does not (see `provider::standing`).
+    pub fn note_successes(&mut self, now: DateTime<Utc>, n: u64) {
+        if n == 0 {
+            return;
+        }
+        if self.is_healthy {
+            self.record_successes(now, n);
+            return;
+        }
+        self.last_success_at = Some(now);
+        self.consecutive_successes = self
+            .consecutive_successes
+            .saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+    }
+
     /// Records a counted failure.
     pub fn record_failure(&mut self, now: DateTime<Utc>, failure: &Failure, policy: &Policy) -> Transition {
         self.error_count = self.error_count.saturating_add(1);
@@ -249,6 +265,21 @@ mod tests {
         assert_eq!(h.record_failure(now, &fail(500), &policy), Transition::Unchanged);
         assert!(h.is_healthy);
         assert_eq!(h.consecutive_successes, 0);
+    }
+
+    #[test]
+    fn successes_from_before_the_mark_do_not_recover() {
+        let now = Utc::now();
+        let mut h = Health::healthy();
+        let policy = Policy {
+            max_error_count: 1,
+            ..Policy::default()
+        };
+        h.record_failure(now, &fail(500), &policy);
+        h.note_successes(now, 3);
+        assert!(!h.is_healthy && h.next_retry_at.is_some());
+        assert_eq!(h.consecutive_successes, 3);
+        assert_eq!(h.last_success_at, Some(now));
     }
 
     #[test]

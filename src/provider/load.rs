@@ -21,7 +21,27 @@ pub struct LoadCounters {
     /// The provider refused the `stream_options` member the router adds to streams: it is
     /// no longer sent (this instance, until restart).
     refuses_stream_options: AtomicBool,
+    /// When routing last turned away from the provider (it was marked unhealthy), on the
+    /// process clock (`clock_ms`); `u64::MAX` while a mark has not reached the routing table
+    /// yet; 0 for "since the start". See `started_after_mark`.
+    turned_away_at: AtomicU64,
+    /// Successes of attempts that started after `turned_away_at`, since the actor last took
+    /// them: on an unhealthy provider only these prove that it works again.
+    fresh_successes: AtomicU64,
 }
+
+/// Milliseconds since the process's first call, from the monotonic clock; never 0.
+pub fn clock_ms() -> u64 {
+    static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let origin = *ORIGIN.get_or_init(Instant::now);
+    u64::try_from(origin.elapsed().as_millis())
+        .unwrap_or(u64::MAX - 1)
+        .saturating_add(1)
+}
+
+/// An attempt counts as started after the mark only when it started this much after routing
+/// turned away: latencies are whole milliseconds, measured from just after the pick.
+const MARK_SETTLE_MS: u64 = 2;
 
 impl LoadCounters {
     /// Marks one request as started; the guard marks it finished when dropped, so an early
@@ -48,6 +68,9 @@ impl LoadCounters {
     /// them: the caller then rings it, and the actor takes the batch a moment later, so under
     /// load there is one message per batch window, not one per request.
     pub fn add_success(&self, latency_ms: u64) -> bool {
+        if self.started_after_mark(latency_ms) {
+            self.fresh_successes.fetch_add(1, Ordering::AcqRel);
+        }
         let add = (1u64 << SUCCESS_SHIFT) | latency_ms.min(u64::from(u32::MAX));
         self.successes.fetch_add(add, Ordering::AcqRel);
         !self.rung.swap(true, Ordering::AcqRel)
@@ -59,6 +82,37 @@ impl LoadCounters {
         self.rung.store(false, Ordering::Release);
         let v = self.successes.swap(0, Ordering::AcqRel);
         (v >> SUCCESS_SHIFT, v & LATENCY_MASK)
+    }
+}
+
+impl LoadCounters {
+    /// The provider is being marked unhealthy: from now until routing has turned away from
+    /// it (`turned_away`), no success is fresh, and earlier fresh ones no longer count.
+    pub fn turning_away(&self) {
+        self.turned_away_at.store(u64::MAX, Ordering::Release);
+        self.fresh_successes.store(0, Ordering::Release);
+    }
+
+    /// Routing no longer picks the provider as a healthy one (called by the routing table's
+    /// writer once it holds the unhealthy view): attempts starting later were sent to it
+    /// knowing it was marked.
+    pub fn turned_away(&self) {
+        self.turned_away_at.store(clock_ms(), Ordering::Release);
+    }
+
+    /// Whether an attempt that just finished after `latency_ms` started after routing turned
+    /// away from the provider: its success is then a real success after the mark, which may
+    /// recover it. Attempts already under way when the mark came are not.
+    pub fn started_after_mark(&self, latency_ms: u64) -> bool {
+        let mark = self.turned_away_at.load(Ordering::Acquire);
+        mark == 0
+            || (mark != u64::MAX
+                && clock_ms().saturating_sub(latency_ms) > mark.saturating_add(MARK_SETTLE_MS))
+    }
+
+    /// Takes the count of fresh successes (see `started_after_mark`).
+    pub fn take_fresh_successes(&self) -> u64 {
+        self.fresh_successes.swap(0, Ordering::AcqRel)
     }
 }
 
@@ -162,6 +216,27 @@ mod tests {
         assert_eq!(c.take_successes(), (0, 0));
         assert!(c.add_success(5), "rings again after a take");
         assert!(!c.add_success(5));
+    }
+
+    #[test]
+    fn only_attempts_started_after_the_mark_are_fresh() {
+        let c = LoadCounters::default();
+        c.add_success(1);
+        assert_eq!(c.take_fresh_successes(), 1, "before any mark every success is fresh");
+        c.turning_away();
+        c.add_success(0);
+        assert_eq!(c.take_fresh_successes(), 0, "nothing is fresh while the mark spreads");
+        c.turned_away();
+        // An attempt that took a long time started before routing turned away.
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        assert!(!c.started_after_mark(1_000));
+        c.add_success(1_000);
+        assert_eq!(c.take_fresh_successes(), 0);
+        // A quick one started after it.
+        assert!(c.started_after_mark(0));
+        c.add_success(0);
+        assert_eq!(c.take_fresh_successes(), 1);
+        assert!(!c.started_after_mark(u64::MAX), "absurd latencies never overflow");
     }
 
     #[test]

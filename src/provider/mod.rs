@@ -14,11 +14,19 @@
 //! and arms a retry timer for `retry_after`; when the timer fires it probes the upstream with
 //! a real API call and recovers on success. Health is persisted on change, coalesced into at
 //! most one write per `SAVE_DELAY`, never once per request.
+//!
+//! In a fleet, a provider's *standing* (healthy or not, next retry) is shared and its counters
+//! are not (see `standing`): the actor writes its standing only when it changes, with a
+//! conditional write, and applies a newer one learned from the fleet (`ApplyStanding`) with the
+//! same events and retry timer. On an unhealthy provider only a probe or the success of an
+//! attempt that started after the mark (`LoadCounters::started_after_mark`) recovers it.
 
 pub mod health;
 pub mod load;
+pub mod not_loaded;
 pub mod probe;
 pub mod spec;
+pub mod standing;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,12 +37,13 @@ use chrono::{DateTime, Utc};
 use crate::events::{Event, EventBus, EventKind, Severity};
 use crate::metrics::Metrics;
 use crate::routing::AttemptError;
-use crate::store::{self, Store};
+use crate::store::{self, StandingWrite, Store, StoreError};
 use health::{Failure, Health, Policy, Transition};
 pub use load::LoadCounters;
 use load::Window;
 pub use probe::{ProbeResult, ProbeSettings};
 pub use spec::{ProviderConfig, from_row, to_new_row};
+use standing::{Cause, Standing};
 
 /// How long reported successes (and usage records) gather before their actor takes them.
 pub const BATCH_WINDOW: Duration = Duration::from_millis(20);
@@ -112,12 +121,9 @@ pub struct ProviderState {
     pub refuses_stream_options: bool,
     pub requests_per_minute: u64,
     pub average_response_time_ms: f64,
+    /// The standing this instance holds (see `standing`).
+    pub standing: Standing,
 }
-
-/// Clear the health counters: healthy, as new.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Reset;
 
 /// New configuration for the same provider id.
 #[derive(Message)]
@@ -129,15 +135,12 @@ pub struct Reconfigure(pub Arc<ProviderConfig>);
 #[rtype(result = "()")]
 pub struct SetPolicy(pub Policy);
 
-/// Health read from the database that another instance of a fleet wrote, with the time it
-/// was written. Applied without writing it back, unless this actor changed its own standing
-/// since (or has not yet written that change): the newer word wins.
+/// A standing read from the database (written by another instance, or an operator's reset
+/// stored by the admin API). Applied when newer than the one held, never written back; an
+/// operator's reset also clears the counters.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct ApplyStoredHealth {
-    pub health: Health,
-    pub written_at: chrono::DateTime<Utc>,
-}
+pub struct ApplyStanding(pub Standing);
 
 /// Write pending health now; answers once it is stored (or failed).
 #[derive(Message)]
@@ -148,6 +151,13 @@ pub struct SaveNow;
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Stop;
+
+/// What a write of the actor's health did.
+struct Saved {
+    counters_failed: bool,
+    /// The generation the standing write was based on, and its result.
+    standing: Option<(i64, Result<StandingWrite, StoreError>)>,
+}
 
 /// What routing knows of a provider's health: just what routing needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,13 +198,19 @@ pub struct ProviderActor {
     retry_timer: Option<SpawnHandle>,
     /// A write is scheduled.
     save_pending: bool,
-    /// Unsaved changes, and whether they include a transition a fleet must see.
+    /// A write is under way: the next one waits for it, so a standing write is always based
+    /// on the generation the previous one stored.
+    saving: bool,
+    /// Unsaved counters.
     dirty: bool,
-    dirty_transition: bool,
+    /// The standing held; `standing_dirty` when it changed here and is not stored yet (its
+    /// `generation` is still the one the change is based on).
+    standing: Standing,
+    standing_dirty: bool,
+    /// Whether the routing table was last told the provider is healthy.
+    published_healthy: bool,
     /// When the provider last turned unhealthy, for the time-to-recovery metric.
     unhealthy_since: Option<Instant>,
-    /// When this actor last changed the provider's standing itself (transition or reset).
-    changed_at: Option<chrono::DateTime<Utc>>,
     /// A probe is under way.
     probing: bool,
 }
@@ -209,6 +225,14 @@ impl ProviderActor {
     ) -> Self {
         ProviderActor {
             unhealthy_since: (!health.is_healthy).then(Instant::now),
+            standing: Standing {
+                is_healthy: health.is_healthy,
+                next_retry_at: health.next_retry_at,
+                ..Standing::initial()
+            },
+            standing_dirty: false,
+            published_healthy: health.is_healthy,
+            saving: false,
             config,
             health,
             load,
@@ -217,9 +241,7 @@ impl ProviderActor {
             deps,
             retry_timer: None,
             save_pending: false,
-            changed_at: None,
             dirty: false,
-            dirty_transition: false,
             probing: false,
         }
     }
@@ -232,8 +254,13 @@ impl ProviderActor {
         Event::new(kind, severity, message).provider(self.id(), &self.config.name)
     }
 
-    /// Tells the supervisor what routing needs to know.
-    fn publish_view(&self) {
+    /// Tells the supervisor what routing needs to know. When the provider turns unhealthy,
+    /// successes stop counting as fresh first, until the table has turned away from it.
+    fn publish_view(&mut self) {
+        if self.published_healthy && !self.health.is_healthy {
+            self.load.turning_away();
+        }
+        self.published_healthy = self.health.is_healthy;
         self.supervisor.do_send(HealthChanged {
             id: self.id(),
             view: HealthView::from(&self.health),
@@ -242,12 +269,10 @@ impl ProviderActor {
 
     /// Reacts to a health transition: events, metrics, timer, supervisor.
     fn after_transition(&mut self, t: Transition, ctx: &mut Context<Self>) {
-        if t != Transition::Unchanged {
-            self.changed_at = Some(Utc::now());
-        }
         match t {
             Transition::Unchanged => {}
             Transition::BecameUnhealthy => {
+                self.standing_changed(Cause::Unhealthy);
                 self.unhealthy_since = Some(Instant::now());
                 log::warn!(
                     "provider {} (id {}) is unhealthy after {} failures: {}",
@@ -271,6 +296,7 @@ impl ProviderActor {
                 );
             }
             Transition::Recovered => {
+                self.standing_changed(Cause::Recovered);
                 let took = self.unhealthy_since.take().map(|t| t.elapsed());
                 if let Some(d) = took {
                     self.deps.metrics.observe_recovery(d);
@@ -287,7 +313,94 @@ impl ProviderActor {
             }
         }
         self.arm_retry(ctx);
-        self.mark_dirty(ctx, t != Transition::Unchanged);
+        self.mark_dirty(ctx);
+    }
+
+    /// This instance changed the standing: it is written (coalesced) on top of the generation
+    /// held, and spreads from there.
+    fn standing_changed(&mut self, cause: Cause) {
+        self.standing.is_healthy = self.health.is_healthy;
+        self.standing.next_retry_at = if self.health.is_healthy {
+            None
+        } else {
+            self.health.next_retry_at
+        };
+        self.standing.cause = cause;
+        self.standing.changed_at = Utc::now();
+        self.standing.changed_by = crate::fleet::instance_id().to_string();
+        self.standing_dirty = true;
+    }
+
+    /// Applies a standing newer than the one held: the counters stay this instance's own, the
+    /// standing, its events and its retry timer become the fleet's.
+    fn apply_standing(&mut self, s: Standing, ctx: &mut Context<Self>) {
+        if !s.is_newer_than(self.standing.generation) {
+            return;
+        }
+        // Successes already reported belong to the time before this standing.
+        self.take_successes(ctx);
+        let was_healthy = self.health.is_healthy;
+        // Any change of ours not yet stored is older than this one: it is dropped.
+        self.standing_dirty = false;
+        if s.cause == Cause::Reset {
+            self.health.reset();
+        }
+        self.health.is_healthy = s.is_healthy;
+        self.health.next_retry_at = if s.is_healthy {
+            None
+        } else {
+            Some(s.next_retry_at.unwrap_or_else(Utc::now))
+        };
+        if s.is_healthy && !was_healthy {
+            self.health.error_count = 0;
+        }
+        let details = serde_json::json!({
+            "source": "fleet",
+            "cause": s.cause,
+            "changed_by": s.changed_by,
+            "generation": s.generation,
+            "next_retry_at": self.health.next_retry_at.map(|t| t.to_rfc3339()),
+        });
+        self.standing = s;
+        match (was_healthy, self.health.is_healthy) {
+            (true, false) => {
+                self.unhealthy_since = Some(Instant::now());
+                log::warn!(
+                    "provider {} (id {}) is unhealthy: marked by {}",
+                    self.config.name,
+                    self.id(),
+                    self.standing.changed_by
+                );
+                self.deps.events.publish(
+                    self.event(
+                        EventKind::ProviderUnhealthy,
+                        Severity::High,
+                        format!("marked unhealthy by {}", self.standing.changed_by),
+                    )
+                    .details(details),
+                );
+            }
+            (false, true) => {
+                let took = self.unhealthy_since.take().map(|t| t.elapsed());
+                if let Some(d) = took {
+                    self.deps.metrics.observe_recovery(d);
+                }
+                let message = if self.standing.cause == Cause::Reset {
+                    "reset by an operator".to_string()
+                } else {
+                    format!("recovered, as seen by {}", self.standing.changed_by)
+                };
+                log::info!("provider {} (id {}): {message}", self.config.name, self.id());
+                self.deps.events.publish(
+                    self.event(EventKind::ProviderRecovered, Severity::Medium, message)
+                        .details(details),
+                );
+            }
+            _ => {}
+        }
+        self.publish_view();
+        self.arm_retry(ctx);
+        self.mark_dirty(ctx);
     }
 
     /// (Re)arms the retry timer while unhealthy; cancels it when healthy.
@@ -309,43 +422,84 @@ impl ProviderActor {
         }));
     }
 
-    /// Schedules one coalesced write of the health row.
-    fn mark_dirty(&mut self, ctx: &mut Context<Self>, transition: bool) {
+    /// Schedules one coalesced write of what changed (counters, standing).
+    fn mark_dirty(&mut self, ctx: &mut Context<Self>) {
         self.dirty = true;
-        self.dirty_transition |= transition;
         if !self.save_pending {
             self.save_pending = true;
             ctx.run_later(SAVE_DELAY, |act, ctx| {
                 act.save_pending = false;
-                ctx.spawn(act.save().into_actor(act).map(|failed, _, ctx| {
-                    // The database is unavailable: keep the change and try again later.
-                    if let Some(bump) = failed {
-                        ctx.run_later(SAVE_RETRY, move |act, ctx| act.mark_dirty(ctx, bump));
-                    }
+                if act.saving {
+                    // The previous write is still under way; this one follows it.
+                    act.mark_dirty(ctx);
+                    return;
+                }
+                act.saving = true;
+                ctx.spawn(act.save().into_actor(act).map(|saved, act, ctx| {
+                    act.saving = false;
+                    act.saved(saved, ctx);
                 }));
             });
         }
     }
 
-    /// Writes the health row if anything changed. Resolves to `Some(transition)` when the
-    /// write failed, so the caller can mark the change dirty again.
-    fn save(&mut self) -> impl Future<Output = Option<bool>> + 'static {
-        let pending = self
-            .dirty
-            .then(|| (self.health.to_row(self.id()), self.dirty_transition));
+    /// Starts writing what changed: the counters, and the standing when it changed here.
+    fn save(&mut self) -> impl Future<Output = Saved> + 'static {
+        let counters = self.dirty.then(|| self.health.to_row(self.id()));
+        let standing = self
+            .standing_dirty
+            .then(|| (self.standing.to_row(self.id()), self.standing.generation));
         self.dirty = false;
-        self.dirty_transition = false;
+        self.standing_dirty = false;
         let store = self.deps.store.clone();
         let name = self.config.name.clone();
         async move {
-            let (row, bump) = pending?;
-            match store::run(&store, move |db| db.save_validation(&row, bump)).await {
-                Ok(()) => None,
-                Err(e) => {
-                    log::warn!("saving the health of provider {name} failed, will retry: {e}");
-                    Some(bump)
+            let mut counters_failed = false;
+            if let Some(row) = counters
+                && let Err(e) = store::run(&store, move |db| db.save_validation(&row)).await
+            {
+                log::warn!("saving the health of provider {name} failed, will retry: {e}");
+                counters_failed = true;
+            }
+            let standing = match standing {
+                Some((row, based_on)) => {
+                    let result = store::run(&store, move |db| db.write_standing(&row, based_on)).await;
+                    if let Err(e) = &result {
+                        log::warn!("saving the standing of provider {name} failed, will retry: {e}");
+                    }
+                    Some((based_on, result))
+                }
+                None => None,
+            };
+            Saved {
+                counters_failed,
+                standing,
+            }
+        }
+    }
+
+    /// Takes in the result of a write: the stored generation, or the newer standing that
+    /// refused it; a failed write is retried later.
+    fn saved(&mut self, saved: Saved, ctx: &mut Context<Self>) {
+        let mut retry_standing = None;
+        match saved.standing {
+            Some((based_on, Ok(StandingWrite::Written(row)))) => {
+                if self.standing.generation == based_on {
+                    self.standing.generation = row.generation;
                 }
             }
+            Some((_, Ok(StandingWrite::Newer(row)))) => self.apply_standing(Standing::from_row(&row), ctx),
+            Some((based_on, Err(_))) => retry_standing = Some(based_on),
+            Some((_, Ok(StandingWrite::Gone))) | None => {}
+        }
+        if saved.counters_failed || retry_standing.is_some() {
+            ctx.run_later(SAVE_RETRY, move |act, ctx| {
+                // Unless a newer standing arrived meanwhile, the change still has to be stored.
+                if retry_standing.is_some_and(|g| g == act.standing.generation) {
+                    act.standing_dirty = true;
+                }
+                act.mark_dirty(ctx);
+            });
         }
     }
 
@@ -355,9 +509,17 @@ impl ProviderActor {
         if count == 0 {
             return;
         }
+        let fresh = self.load.take_fresh_successes();
         self.window.record_many(Instant::now(), count, latency_sum);
         let was = HealthView::from(&self.health);
-        let transition = self.health.record_successes(Utc::now(), count);
+        let now = Utc::now();
+        let transition = if self.health.is_healthy || fresh > 0 {
+            self.health.record_successes(now, count)
+        } else {
+            // Attempts that were under way when it was marked: they do not undo the mark.
+            self.health.note_successes(now, count);
+            Transition::Unchanged
+        };
         if HealthView::from(&self.health) != was {
             self.publish_view();
         }
@@ -391,6 +553,10 @@ impl ProviderActor {
             };
             self.health.record_failure(now, &failure, &self.deps.policy)
         };
+        if transition == Transition::Unchanged && !self.health.is_healthy {
+            // A probe moved the next retry: the whole fleet waits for the same one.
+            self.standing_changed(Cause::Rescheduled);
+        }
         let severity = if result.ok {
             Severity::Low
         } else {
@@ -438,7 +604,14 @@ impl Handler<Outcome> for ProviderActor {
         self.window.record(Instant::now(), msg.latency_ms);
         let was = HealthView::from(&self.health);
         let transition = match &msg.kind {
-            OutcomeKind::Success { status } => self.health.record_success(now, Some(*status)),
+            OutcomeKind::Success { status } => {
+                if self.health.is_healthy || self.load.started_after_mark(msg.latency_ms) {
+                    self.health.record_success(now, Some(*status))
+                } else {
+                    self.health.note_successes(now, 1);
+                    Transition::Unchanged
+                }
+            }
             OutcomeKind::Failure(f) => {
                 self.deps.metrics.count_attempt_failure(f.error.cause());
                 self.deps.events.publish(
@@ -505,29 +678,8 @@ impl Handler<GetState> for ProviderActor {
             refuses_stream_options: self.load.refuses_stream_options(),
             requests_per_minute: rpm,
             average_response_time_ms: avg,
+            standing: self.standing.clone(),
         })
-    }
-}
-
-impl Handler<Reset> for ProviderActor {
-    type Result = ();
-
-    fn handle(&mut self, _: Reset, ctx: &mut Context<Self>) {
-        self.take_successes(ctx);
-        let was_unhealthy = !self.health.is_healthy;
-        self.health.reset();
-        self.changed_at = Some(Utc::now());
-        self.unhealthy_since = None;
-        self.publish_view();
-        self.arm_retry(ctx);
-        self.mark_dirty(ctx, true);
-        if was_unhealthy {
-            self.deps.events.publish(self.event(
-                EventKind::ProviderRecovered,
-                Severity::Medium,
-                "reset by an operator".into(),
-            ));
-        }
     }
 }
 
@@ -548,39 +700,20 @@ impl Handler<SetPolicy> for ProviderActor {
     }
 }
 
-impl Handler<ApplyStoredHealth> for ProviderActor {
+impl Handler<ApplyStanding> for ProviderActor {
     type Result = ();
 
-    fn handle(&mut self, msg: ApplyStoredHealth, ctx: &mut Context<Self>) {
-        let ours_is_newer = self.dirty_transition || self.changed_at.is_some_and(|t| t >= msg.written_at);
-        if ours_is_newer {
-            return;
-        }
-        let cooldown = self.health.cooldown_until;
-        let was_healthy = self.health.is_healthy;
-        self.health = Health {
-            cooldown_until: cooldown,
-            ..msg.health
-        };
-        if was_healthy && !self.health.is_healthy {
-            self.unhealthy_since = Some(Instant::now());
-        } else if self.health.is_healthy {
-            self.unhealthy_since = None;
-        }
-        self.publish_view();
-        self.arm_retry(ctx);
+    fn handle(&mut self, msg: ApplyStanding, ctx: &mut Context<Self>) {
+        self.apply_standing(msg.0, ctx);
     }
 }
 
 impl Handler<SaveNow> for ProviderActor {
-    type Result = ResponseFuture<()>;
+    type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, _: SaveNow, ctx: &mut Context<Self>) -> Self::Result {
         self.take_successes(ctx);
-        let save = self.save();
-        Box::pin(async move {
-            save.await;
-        })
+        Box::pin(self.save().into_actor(self).map(|saved, act, ctx| act.saved(saved, ctx)))
     }
 }
 

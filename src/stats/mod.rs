@@ -8,6 +8,12 @@
 //! answers once everything recorded before it is stored, which is what shutdown and tests
 //! wait on.
 //!
+//! `ReadUsage` (the admin views) reads the stored rows and adds what is not stored yet. The
+//! read and this actor's writes take turns: a read never runs while a batch is being
+//! written, and no write starts while a read runs, so a batch is counted exactly once, either
+//! in the rows read or in what is added. Reads queue behind a wanted write, so steady reading
+//! never holds writes back.
+//!
 //! A write whose COMMIT reached the database but whose acknowledgement was lost would be
 //! retried and counted twice; with a local or LAN database this needs the connection to die
 //! in that instant, and the design accepts that rare double count rather than keep a
@@ -15,6 +21,7 @@
 
 pub mod aggregate;
 pub mod queue;
+pub mod view;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,7 +30,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use crate::metrics::{Metrics, RequestOutcome};
-use crate::store::{self, Store, StoreError, UsageRow};
+use crate::store::{self, Store, StoreError, UsageFilter, UsageRow};
 use aggregate::Aggregate;
 pub use aggregate::{UsageRecord, UsageResult};
 pub use queue::UsageQueue;
@@ -41,10 +48,13 @@ pub struct DrainUsage;
 #[rtype(result = "Result<(), StoreError>")]
 pub struct Flush;
 
-/// What is recorded but not yet stored (pending and being written).
+/// Daily usage rows matching the filter, stored and not yet stored, each batch counted once.
 #[derive(Message)]
-#[rtype(result = "Vec<UsageRow>")]
-pub struct Pending;
+#[rtype(result = "Result<Vec<UsageRow>, StoreError>")]
+pub struct ReadUsage(pub UsageFilter);
+
+/// A reader waiting for its turn.
+type QueuedRead = (UsageFilter, oneshot::Sender<Result<Vec<UsageRow>, StoreError>>);
 
 /// The stats actor.
 pub struct StatsActor {
@@ -61,6 +71,11 @@ pub struct StatsActor {
     waiters_next: Vec<oneshot::Sender<Result<(), StoreError>>>,
     failures: u32,
     retry_at: Option<Instant>,
+    /// Reads under way; no write starts meanwhile (see the module documentation).
+    reads_in_flight: usize,
+    /// A write waits for the reads under way; new reads queue behind it.
+    write_wanted: bool,
+    queued_reads: Vec<QueuedRead>,
 }
 
 impl StatsActor {
@@ -83,6 +98,39 @@ impl StatsActor {
             waiters_next: Vec::new(),
             failures: 0,
             retry_at: None,
+            reads_in_flight: 0,
+            write_wanted: false,
+            queued_reads: Vec::new(),
+        }
+    }
+
+    /// Reads stored rows; adds what is pending when the read is back (no write of ours ran
+    /// in between, so nothing is in both or in neither).
+    fn start_read(&mut self, filter: UsageFilter, reply: oneshot::Sender<Result<Vec<UsageRow>, StoreError>>, ctx: &mut Context<Self>) {
+        self.reads_in_flight += 1;
+        let store = self.store.clone();
+        let f = filter.clone();
+        let read = async move { store::run(&store, move |db| db.usage(&f)).await };
+        ctx.spawn(read.into_actor(self).map(move |result, act, ctx| {
+            act.reads_in_flight -= 1;
+            act.drain(ctx);
+            let answer = result.map(|stored| view::merge_pending(stored, act.pending.snapshot(), &filter));
+            let _ = reply.send(answer);
+            if act.reads_in_flight == 0 && act.write_wanted {
+                act.write_wanted = false;
+                act.start_write(ctx);
+                act.run_queued_reads(ctx);
+            }
+        }));
+    }
+
+    /// Starts the reads that waited for a write, unless one is running.
+    fn run_queued_reads(&mut self, ctx: &mut Context<Self>) {
+        if self.writing.is_some() || self.write_wanted {
+            return;
+        }
+        for (filter, reply) in std::mem::take(&mut self.queued_reads) {
+            self.start_read(filter, reply, ctx);
         }
     }
 
@@ -94,6 +142,10 @@ impl StatsActor {
     /// Starts a write of everything pending, unless one is running.
     fn start_write(&mut self, ctx: &mut Context<Self>) {
         if self.writing.is_some() {
+            return;
+        }
+        if self.reads_in_flight > 0 {
+            self.write_wanted = true;
             return;
         }
         self.waiters_now = std::mem::take(&mut self.waiters_next);
@@ -139,6 +191,7 @@ impl StatsActor {
             if !act.waiters_next.is_empty() {
                 act.start_write(ctx);
             }
+            act.run_queued_reads(ctx);
         }));
     }
 
@@ -212,15 +265,17 @@ impl Handler<Flush> for StatsActor {
     }
 }
 
-impl Handler<Pending> for StatsActor {
-    type Result = MessageResult<Pending>;
+impl Handler<ReadUsage> for StatsActor {
+    type Result = ResponseFuture<Result<Vec<UsageRow>, StoreError>>;
 
-    fn handle(&mut self, _: Pending, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: ReadUsage, ctx: &mut Context<Self>) -> Self::Result {
         self.drain(ctx);
-        let mut rows = self.pending.snapshot();
-        if let Some(w) = &self.writing {
-            rows.extend(w.iter().cloned());
+        let (tx, rx) = oneshot::channel();
+        if self.writing.is_some() || self.write_wanted {
+            self.queued_reads.push((msg.0, tx));
+        } else {
+            self.start_read(msg.0, tx, ctx);
         }
-        MessageResult(rows)
+        Box::pin(async move { rx.await.unwrap_or(Err(StoreError::Mailbox)) })
     }
 }

@@ -9,6 +9,8 @@ pub mod models;
 pub mod pool;
 pub mod queries;
 pub mod schema;
+pub mod standing;
+pub mod tx;
 
 use actix::prelude::*;
 use chrono::{NaiveDateTime, SubsecRound, Utc};
@@ -16,6 +18,7 @@ use chrono::{NaiveDateTime, SubsecRound, Utc};
 pub use models::*;
 pub use pool::{Backend, DbPool};
 pub use queries::UsageFilter;
+pub use standing::{FleetSnapshot, StandingWrite, StoredProvider};
 
 /// What can go wrong talking to the database.
 #[derive(Debug, thiserror::Error)]

@@ -5,7 +5,9 @@
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 
-use super::schema::{health_check_configs, provider_usage_stats, provider_validations, providers};
+use super::schema::{
+    health_check_configs, provider_standing, provider_usage_stats, provider_validations, providers,
+};
 
 /// One row of `providers`.
 #[derive(Queryable, Selectable, Debug, Clone)]
@@ -129,4 +131,18 @@ pub struct HealthConfigRow {
     pub retry_after_seconds: i64,
     pub auto_recovery: bool,
     pub updated_at: NaiveDateTime,
+}
+
+/// One row of `provider_standing`: a provider's standing in the fleet (see
+/// `provider::standing`). `generation` only grows; each write names the one it was based on.
+#[derive(Queryable, Selectable, Insertable, AsChangeset, Debug, Clone, PartialEq)]
+#[diesel(table_name = provider_standing, treat_none_as_null = true)]
+pub struct StandingRow {
+    pub provider_id: i64,
+    pub is_healthy: bool,
+    pub next_retry_at: Option<NaiveDateTime>,
+    pub generation: i64,
+    pub cause: String,
+    pub changed_at: NaiveDateTime,
+    pub changed_by: String,
 }

@@ -62,6 +62,31 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// A PostgreSQL URL with network timeouts added where the operator set none:
+/// a connect timeout, TCP keepalives and a TCP user timeout (unacknowledged data fails the
+/// connection), so a half-open connection is noticed in seconds instead of holding the lock
+/// (the fleet's sweep leadership, or a shutdown) for the kernel's default of minutes to hours.
+pub fn with_network_timeouts(url: &str) -> String {
+    const DEFAULTS: &[(&str, &str)] = &[
+        ("connect_timeout", "5"),
+        ("keepalives", "1"),
+        ("keepalives_idle", "5"),
+        ("keepalives_interval", "2"),
+        ("keepalives_count", "3"),
+        ("tcp_user_timeout", "10000"),
+    ];
+    let query = url.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let has = |key: &str| query.split('&').any(|kv| kv.split('=').next() == Some(key));
+    let mut out = url.to_string();
+    for (key, value) in DEFAULTS.iter().filter(|(k, _)| !has(k)) {
+        out.push(if out.contains('?') { '&' } else { '?' });
+        out.push_str(key);
+        out.push('=');
+        out.push_str(value);
+    }
+    out
+}
+
 /// An r2d2 pool of one backend or the other.
 #[derive(Clone)]
 pub enum DbPool {
@@ -108,7 +133,7 @@ impl DbPool {
     pub fn connect(backend: &Backend, size: u32) -> Result<DbPool, StoreError> {
         match backend {
             Backend::Postgres(url) => {
-                let manager = ConnectionManager::<PgConnection>::new(url.clone());
+                let manager = ConnectionManager::<PgConnection>::new(with_network_timeouts(url));
                 let pool = Pool::builder()
                     .max_size(size)
                     .min_idle(Some(1))
@@ -168,6 +193,16 @@ mod tests {
         ));
         assert!(Backend::from_url("host=127.0.0.1 dbname=x").is_err());
         assert!(Backend::from_url("mysql://h/db").is_err());
+    }
+
+    #[test]
+    fn postgres_urls_get_network_timeouts_unless_set() {
+        let u = with_network_timeouts("postgres://u@h/db");
+        assert!(u.starts_with("postgres://u@h/db?connect_timeout=5&keepalives=1&"));
+        assert!(u.contains("tcp_user_timeout=10000"));
+        let u = with_network_timeouts("postgres://u@h/db?sslmode=require&connect_timeout=30");
+        assert!(u.contains("sslmode=require&connect_timeout=30&keepalives=1"));
+        assert_eq!(u.matches("connect_timeout").count(), 1, "the operator's value stays");
     }
 
     #[test]

@@ -9,8 +9,10 @@ use diesel::upsert::excluded;
 use super::models::*;
 use super::pool::DbPool;
 use super::schema::{
-    config_version, health_check_configs, provider_usage_stats, provider_validations, providers,
+    config_version, health_check_configs, provider_standing, provider_usage_stats, provider_validations,
+    providers,
 };
+use super::tx::Tx;
 use super::{StoreError, now_naive};
 use crate::with_conn;
 
@@ -26,6 +28,7 @@ macro_rules! bump_version {
             .execute($conn)?
     };
 }
+pub(super) use bump_version;
 
 /// Filter for usage reads; `None` means no bound.
 #[derive(Debug, Clone, Default)]
@@ -52,7 +55,7 @@ impl DbPool {
     /// Inserts a provider. A duplicate name is `StoreError::Conflict`.
     pub fn insert_provider(&self, new: &NewProvider) -> Result<ProviderRow, StoreError> {
         with_conn!(self, |conn| {
-            conn.transaction::<_, StoreError, _>(|conn| {
+            conn.write_tx(|conn| {
                 let row = diesel::insert_into(providers::table)
                     .values(new)
                     .returning(ProviderRow::as_returning())
@@ -66,7 +69,7 @@ impl DbPool {
     /// Replaces a provider's configuration. `NotFound` when the id does not exist.
     pub fn update_provider(&self, id: i64, new: &NewProvider) -> Result<ProviderRow, StoreError> {
         with_conn!(self, |conn| {
-            conn.transaction::<_, StoreError, _>(|conn| {
+            conn.write_tx(|conn| {
                 let row = diesel::update(providers::table.find(id))
                     .set(new)
                     .returning(ProviderRow::as_returning())
@@ -77,11 +80,38 @@ impl DbPool {
         })
     }
 
+    /// Changes a provider by merging onto its *stored* row: the row is read and locked (row
+    /// lock on PostgreSQL, the immediate transaction on SQLite), `merge` turns it into the row
+    /// to write, and the write commits in the same transaction. Two partial updates, on one
+    /// instance or on two, therefore apply one after the other and neither is lost. When
+    /// `merge` refuses, nothing is written and its error is returned as `Ok(Err(..))`.
+    pub fn merge_provider<E>(
+        &self,
+        id: i64,
+        merge: impl FnOnce(&ProviderRow) -> Result<NewProvider, E>,
+    ) -> Result<Result<ProviderRow, E>, StoreError> {
+        with_conn!(self, |conn| {
+            conn.write_tx(|conn| {
+                let stored = conn.provider_for_update(id)?;
+                let new = match merge(&stored) {
+                    Ok(new) => new,
+                    Err(e) => return Ok(Err(e)),
+                };
+                let row = diesel::update(providers::table.find(id))
+                    .set(&new)
+                    .returning(ProviderRow::as_returning())
+                    .get_result(conn)?;
+                bump_version!(conn);
+                Ok(Ok(row))
+            })
+        })
+    }
+
     /// Inserts the provider or, when its name exists, replaces its configuration (start-up
     /// seeding from the config file).
     pub fn upsert_provider_by_name(&self, new: &NewProvider) -> Result<ProviderRow, StoreError> {
         with_conn!(self, |conn| {
-            conn.transaction::<_, StoreError, _>(|conn| {
+            conn.write_tx(|conn| {
                 let row = diesel::insert_into(providers::table)
                     .values(new)
                     .on_conflict(providers::name)
@@ -98,8 +128,10 @@ impl DbPool {
     /// Deletes a provider (its health row goes with it). Returns false when it did not exist.
     pub fn delete_provider(&self, id: i64) -> Result<bool, StoreError> {
         with_conn!(self, |conn| {
-            conn.transaction::<_, StoreError, _>(|conn| {
+            conn.write_tx(|conn| {
                 diesel::delete(provider_validations::table.filter(provider_validations::provider_id.eq(id)))
+                    .execute(conn)?;
+                diesel::delete(provider_standing::table.filter(provider_standing::provider_id.eq(id)))
                     .execute(conn)?;
                 let n = diesel::delete(providers::table.find(id)).execute(conn)?;
                 bump_version!(conn);
@@ -108,11 +140,12 @@ impl DbPool {
         })
     }
 
-    /// Writes a provider's health (insert or replace by provider id). `bump` also moves the
-    /// change marker, for transitions the rest of a fleet must see (unhealthy, recovered, reset).
-    pub fn save_validation(&self, row: &ValidationRow, bump: bool) -> Result<(), StoreError> {
+    /// Writes this instance's health counters for a provider (insert or replace by provider
+    /// id). They are diagnostics and, on SQLite, what a restart starts from; a provider's
+    /// standing in the fleet is `provider_standing`, written apart (see `store::standing`).
+    pub fn save_validation(&self, row: &ValidationRow) -> Result<(), StoreError> {
         with_conn!(self, |conn| {
-            conn.transaction::<_, StoreError, _>(|conn| {
+            conn.write_tx(|conn| {
                 // A provider deleted meanwhile has no row to attach health to: skip quietly.
                 let exists: i64 = providers::table
                     .filter(providers::id.eq(row.provider_id))
@@ -127,9 +160,6 @@ impl DbPool {
                     .do_update()
                     .set(row)
                     .execute(conn)?;
-                if bump {
-                    bump_version!(conn);
-                }
                 Ok(())
             })
         })
@@ -146,7 +176,7 @@ impl DbPool {
     pub fn add_usage(&self, batch: &[UsageRow]) -> Result<(), StoreError> {
         use provider_usage_stats as u;
         with_conn!(self, |conn| {
-            conn.transaction::<_, StoreError, _>(|conn| {
+            conn.write_tx(|conn| {
                 for row in batch {
                     diesel::insert_into(u::table)
                         .values(row)
@@ -212,7 +242,7 @@ impl DbPool {
     /// Writes the health-check configuration row.
     pub fn save_health_config(&self, row: &HealthConfigRow) -> Result<(), StoreError> {
         with_conn!(self, |conn| {
-            conn.transaction::<_, StoreError, _>(|conn| {
+            conn.write_tx(|conn| {
                 diesel::insert_into(health_check_configs::table)
                     .values(row)
                     .on_conflict(health_check_configs::id)

@@ -74,5 +74,18 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    provider_standing (provider_id) {
+        provider_id -> BigInt,
+        is_healthy -> Bool,
+        next_retry_at -> Nullable<Timestamp>,
+        generation -> BigInt,
+        cause -> Text,
+        changed_at -> Timestamp,
+        changed_by -> Text,
+    }
+}
+
 diesel::joinable!(provider_validations -> providers (provider_id));
-diesel::allow_tables_to_appear_in_same_query!(providers, provider_validations);
+diesel::joinable!(provider_standing -> providers (provider_id));
+diesel::allow_tables_to_appear_in_same_query!(providers, provider_validations, provider_standing);

@@ -114,7 +114,13 @@ impl Handler<HealthChanged> for Supervisor {
 
     fn handle(&mut self, msg: HealthChanged, _: &mut Context<Self>) {
         if let Some(e) = self.routes.lock().providers.get_mut(&msg.id) {
+            let was_healthy = e.view.is_healthy;
             e.view = msg.view;
+            if was_healthy && !msg.view.is_healthy {
+                // From here on, picks know it is marked: a success of an attempt started
+                // later is a real success after the mark (see `provider::standing`).
+                e.load.turned_away();
+            }
         }
     }
 }

@@ -39,6 +39,8 @@ fn health_view(s: &ProviderState, f: Option<&Figures>) -> serde_json::Value {
     v["provider_id"] = s.config.id.into();
     v["provider_name"] = s.config.name.clone().into();
     v["enabled"] = s.config.enabled.into();
+    // The fleet's word on it: generation, cause, when and by which instance it changed.
+    v["standing"] = serde_json::to_value(&s.standing).unwrap_or_default();
     let f = f.cloned().unwrap_or(Figures {
         provider_id: s.config.id,
         ..Default::default()

@@ -1,6 +1,12 @@
 //! `/api/providers`: list, read, add, change, remove and reset providers at run time. Each
 //! change is stored first, then applied to the actor graph through the `Supervisor`, so a
 //! restart routes the same way. Keys are masked in every answer.
+//!
+//! A partial `PUT` is merged onto the *stored* row inside one transaction that locks it
+//! (`DbPool::merge_provider`), never onto this instance's copy, which may be a sync interval
+//! old: concurrent changes of different fields, here or on other instances, all land. A reset
+//! is stored as the provider's newest standing and spreads to the fleet. Stored providers
+//! this instance could not load are listed with `"loaded": false` and the reason.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
@@ -10,9 +16,11 @@ use crate::error::ApiError;
 use crate::events::{Event, EventKind, Severity};
 use crate::http::AppState;
 use crate::provider::health::Health;
+use crate::provider::not_loaded::NotLoadedProvider;
 use crate::provider::spec::{ProviderConfig, ProviderSpec};
-use crate::provider::{GetState, ProbeSettings, ProviderState, Reset, from_row, probe, to_new_row};
-use crate::store;
+use crate::provider::standing::Standing;
+use crate::provider::{ApplyStanding, GetState, ProbeSettings, ProviderState, from_row, probe, to_new_row};
+use crate::store::{self, NewProvider, ProviderRow, StoreError};
 use crate::supervisor::{AddProvider, ListProviders, ProviderEntry, RemoveProvider, UpdateProvider};
 
 /// A provider as the admin API shows it: configuration (key masked), health and live load.
@@ -26,7 +34,19 @@ pub fn view(s: &ProviderState) -> serde_json::Value {
     });
     // False once the provider refused `stream_options`: its streams then record no tokens.
     v["stream_usage_supported"] = (!s.refuses_stream_options).into();
+    v["loaded"] = true.into();
+    v["standing"] = serde_json::to_value(&s.standing).unwrap_or_default();
     v
+}
+
+/// A stored provider this instance could not load: what is known of it, and why.
+pub fn not_loaded_view(p: &NotLoadedProvider) -> serde_json::Value {
+    serde_json::json!({
+        "id": p.id,
+        "name": p.name,
+        "loaded": false,
+        "load_error": p.reason,
+    })
 }
 
 /// The configuration part of [`view`].
@@ -90,9 +110,24 @@ async fn name_taken(state: &AppState, name: &str, except: Option<i64>) -> Result
         .any(|p| p.config.name == name && Some(p.config.id) != except))
 }
 
-/// `GET /api/providers`
+/// `GET /api/providers`: every stored provider, by id, those not loaded here included.
 pub async fn list(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let data: Vec<_> = all_states(&state).await?.iter().map(view).collect();
+    let mut data: Vec<(i64, serde_json::Value)> = all_states(&state)
+        .await?
+        .iter()
+        .map(|s| (s.config.id, view(s)))
+        .collect();
+    data.extend(
+        state
+            .not_loaded
+            .list()
+            .iter()
+            .filter(|p| !data.iter().any(|(id, _)| *id == p.id))
+            .map(|p| (p.id, not_loaded_view(p)))
+            .collect::<Vec<_>>(),
+    );
+    data.sort_by_key(|(id, _)| *id);
+    let data: Vec<_> = data.into_iter().map(|(_, v)| v).collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "data": data })))
 }
 
@@ -102,7 +137,11 @@ pub async fn get(
     path: web::Path<i64>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let entry = find(&state, path.into_inner()).await?;
+    let id = path.into_inner();
+    if let Some(p) = state.not_loaded.get(id) {
+        return Ok(HttpResponse::Ok().json(not_loaded_view(&p)));
+    }
+    let entry = find(&state, id).await?;
     Ok(HttpResponse::Ok().json(view(&state_of(&entry).await?)))
 }
 
@@ -185,10 +224,64 @@ pub async fn update(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    let entry = find(&state, id).await?;
     let changes: serde_json::Map<String, serde_json::Value> = json_body(&req, payload).await?;
+    let timeout = state.config.routing.request_timeout_ms;
+    let merged = store::run(&state.store, move |db| {
+        db.merge_provider(id, move |stored| merge_onto(stored, changes, timeout))
+    })
+    .await;
+    let stored = match merged {
+        Ok(Ok(row)) => row,
+        Ok(Err(refused)) => return Err(refused),
+        Err(StoreError::NotFound) => return Err(ApiError::NotFound(format!("no provider with id {id}"))),
+        Err(StoreError::Conflict(_)) => {
+            return Err(ApiError::Conflict("a provider with that name exists".into()));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let config = from_row(&stored, timeout, &env).map_err(ApiError::Internal)?;
+    state.not_loaded.remove(id);
+    if !state.supervisor.send(UpdateProvider(config.clone())).await? {
+        // It was not routed here (it did not load): it is now.
+        state
+            .supervisor
+            .send(AddProvider {
+                config: config.clone(),
+                health: Health::healthy(),
+            })
+            .await?;
+    }
+    log::info!("provider {} (id {id}) updated", config.name);
+    state.events.publish(
+        Event::new(
+            EventKind::ProviderUpdated,
+            Severity::Low,
+            format!("provider {} updated", config.name),
+        )
+        .provider(id, &config.name),
+    );
+    let entry = find(&state, id).await?;
+    Ok(HttpResponse::Ok().json(view(&state_of(&entry).await?)))
+}
+
+/// The stored provider with `changes` on top, validated: the row to write. Runs inside the
+/// transaction that holds the row. A stored row whose key variable this instance lacks can
+/// still be changed (the key is not part of what is merged); one that does not parse at all
+/// answers 409 with the reason.
+fn merge_onto(
+    stored: &ProviderRow,
+    changes: serde_json::Map<String, serde_json::Value>,
+    timeout_ms: u64,
+) -> Result<NewProvider, ApiError> {
+    let any_key = |k: &str| env(k).or_else(|| Some("unset".into()));
+    let current = from_row(stored, timeout_ms, &any_key).map_err(|reason| {
+        ApiError::Conflict(format!(
+            "provider {} is stored in a form this version cannot read ({reason}); delete and add it again",
+            stored.id
+        ))
+    })?;
     let mut merged =
-        serde_json::to_value(entry.config.to_spec()).map_err(|e| ApiError::Internal(e.to_string()))?;
+        serde_json::to_value(current.to_spec()).map_err(|e| ApiError::Internal(e.to_string()))?;
     let obj = merged
         .as_object_mut()
         .ok_or_else(|| ApiError::Internal("spec is not an object".into()))?;
@@ -203,27 +296,8 @@ pub async fn update(
         obj.insert(k, v);
     }
     let spec: ProviderSpec = parse_json(merged.to_string().as_bytes())?;
-    let config = spec.validate(id, state.config.routing.request_timeout_ms, &env)?;
-    if name_taken(&state, &config.name, Some(id)).await? {
-        return Err(ApiError::Conflict(format!(
-            "a provider named {} exists",
-            config.name
-        )));
-    }
-    let row = to_new_row(&config);
-    store::run(&state.store, move |db| db.update_provider(id, &row)).await?;
-    state.supervisor.send(UpdateProvider(config.clone())).await?;
-    log::info!("provider {} (id {id}) updated", config.name);
-    state.events.publish(
-        Event::new(
-            EventKind::ProviderUpdated,
-            Severity::Low,
-            format!("provider {} updated", config.name),
-        )
-        .provider(id, &config.name),
-    );
-    let entry = find(&state, id).await?;
-    Ok(HttpResponse::Ok().json(view(&state_of(&entry).await?)))
+    let config = spec.validate(stored.id, timeout_ms, &env)?;
+    Ok(to_new_row(&config))
 }
 
 /// `DELETE /api/providers/{id}`: no new request goes to it; requests already using it finish.
@@ -233,28 +307,42 @@ pub async fn delete(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    let entry = find(&state, id).await?;
+    // A provider stored but not loaded here can be removed too.
+    let name = match state.not_loaded.get(id) {
+        Some(p) => p.name,
+        None => find(&state, id).await?.config.name.clone(),
+    };
     store::run(&state.store, move |db| db.delete_provider(id)).await?;
     state.supervisor.send(RemoveProvider(id)).await?;
-    log::info!("provider {} (id {id}) removed", entry.config.name);
+    state.not_loaded.remove(id);
+    log::info!("provider {name} (id {id}) removed");
     state.events.publish(
         Event::new(
             EventKind::ProviderRemoved,
             Severity::Medium,
-            format!("provider {} removed", entry.config.name),
+            format!("provider {name} removed"),
         )
-        .provider(id, &entry.config.name),
+        .provider(id, &name),
     );
     Ok(HttpResponse::Ok().json(serde_json::json!({ "id": id, "deleted": true })))
 }
 
-/// `POST /api/providers/{id}/reset`: counters cleared, healthy.
+/// `POST /api/providers/{id}/reset`: healthy, counters cleared. Stored first as the
+/// provider's newest standing, so every instance of a fleet applies it and none undoes it.
 pub async fn reset(
     _: Admin,
     path: web::Path<i64>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let entry = find(&state, path.into_inner()).await?;
-    entry.actor.send(Reset).await?;
+    let id = path.into_inner();
+    let entry = find(&state, id).await?;
+    let by = crate::fleet::instance_id();
+    let stored = store::run(&state.store, move |db| db.reset_standing(id, by))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no provider with id {id}")))?;
+    entry
+        .actor
+        .send(ApplyStanding(Standing::from_row(&stored)))
+        .await?;
     Ok(HttpResponse::Ok().json(view(&state_of(&entry).await?)))
 }

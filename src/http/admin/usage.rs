@@ -1,5 +1,5 @@
 //! `GET /api/stats/usage`: daily usage rows, with what the `StatsActor` holds unflushed added
-//! in, plus a per-provider summary over the same window.
+//! in (exactly: see `stats::ReadUsage`), plus a per-provider summary over the same window.
 //!
 //! Derived figures: `success_rate = success_requests / total_requests` (client errors and
 //! client cancellations count in `total_requests` only), and the least-used provider of the
@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use super::Admin;
 use crate::error::ApiError;
 use crate::http::AppState;
-use crate::stats::Pending;
-use crate::store::{self, UsageFilter, UsageRow};
+use crate::stats::ReadUsage;
+use crate::store::{UsageFilter, UsageRow};
 
 /// Query of `GET /api/stats/usage`.
 #[derive(Debug, Deserialize)]
@@ -78,32 +78,10 @@ fn success_rate(r: &UsageRow) -> f64 {
     }
 }
 
-/// Stored rows matching `filter`, with unflushed usage merged in.
+/// Stored rows matching `filter` with unflushed usage added, each batch counted once (the
+/// `StatsActor` serialises this read with its writes).
 pub async fn rows_with_pending(state: &AppState, filter: UsageFilter) -> Result<Vec<UsageRow>, ApiError> {
-    let f = filter.clone();
-    let stored = store::run(&state.store, move |db| db.usage(&f)).await?;
-    let pending = state.stats.send(Pending).await?;
-    let mut by_key: BTreeMap<(NaiveDate, i64, String), UsageRow> = stored
-        .into_iter()
-        .map(|r| ((r.date, r.provider_id, r.model.clone()), r))
-        .collect();
-    for p in pending.into_iter().filter(|p| matches(&filter, p)) {
-        let key = (p.date, p.provider_id, p.model.clone());
-        match by_key.get_mut(&key) {
-            Some(row) => row.absorb(&p),
-            None => {
-                by_key.insert(key, p);
-            }
-        }
-    }
-    Ok(by_key.into_values().collect())
-}
-
-fn matches(f: &UsageFilter, p: &UsageRow) -> bool {
-    f.provider_id.is_none_or(|id| id == p.provider_id)
-        && f.model.as_ref().is_none_or(|m| *m == p.model)
-        && f.from.is_none_or(|d| p.date >= d)
-        && f.to.is_none_or(|d| p.date <= d)
+    Ok(state.stats.send(ReadUsage(filter)).await??)
 }
 
 /// Per-provider totals of `rows`.
