@@ -28,6 +28,11 @@ pub struct LoadCounters {
     /// Successes of attempts that started after `turned_away_at`, since the actor last took
     /// them: on an unhealthy provider only these prove that it works again.
     fresh_successes: AtomicU64,
+    /// Bumped each time routing turns away; every in-flight guard remembers the one it
+    /// started under.
+    mark_epoch: AtomicU64,
+    /// Attempts still in flight that started before routing last turned away.
+    stale_inflight: AtomicI64,
 }
 
 /// Milliseconds since the process's first call, from the monotonic clock; never 0.
@@ -39,16 +44,18 @@ pub fn clock_ms() -> u64 {
         .saturating_add(1)
 }
 
-/// An attempt counts as started after the mark only when it started this much after routing
-/// turned away: latencies are whole milliseconds, measured from just after the pick.
-const MARK_SETTLE_MS: u64 = 2;
+/// By the clock, an attempt counts as started after the mark only when it started more than
+/// this after routing turned away: latencies are whole milliseconds, measured from just after
+/// the pick, so a start time read from one is up to a millisecond late.
+const MARK_SETTLE_MS: u64 = 1;
 
 impl LoadCounters {
     /// Marks one request as started; the guard marks it finished when dropped, so an early
     /// return or a cancelled request can never leak an in-flight count.
     pub fn start(self: &std::sync::Arc<Self>) -> InflightGuard {
-        self.inflight.fetch_add(1, Ordering::Relaxed);
-        InflightGuard(self.clone())
+        let epoch = self.mark_epoch.load(Ordering::SeqCst);
+        self.inflight.fetch_add(1, Ordering::SeqCst);
+        InflightGuard(self.clone(), epoch)
     }
 
     pub fn refuses_stream_options(&self) -> bool {
@@ -97,17 +104,25 @@ impl LoadCounters {
     /// writer once it holds the unhealthy view): attempts starting later were sent to it
     /// knowing it was marked.
     pub fn turned_away(&self) {
+        self.mark_epoch.fetch_add(1, Ordering::SeqCst);
+        self.stale_inflight
+            .store(self.inflight.load(Ordering::SeqCst), Ordering::SeqCst);
         self.turned_away_at.store(clock_ms(), Ordering::Release);
     }
 
-    /// Whether an attempt that just finished after `latency_ms` started after routing turned
-    /// away from the provider: its success is then a real success after the mark, which may
-    /// recover it. Attempts already under way when the mark came are not.
+    /// Whether an attempt that just finished after `latency_ms` (its guard still held) started
+    /// after routing turned away from the provider: its success is then a real success after
+    /// the mark, which may recover it. Attempts already under way when the mark came are not.
+    /// Known for sure when no such attempt is left in flight (this one would be one), else
+    /// told by the clock.
     pub fn started_after_mark(&self, latency_ms: u64) -> bool {
         let mark = self.turned_away_at.load(Ordering::Acquire);
-        mark == 0
-            || (mark != u64::MAX
-                && clock_ms().saturating_sub(latency_ms) > mark.saturating_add(MARK_SETTLE_MS))
+        if mark == 0 {
+            return true;
+        }
+        mark != u64::MAX
+            && (self.stale_inflight.load(Ordering::SeqCst) <= 0
+                || clock_ms().saturating_sub(latency_ms) > mark.saturating_add(MARK_SETTLE_MS))
     }
 
     /// Takes the count of fresh successes (see `started_after_mark`).
@@ -116,13 +131,16 @@ impl LoadCounters {
     }
 }
 
-/// See [`LoadCounters::start`].
+/// See [`LoadCounters::start`]. Remembers the mark epoch it started under.
 #[derive(Debug)]
-pub struct InflightGuard(std::sync::Arc<LoadCounters>);
+pub struct InflightGuard(std::sync::Arc<LoadCounters>, u64);
 
 impl Drop for InflightGuard {
     fn drop(&mut self) {
-        self.0.inflight.fetch_sub(1, Ordering::Relaxed);
+        if self.0.mark_epoch.load(Ordering::SeqCst) != self.1 {
+            self.0.stale_inflight.fetch_sub(1, Ordering::SeqCst);
+        }
+        self.0.inflight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -220,22 +238,36 @@ mod tests {
 
     #[test]
     fn only_attempts_started_after_the_mark_are_fresh() {
-        let c = LoadCounters::default();
+        let c = Arc::new(LoadCounters::default());
         c.add_success(1);
         assert_eq!(c.take_fresh_successes(), 1, "before any mark every success is fresh");
+        let before = c.start();
         c.turning_away();
         c.add_success(0);
         assert_eq!(c.take_fresh_successes(), 0, "nothing is fresh while the mark spreads");
         c.turned_away();
-        // An attempt that took a long time started before routing turned away.
-        std::thread::sleep(std::time::Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(10));
+        // The attempt under way when routing turned away took a long time: not fresh.
         assert!(!c.started_after_mark(1_000));
         c.add_success(1_000);
         assert_eq!(c.take_fresh_successes(), 0);
-        // A quick one started after it.
+        // One that started after it, while the old one is still in flight: the clock says so.
+        let after = c.start();
         assert!(c.started_after_mark(0));
-        c.add_success(0);
+        drop(after);
+        drop(before);
+        // With no old attempt left, any success is after the mark, however quick the mark.
+        c.turning_away();
+        c.turned_away();
+        let quick = c.start();
+        assert!(c.started_after_mark(5));
+        c.add_success(5);
+        drop(quick);
         assert_eq!(c.take_fresh_successes(), 1);
+        assert!(c.started_after_mark(u64::MAX), "absurd latencies never overflow");
+        let _old = c.start();
+        c.turning_away();
+        c.turned_away();
         assert!(!c.started_after_mark(u64::MAX), "absurd latencies never overflow");
     }
 

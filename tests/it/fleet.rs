@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use diesel::{Connection, RunQueryDsl};
 use futures_util::future::join_all;
 use mock_upstream::Behavior;
 use serde_json::json;
@@ -367,4 +368,356 @@ async fn one_instance_sweeps_and_another_takes_over_after_kill_9() {
         (2..=5).contains(&swept),
         "sweeps go on, from one instance: {swept} probes in 3 s"
     );
+}
+
+/// A provider's health as one instance reports it.
+async fn health_on(client: &awc::Client, base: &str, id: i64) -> serde_json::Value {
+    admin(client, base, "GET", &format!("/api/providers/health/{id}"), None)
+        .await
+        .1
+}
+
+/// Whether every instance reports the provider healthy (or every one unhealthy).
+async fn all_say(client: &awc::Client, instances: &[&Instance], id: i64, healthy: bool) -> bool {
+    for i in instances {
+        if health_on(client, &i.url, id).await["is_healthy"] != healthy {
+            return false;
+        }
+    }
+    true
+}
+
+fn standing_of(db: &TestDb, name: &str) -> switchyard::store::StandingRow {
+    crate::support::stored(db.url(), name)
+        .and_then(|p| p.standing)
+        .expect("the provider has a stored standing")
+}
+
+#[actix_rt::test]
+async fn a_mark_holds_fleet_wide_until_its_timer_and_a_reset_holds_too() {
+    let db = TestDb::postgres();
+    let alpha = mock("alpha", Behavior::ok()).await;
+    let good = mock("good", Behavior::ok()).await;
+    let dir = tempfile::tempdir().unwrap();
+    // The mock answers 500 to model `fail-500`: only A's clients ask alpha for it, so alpha fails
+    // for A's traffic alone while B's and C's succeed. Probes are GET /models, counted apart.
+    let file = config_file(
+        &dir,
+        &[("good", good.base_url(), "m")],
+        &format!(
+            "[health_check]\nmax_error_count = 2\nretry_after_seconds = 4\nprobe = \"models\"\n\
+             [[providers]]\nname = \"alpha\"\nbase_url = \"{}\"\napi_key = \"sk-alpha-key-000000\"\n\
+             models = [\"m\", \"fail-500\"]\n",
+            alpha.base_url()
+        ),
+    );
+    let (a, b, c) = (
+        Instance::start(db.url(), &file),
+        Instance::start(db.url(), &file),
+        Instance::start(db.url(), &file),
+    );
+    let all = [&a, &b, &c];
+    let client = client();
+    let id = provider_id(&client, &a.url, "alpha").await;
+
+    // B and C send alpha traffic it serves well, all along.
+    let stop = std::rc::Rc::new(std::cell::Cell::new(false));
+    let traffic = {
+        let (client, stop, urls) = (client.clone(), stop.clone(), [b.url.clone(), c.url.clone()]);
+        actix_rt::spawn(async move {
+            while !stop.get() {
+                for u in &urls {
+                    let _ = chat(&client, u, "m").await;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(alpha.chat_hits() > 0, "alpha serves B's and C's traffic");
+
+    // A's traffic fails twice: A marks alpha unhealthy; B and C learn it and keep it.
+    for _ in 0..2 {
+        assert_ne!(chat(&client, &a.url, "fail-500").await.map(|r| r.0), Some(200));
+    }
+    let marked = tokio::time::Instant::now();
+    assert!(
+        eventually(Duration::from_secs(3), || all_say(&client, &all, id, false)).await,
+        "every instance honours A's mark"
+    );
+    let mark = standing_of(&db, "alpha");
+    assert!(!mark.is_healthy && mark.cause == "unhealthy");
+    // Attempts already under way when the mark arrived finish; then alpha gets nothing more.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let hits = alpha.chat_hits();
+    while marked.elapsed() < Duration::from_millis(3_300) {
+        assert!(
+            all_say(&client, &all, id, false).await,
+            "B's and C's routine successes never flip the mark back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        alpha.chat_hits(),
+        hits,
+        "no instance retries alpha before its timer"
+    );
+    assert_eq!(
+        standing_of(&db, "alpha"),
+        mark,
+        "nothing overwrote the stored mark"
+    );
+
+    // The timer's probe recovers it, and the recovery spreads.
+    assert!(
+        eventually(Duration::from_secs(5), || all_say(&client, &all, id, true)).await,
+        "the probe after the timer recovers alpha everywhere"
+    );
+    assert!(
+        eventually(Duration::from_secs(2), || async {
+            let s = standing_of(&db, "alpha");
+            s.is_healthy && s.generation > mark.generation && s.cause == "recovered"
+        })
+        .await,
+        "the recovery is stored: {:?}",
+        standing_of(&db, "alpha")
+    );
+
+    // Marked again; A's traffic fails once more (alpha is its only provider for that model, so
+    // it is tried as the fallback) and an operator resets alpha on B right after.
+    for _ in 0..2 {
+        let _ = chat(&client, &a.url, "fail-500").await;
+    }
+    assert!(eventually(Duration::from_secs(3), || all_say(&client, &all, id, false)).await);
+    let _ = chat(&client, &a.url, "fail-500").await;
+    let (status, _) = admin(&client, &b.url, "POST", &format!("/api/providers/{id}/reset"), None).await;
+    assert_eq!(status, 200);
+    assert!(
+        eventually(Duration::from_secs(3), || all_say(&client, &all, id, true)).await,
+        "the reset reaches every instance"
+    );
+    let reset = standing_of(&db, "alpha");
+    assert_eq!(reset.cause, "reset");
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(
+        all_say(&client, &all, id, true).await,
+        "the reset holds: A's earlier failure does not undo it"
+    );
+    assert_eq!(standing_of(&db, "alpha"), reset);
+    let events = admin(&client, &c.url, "GET", "/api/providers/health", None).await.1;
+    assert!(events["data"].as_array().is_some_and(|d| !d.is_empty()));
+    stop.set(true);
+    let _ = traffic.await;
+}
+
+#[actix_rt::test]
+async fn changes_land_and_start_up_survives_what_the_fleet_stored() {
+    let db = TestDb::postgres();
+    let good = mock("good", Behavior::ok()).await;
+    let keyed = mock("keyed", Behavior::ok()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = config_file(&dir, &[("good", good.base_url(), "m")], "");
+    let key = ("FLEET_TEST_KEYED_KEY", "sk-keyed-secret-000000");
+    let a = Instance::start_with_env(db.url(), &file, &[key]);
+    let b = Instance::start(db.url(), &file);
+    let mut c = Instance::start(db.url(), &file);
+    let client = client();
+    let id = provider_id(&client, &a.url, "good").await;
+
+    // Two operators change different fields on two instances at the same moment: both land.
+    let path = format!("/api/providers/{id}");
+    let (ra, rb) = tokio::join!(
+        admin(&client, &a.url, "PUT", &path, Some(json!({"weight": 7}))),
+        admin(&client, &b.url, "PUT", &path, Some(json!({"priority": 3}))),
+    );
+    assert_eq!((ra.0, rb.0), (200, 200), "{ra:?} {rb:?}");
+    let row = crate::support::stored(db.url(), "good").unwrap().row;
+    assert_eq!((row.weight, row.priority), (7, 3), "neither change was lost");
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            let v = admin(&client, &c.url, "GET", &path, None).await.1;
+            v["weight"] == 7 && v["priority"] == 3
+        })
+        .await
+    );
+
+    // A fourth instance starts while a change commits. The test holds the change's transaction
+    // open (with the marker table locked) until the new instance is waiting on the marker, so
+    // the interleaving is the one that lost the change: rows read before it, marker after.
+    let mut conn = diesel::PgConnection::establish(db.url()).unwrap();
+    diesel::sql_query("BEGIN").execute(&mut conn).unwrap();
+    diesel::sql_query("LOCK TABLE config_version IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut conn)
+        .unwrap();
+    diesel::sql_query(format!("UPDATE providers SET weight = 9 WHERE id = {id}"))
+        .execute(&mut conn)
+        .unwrap();
+    diesel::sql_query("UPDATE config_version SET version = version + 1 WHERE id = 1")
+        .execute(&mut conn)
+        .unwrap();
+    let bare_dir = tempfile::tempdir().unwrap();
+    let bare = config_file(&bare_dir, &[], "");
+    let fourth_url = format!("{}?application_name=fourth", db.url());
+    let fourth = std::thread::spawn({
+        let (url, bare) = (fourth_url.clone(), bare.clone());
+        move || Instance::start(&url, &bare)
+    });
+    let mut watch = diesel::PgConnection::establish(db.url()).unwrap();
+    let mut waiting = || {
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        diesel::sql_query(
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = 'fourth' \
+             AND wait_event_type = 'Lock'",
+        )
+        .get_result::<N>(&mut watch)
+        .map(|r| r.n > 0)
+        .unwrap_or(false)
+    };
+    let mut waited = false;
+    for _ in 0..500 {
+        if waiting() {
+            waited = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(waited, "the fourth instance reached the marker");
+    diesel::sql_query("COMMIT").execute(&mut conn).unwrap();
+    let d = fourth.join().unwrap();
+    drop(bare_dir);
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            admin(&client, &d.url, "GET", &path, None).await.1["weight"] == 9
+        })
+        .await,
+        "the change committed during start-up is applied: {:?}",
+        admin(&client, &d.url, "GET", &path, None).await
+    );
+
+    // A provider whose key comes from a variable only A has.
+    let (status, v) = admin(&client, &a.url, "POST", "/api/providers", Some(json!({
+        "name": "keyed", "base_url": keyed.base_url(), "api_key_env": key.0, "models": ["k"]
+    })))
+    .await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(chat(&client, &a.url, "k").await, Some((200, "keyed".into())));
+    // C restarts without that variable: it starts, says so, and serves the rest.
+    c.signal("-TERM");
+    assert_eq!(c.wait_exit(Duration::from_secs(30)).await.code(), Some(0));
+    let c = Instance::start(db.url(), &file);
+    let (_, list) = admin(&client, &c.url, "GET", "/api/providers", None).await;
+    let entry = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "keyed")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(entry["loaded"], false, "{list}");
+    assert!(entry["load_error"].as_str().unwrap_or("").contains(key.0), "{entry}");
+    let mut r = client.get(format!("{}/readyz", c.url)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let ready: serde_json::Value = serde_json::from_slice(&r.body().await.unwrap()).unwrap();
+    assert_eq!(ready["providers_not_loaded"][0]["name"], "keyed", "{ready}");
+    assert_eq!(chat(&client, &c.url, "m").await.map(|r| r.0), Some(200));
+    assert!(c.log.lock().unwrap().contains("cannot be loaded here"));
+    assert!(!c.log.lock().unwrap().contains(key.1));
+}
+
+/// The `host:port` of a PostgreSQL URL.
+fn server_of(url: &str) -> &str {
+    let at = url.rfind('@').unwrap();
+    let slash = url[at..].find('/').unwrap() + at;
+    &url[at + 1..slash]
+}
+
+/// The database URL through a proxy listening on `proxy`.
+fn through(url: &str, proxy: std::net::SocketAddr) -> String {
+    url.replacen(server_of(url), &proxy.to_string(), 1)
+}
+
+#[actix_rt::test]
+async fn shutdown_writes_usage_before_leadership_and_is_bounded_without_a_database() {
+    let db = TestDb::postgres();
+    let up = mock("up", Behavior::ok()).await;
+    let dir = tempfile::tempdir().unwrap();
+    // Usage is only written at shutdown (the periodic flush is an hour away).
+    let file = config_file(&dir, &[("up", up.base_url(), "m")], "");
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("flush_ms = 200", "flush_ms = 3600000");
+    std::fs::write(&file, format!("shutdown_grace_seconds = 10\n{text}")).unwrap();
+    let client = client();
+
+    // Reachable database: when the leadership lock is free again, the usage is already there.
+    let mut a = Instance::start(db.url(), &file);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            a.metric(&client, "switchyard_health_sweep_leader").await == Some(1.0)
+        })
+        .await
+    );
+    for _ in 0..20 {
+        assert_eq!(chat(&client, &a.url, "m").await.map(|r| r.0), Some(200));
+    }
+    let watcher = std::thread::spawn({
+        let url = db.url().to_string();
+        move || {
+            #[derive(diesel::QueryableByName)]
+            struct Locked {
+                #[diesel(sql_type = diesel::sql_types::Bool)]
+                locked: bool,
+            }
+            let mut conn = diesel::PgConnection::establish(&url).unwrap();
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while std::time::Instant::now() < deadline {
+                let got = diesel::sql_query("SELECT pg_try_advisory_lock($1) AS locked")
+                    .bind::<diesel::sql_types::BigInt, _>(switchyard::fleet::LEADER_LOCK_KEY)
+                    .get_result::<Locked>(&mut conn)
+                    .unwrap();
+                if got.locked {
+                    return Some(crate::support::usage_rows(&url).iter().map(|r| r.total_requests).sum::<i64>());
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            None
+        }
+    });
+    a.signal("-TERM");
+    assert_eq!(a.wait_exit(Duration::from_secs(15)).await.code(), Some(0));
+    assert_eq!(
+        watcher.join().unwrap(),
+        Some(20),
+        "usage was written before leadership was given up"
+    );
+
+    // Database stops answering: shutdown still ends within the grace period.
+    let proxy = crate::support::proxy::ChaosProxy::start(server_of(db.url()));
+    let mut b = Instance::start(&through(db.url(), proxy.addr), &file);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            b.metric(&client, "switchyard_health_sweep_leader").await == Some(1.0)
+        })
+        .await
+    );
+    for _ in 0..5 {
+        assert_eq!(chat(&client, &b.url, "m").await.map(|r| r.0), Some(200));
+    }
+    proxy.stall_now();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let asked = tokio::time::Instant::now();
+    b.signal("-TERM");
+    let status = b.wait_exit(Duration::from_secs(20)).await;
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "exited {:?} after SIGTERM, past the 10 s grace period:\n{}",
+        asked.elapsed(),
+        b.log.lock().unwrap()
+    );
+    assert_eq!(status.code(), Some(0));
+    assert!(b.log.lock().unwrap().contains("unwritten usage"), "the loss is said");
 }

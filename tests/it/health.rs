@@ -124,9 +124,15 @@ async fn persisted_across_restarts(db: TestDb) {
     let s = app.state_of("down").await;
     assert!(
         !s.health.is_healthy,
-        "health is loaded from the database at start"
+        "the standing is loaded from the database at start"
     );
-    assert_eq!(s.health.error_count, 1);
+    if matches!(db, TestDb::Sqlite { .. }) {
+        // One instance on SQLite resumes its own counters; in a fleet each instance counts
+        // for itself and starts from zero (docs/DESIGN.md §6).
+        assert_eq!(s.health.error_count, 1);
+    } else {
+        assert_eq!(s.health.error_count, 0);
+    }
     let hits = down.chat_hits();
     for _ in 0..3 {
         assert_eq!(app.chat("m").await.header("x-switchyard-provider"), Some("good"));

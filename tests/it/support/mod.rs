@@ -255,6 +255,18 @@ pub fn validation(url: &str, name: &str) -> Option<switchyard::store::Validation
         .and_then(|(_, v)| v)
 }
 
+/// A provider's stored row and standing straight from the database, by name.
+pub fn stored(url: &str, name: &str) -> Option<switchyard::store::StoredProvider> {
+    let pool =
+        switchyard::store::DbPool::connect(&switchyard::store::Backend::from_url(url).expect("url"), 1)
+            .expect("connect");
+    pool.fleet_snapshot()
+        .expect("snapshot")
+        .providers
+        .into_iter()
+        .find(|p| p.row.name == name)
+}
+
 impl TestApp {
     /// Every provider's full state, asked of the provider actors.
     pub async fn provider_states(&self) -> Vec<switchyard::provider::ProviderState> {

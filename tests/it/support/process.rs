@@ -20,6 +20,11 @@ pub struct Instance {
 impl Instance {
     /// Starts an instance of a fleet: the config file, a database, the test admin token.
     pub fn start(db_url: &str, config_file: &std::path::Path) -> Instance {
+        Instance::start_with_env(db_url, config_file, &[])
+    }
+
+    /// Like `start`, with more environment variables (or fewer: an empty value removes one).
+    pub fn start_with_env(db_url: &str, config_file: &std::path::Path, env: &[(&str, &str)]) -> Instance {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
         cmd.arg("--config")
             .arg(config_file)
@@ -28,6 +33,13 @@ impl Instance {
             .env("SWITCHYARD_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("SWITCHYARD_WORKERS", "2")
             .env("RUST_LOG", "info");
+        for (k, v) in env {
+            if v.is_empty() {
+                cmd.env_remove(k);
+            } else {
+                cmd.env(k, v);
+            }
+        }
         Instance::spawn(cmd)
     }
 
