@@ -104,15 +104,17 @@ impl DbPool {
                     bump_version!(conn);
                     return Ok(StandingWrite::Written(next));
                 }
-                if let Some(stored) = s::table
-                    .find(next.provider_id)
-                    .select(StandingRow::as_select())
-                    .first(conn)
-                    .optional()?
-                {
+                let stored = |conn: &mut _| {
+                    s::table
+                        .find(next.provider_id)
+                        .select(StandingRow::as_select())
+                        .first(conn)
+                        .optional()
+                };
+                if let Some(stored) = stored(conn)? {
                     return Ok(StandingWrite::Newer(stored));
                 }
-                // No standing yet (a provider stored by an older version): the first one.
+                // No standing yet (a provider added since the migration): the first one.
                 let exists: i64 = providers::table
                     .filter(providers::id.eq(next.provider_id))
                     .count()
@@ -120,7 +122,14 @@ impl DbPool {
                 if exists == 0 {
                     return Ok(StandingWrite::Gone);
                 }
-                diesel::insert_into(s::table).values(&next).execute(conn)?;
+                // Another writer may insert the first one at the same time: one insert wins.
+                let inserted = diesel::insert_into(s::table)
+                    .values(&next)
+                    .on_conflict_do_nothing()
+                    .execute(conn)?;
+                if inserted == 0 {
+                    return Ok(stored(conn)?.map_or(StandingWrite::Gone, StandingWrite::Newer));
+                }
                 bump_version!(conn);
                 Ok(StandingWrite::Written(next))
             })
@@ -167,7 +176,11 @@ impl DbPool {
                             changed_at,
                             changed_by: by.to_string(),
                         };
-                        diesel::insert_into(s::table).values(&row).execute(conn)?;
+                        // A concurrent first reset: both end as one reset.
+                        diesel::insert_into(s::table)
+                            .values(&row)
+                            .on_conflict_do_nothing()
+                            .execute(conn)?;
                         row
                     }
                 };

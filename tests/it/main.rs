@@ -8,6 +8,7 @@ mod support;
 mod admin;
 mod bad_input;
 mod binary;
+mod consistency;
 mod failover;
 mod fleet;
 mod health;
