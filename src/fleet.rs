@@ -53,14 +53,16 @@ pub fn instance_id() -> &'static str {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .ok()
             .or_else(|| std::env::var("HOSTNAME").ok())
-            .map(|h| h.trim().chars().filter(|c| c.is_ascii_graphic()).take(64).collect::<String>())
+            .map(|h| {
+                h.trim()
+                    .chars()
+                    .filter(|c| c.is_ascii_graphic())
+                    .take(64)
+                    .collect::<String>()
+            })
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "host".into());
-        format!(
-            "{host}:{}:{}",
-            std::process::id(),
-            crate::secret::random_token(3)
-        )
+        format!("{host}:{}:{}", std::process::id(), crate::secret::random_token(3))
     })
 }
 
@@ -285,7 +287,9 @@ impl Leadership {
         if let Some(ended) = self.ended.take()
             && ended.recv_timeout(LEADERSHIP_STOP_LIMIT) == Err(std::sync::mpsc::RecvTimeoutError::Timeout)
         {
-            log::warn!("fleet: the leadership connection did not close in time; leaving it to the process's end");
+            log::warn!(
+                "fleet: the leadership connection did not close in time; leaving it to the process's end"
+            );
         }
     }
 }

@@ -240,11 +240,19 @@ mod tests {
     fn only_attempts_started_after_the_mark_are_fresh() {
         let c = Arc::new(LoadCounters::default());
         c.add_success(1);
-        assert_eq!(c.take_fresh_successes(), 1, "before any mark every success is fresh");
+        assert_eq!(
+            c.take_fresh_successes(),
+            1,
+            "before any mark every success is fresh"
+        );
         let before = c.start();
         c.turning_away();
         c.add_success(0);
-        assert_eq!(c.take_fresh_successes(), 0, "nothing is fresh while the mark spreads");
+        assert_eq!(
+            c.take_fresh_successes(),
+            0,
+            "nothing is fresh while the mark spreads"
+        );
         c.turned_away();
         std::thread::sleep(Duration::from_millis(10));
         // The attempt under way when routing turned away took a long time: not fresh.

@@ -713,7 +713,11 @@ impl Handler<SaveNow> for ProviderActor {
 
     fn handle(&mut self, _: SaveNow, ctx: &mut Context<Self>) -> Self::Result {
         self.take_successes(ctx);
-        Box::pin(self.save().into_actor(self).map(|saved, act, ctx| act.saved(saved, ctx)))
+        Box::pin(
+            self.save()
+                .into_actor(self)
+                .map(|saved, act, ctx| act.saved(saved, ctx)),
+        )
     }
 }
 

@@ -106,7 +106,12 @@ impl StatsActor {
 
     /// Reads stored rows; adds what is pending when the read is back (no write of ours ran
     /// in between, so nothing is in both or in neither).
-    fn start_read(&mut self, filter: UsageFilter, reply: oneshot::Sender<Result<Vec<UsageRow>, StoreError>>, ctx: &mut Context<Self>) {
+    fn start_read(
+        &mut self,
+        filter: UsageFilter,
+        reply: oneshot::Sender<Result<Vec<UsageRow>, StoreError>>,
+        ctx: &mut Context<Self>,
+    ) {
         self.reads_in_flight += 1;
         let store = self.store.clone();
         let f = filter.clone();

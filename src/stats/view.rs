@@ -56,6 +56,10 @@ mod tests {
             &filter,
         );
         let totals: Vec<i64> = merged.iter().map(|r| r.total_requests).collect();
-        assert_eq!(totals, vec![8, 1], "the same day adds up, another day is its own row");
+        assert_eq!(
+            totals,
+            vec![8, 1],
+            "the same day adds up, another day is its own row"
+        );
     }
 }

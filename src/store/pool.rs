@@ -202,7 +202,11 @@ mod tests {
         assert!(u.contains("tcp_user_timeout=10000"));
         let u = with_network_timeouts("postgres://u@h/db?sslmode=require&connect_timeout=30");
         assert!(u.contains("sslmode=require&connect_timeout=30&keepalives=1"));
-        assert_eq!(u.matches("connect_timeout").count(), 1, "the operator's value stays");
+        assert_eq!(
+            u.matches("connect_timeout").count(),
+            1,
+            "the operator's value stays"
+        );
     }
 
     #[test]

@@ -9,7 +9,9 @@ use diesel::prelude::*;
 use super::models::*;
 use super::pool::DbPool;
 use super::queries::bump_version;
-use super::schema::{config_version, health_check_configs, provider_standing, provider_validations, providers};
+use super::schema::{
+    config_version, health_check_configs, provider_standing, provider_validations, providers,
+};
 use super::tx::Tx;
 use super::{StoreError, now_naive};
 use crate::with_conn;

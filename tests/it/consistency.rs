@@ -8,7 +8,9 @@ use std::rc::Rc;
 use futures_util::future::join_all;
 use mock_upstream::Behavior;
 use serde_json::json;
-use switchyard::store::{Backend, DbPool, NewProvider, StandingRow, StandingWrite, UsageRow, ValidationRow, now_naive};
+use switchyard::store::{
+    Backend, DbPool, NewProvider, StandingRow, StandingWrite, UsageRow, ValidationRow, now_naive,
+};
 
 use crate::both_backends;
 use crate::support::{TestApp, TestDb, config, mock, provider, stored};
@@ -56,7 +58,12 @@ async fn concurrent_partial_updates(db: TestDb) {
     assert_eq!(r.status, 422, "{}", r.text());
     assert_eq!(r.json()["error"]["type"], "invalid_request_error", "{}", r.text());
     assert_eq!(stored(db.url(), "p").unwrap().row.weight, 7);
-    assert_eq!(app.admin("PUT", "/api/providers/999999", Some(json!({"weight": 2}))).await.status, 404);
+    assert_eq!(
+        app.admin("PUT", "/api/providers/999999", Some(json!({"weight": 2})))
+            .await
+            .status,
+        404
+    );
     app.stop().await;
 }
 both_backends!(concurrent_partial_updates_all_land, concurrent_partial_updates);
@@ -65,7 +72,11 @@ fn raw_provider(name: &str, models: &str, key_env: Option<&str>) -> NewProvider 
     NewProvider {
         name: name.into(),
         base_url: "http://127.0.0.1:9/v1".into(),
-        api_key: if key_env.is_some() { String::new() } else { "sk-raw-secret-0000".into() },
+        api_key: if key_env.is_some() {
+            String::new()
+        } else {
+            "sk-raw-secret-0000".into()
+        },
         api_key_env: key_env.map(String::from),
         models: models.into(),
         weight: 1,
@@ -84,8 +95,14 @@ async fn stored_rows_that_do_not_load(db: TestDb) {
     // Rows this instance cannot load: a key variable it lacks; models an older version stored.
     let absent = "SWITCHYARD_TEST_VARIABLE_NOBODY_SETS";
     let p = pool(&db, 1);
-    let keyless = p.insert_provider(&raw_provider("keyless", r#"["k"]"#, Some(absent))).unwrap().id;
-    let garbled = p.insert_provider(&raw_provider("garbled", "not a list", None)).unwrap().id;
+    let keyless = p
+        .insert_provider(&raw_provider("keyless", r#"["k"]"#, Some(absent)))
+        .unwrap()
+        .id;
+    let garbled = p
+        .insert_provider(&raw_provider("garbled", "not a list", None))
+        .unwrap()
+        .id;
     drop(p);
 
     let app = TestApp::start(c).await;
@@ -103,8 +120,20 @@ async fn stored_rows_that_do_not_load(db: TestDb) {
     assert_eq!(list["data"].as_array().unwrap().len(), 3, "{list}");
     assert_eq!(by_name("good")["loaded"], true);
     assert_eq!(by_name("keyless")["loaded"], false);
-    assert!(by_name("keyless")["load_error"].as_str().unwrap().contains(absent), "{list}");
-    assert!(by_name("garbled")["load_error"].as_str().unwrap().contains("models"), "{list}");
+    assert!(
+        by_name("keyless")["load_error"]
+            .as_str()
+            .unwrap()
+            .contains(absent),
+        "{list}"
+    );
+    assert!(
+        by_name("garbled")["load_error"]
+            .as_str()
+            .unwrap()
+            .contains("models"),
+        "{list}"
+    );
     let ready = app.send("GET", "/readyz", &[], None).await;
     assert_eq!(ready.status, 200);
     assert_eq!(ready.json()["providers_not_loaded"].as_array().unwrap().len(), 2);
@@ -120,16 +149,33 @@ async fn stored_rows_that_do_not_load(db: TestDb) {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(app.chat("k").await.header("x-switchyard-provider"), Some("keyless"));
+    assert_eq!(
+        app.chat("k").await.header("x-switchyard-provider"),
+        Some("keyless")
+    );
     // One this version cannot read at all is refused with the reason, and can be deleted.
-    let r = app.admin("PUT", &format!("/api/providers/{garbled}"), Some(json!({"weight": 2}))).await;
+    let r = app
+        .admin(
+            "PUT",
+            &format!("/api/providers/{garbled}"),
+            Some(json!({"weight": 2})),
+        )
+        .await;
     assert_eq!(r.status, 409, "{}", r.text());
-    assert_eq!(app.admin("DELETE", &format!("/api/providers/{garbled}"), None).await.status, 200);
+    assert_eq!(
+        app.admin("DELETE", &format!("/api/providers/{garbled}"), None)
+            .await
+            .status,
+        200
+    );
     let ready = app.send("GET", "/readyz", &[], None).await.json();
     assert_eq!(ready["providers_not_loaded"], json!([]), "{ready}");
     app.stop().await;
 }
-both_backends!(a_stored_provider_that_does_not_load_is_skipped, stored_rows_that_do_not_load);
+both_backends!(
+    a_stored_provider_that_does_not_load_is_skipped,
+    stored_rows_that_do_not_load
+);
 
 fn standing(id: i64, healthy: bool, cause: &str) -> StandingRow {
     StandingRow {
@@ -156,7 +202,10 @@ async fn standing_writes(db: TestDb) {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    let written: Vec<_> = results.iter().filter(|r| matches!(r, StandingWrite::Written(_))).collect();
+    let written: Vec<_> = results
+        .iter()
+        .filter(|r| matches!(r, StandingWrite::Written(_)))
+        .collect();
     assert_eq!(written.len(), 1, "{results:?}");
     assert!(results.iter().all(|r| match r {
         StandingWrite::Written(s) | StandingWrite::Newer(s) => s.generation == 1 && !s.is_healthy,
@@ -164,7 +213,10 @@ async fn standing_writes(db: TestDb) {
     }));
     // An operator's reset goes on top; a change based on the older generation never undoes it.
     let reset = p.reset_standing(id, "operator").unwrap().unwrap();
-    assert_eq!((reset.generation, reset.is_healthy, reset.cause.as_str()), (2, true, "reset"));
+    assert_eq!(
+        (reset.generation, reset.is_healthy, reset.cause.as_str()),
+        (2, true, "reset")
+    );
     match p.write_standing(&standing(id, false, "rescheduled"), 1).unwrap() {
         StandingWrite::Newer(s) => assert_eq!(s, reset),
         other => panic!("an older change was written: {other:?}"),
@@ -180,7 +232,10 @@ async fn standing_writes(db: TestDb) {
         StandingWrite::Written(s) if s.generation == i64::MAX
     ));
     assert!(p.delete_provider(id).unwrap());
-    assert_eq!(p.write_standing(&standing(id, true, "recovered"), 0).unwrap(), StandingWrite::Gone);
+    assert_eq!(
+        p.write_standing(&standing(id, true, "recovered"), 0).unwrap(),
+        StandingWrite::Gone
+    );
     assert_eq!(p.reset_standing(id, "operator").unwrap(), None);
 }
 both_backends!(standing_writes_never_go_back, standing_writes);
@@ -238,9 +293,18 @@ async fn concurrent_writers(db: TestDb) {
         handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
     });
     assert!(errors.is_empty(), "writers failed instead of waiting: {errors:?}");
-    let total: i64 = p.usage(&Default::default()).unwrap().iter().map(|r| r.total_requests).sum();
+    let total: i64 = p
+        .usage(&Default::default())
+        .unwrap()
+        .iter()
+        .map(|r| r.total_requests)
+        .sum();
     assert_eq!(total, 80, "every usage increment landed once");
-    assert_eq!(stored(db.url(), "p").unwrap().row.weight, 81, "every merge saw the previous one");
+    assert_eq!(
+        stored(db.url(), "p").unwrap().row.weight,
+        81,
+        "every merge saw the previous one"
+    );
 }
 both_backends!(writers_wait_their_turn_instead_of_failing, concurrent_writers);
 
@@ -276,12 +340,20 @@ async fn exact_usage_views(db: TestDb) {
         let low = finished.get();
         let v = app.admin("GET", "/api/stats/usage", None).await.json();
         let high = started.get();
-        let total: i64 = v["data"].as_array().unwrap().iter().map(|r| r["total_requests"].as_i64().unwrap()).sum();
+        let total: i64 = v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["total_requests"].as_i64().unwrap())
+            .sum();
         assert!(
             low <= total && total <= high,
             "read {reads}: {total} counted, but {low} had finished and {high} had started"
         );
-        assert!(total >= last, "read {reads}: {total} after {last}: a batch was counted twice or missed");
+        assert!(
+            total >= last,
+            "read {reads}: {total} after {last}: a batch was counted twice or missed"
+        );
         last = total;
         reads += 1;
     }

@@ -490,7 +490,14 @@ async fn a_mark_holds_fleet_wide_until_its_timer_and_a_reset_holds_too() {
     }
     assert!(eventually(Duration::from_secs(3), || all_say(&client, &all, id, false)).await);
     let _ = chat(&client, &a.url, "fail-500").await;
-    let (status, _) = admin(&client, &b.url, "POST", &format!("/api/providers/{id}/reset"), None).await;
+    let (status, _) = admin(
+        &client,
+        &b.url,
+        "POST",
+        &format!("/api/providers/{id}/reset"),
+        None,
+    )
+    .await;
     assert_eq!(status, 200);
     assert!(
         eventually(Duration::from_secs(3), || all_say(&client, &all, id, true)).await,
@@ -504,7 +511,9 @@ async fn a_mark_holds_fleet_wide_until_its_timer_and_a_reset_holds_too() {
         "the reset holds: A's earlier failure does not undo it"
     );
     assert_eq!(standing_of(&db, "alpha"), reset);
-    let events = admin(&client, &c.url, "GET", "/api/providers/health", None).await.1;
+    let events = admin(&client, &c.url, "GET", "/api/providers/health", None)
+        .await
+        .1;
     assert!(events["data"].as_array().is_some_and(|d| !d.is_empty()));
     stop.set(true);
     let _ = traffic.await;
@@ -599,9 +608,15 @@ async fn changes_land_and_start_up_survives_what_the_fleet_stored() {
     );
 
     // A provider whose key comes from a variable only A has.
-    let (status, v) = admin(&client, &a.url, "POST", "/api/providers", Some(json!({
-        "name": "keyed", "base_url": keyed.base_url(), "api_key_env": key.0, "models": ["k"]
-    })))
+    let (status, v) = admin(
+        &client,
+        &a.url,
+        "POST",
+        "/api/providers",
+        Some(json!({
+            "name": "keyed", "base_url": keyed.base_url(), "api_key_env": key.0, "models": ["k"]
+        })),
+    )
     .await;
     assert_eq!(status, 201, "{v}");
     assert_eq!(chat(&client, &a.url, "k").await, Some((200, "keyed".into())));
@@ -618,7 +633,10 @@ async fn changes_land_and_start_up_survives_what_the_fleet_stored() {
         .cloned()
         .unwrap_or_default();
     assert_eq!(entry["loaded"], false, "{list}");
-    assert!(entry["load_error"].as_str().unwrap_or("").contains(key.0), "{entry}");
+    assert!(
+        entry["load_error"].as_str().unwrap_or("").contains(key.0),
+        "{entry}"
+    );
     let mut r = client.get(format!("{}/readyz", c.url)).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let ready: serde_json::Value = serde_json::from_slice(&r.body().await.unwrap()).unwrap();
@@ -680,7 +698,12 @@ async fn shutdown_writes_usage_before_leadership_and_is_bounded_without_a_databa
                     .get_result::<Locked>(&mut conn)
                     .unwrap();
                 if got.locked {
-                    return Some(crate::support::usage_rows(&url).iter().map(|r| r.total_requests).sum::<i64>());
+                    return Some(
+                        crate::support::usage_rows(&url)
+                            .iter()
+                            .map(|r| r.total_requests)
+                            .sum::<i64>(),
+                    );
                 }
                 std::thread::sleep(Duration::from_millis(2));
             }
@@ -719,5 +742,8 @@ async fn shutdown_writes_usage_before_leadership_and_is_bounded_without_a_databa
         b.log.lock().unwrap()
     );
     assert_eq!(status.code(), Some(0));
-    assert!(b.log.lock().unwrap().contains("unwritten usage"), "the loss is said");
+    assert!(
+        b.log.lock().unwrap().contains("unwritten usage"),
+        "the loss is said"
+    );
 }

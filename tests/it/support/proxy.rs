@@ -32,7 +32,8 @@ impl ChaosProxy {
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
         let accepted = Arc::new(AtomicU64::new(0));
-        let (up2, epoch2, accepted2, stalled2) = (up.clone(), epoch.clone(), accepted.clone(), stalled.clone());
+        let (up2, epoch2, accepted2, stalled2) =
+            (up.clone(), epoch.clone(), accepted.clone(), stalled.clone());
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -120,7 +121,10 @@ async fn pipe(
     let watch = async {
         loop {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            if epoch.load(Ordering::SeqCst) != born || !up.load(Ordering::SeqCst) || stalled.load(Ordering::SeqCst) {
+            if epoch.load(Ordering::SeqCst) != born
+                || !up.load(Ordering::SeqCst)
+                || stalled.load(Ordering::SeqCst)
+            {
                 return;
             }
         }
