@@ -436,6 +436,13 @@ async fn a_mark_holds_fleet_wide_until_its_timer_and_a_reset_holds_too() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(alpha.chat_hits() > 0, "alpha serves B's and C's traffic");
 
+    // C's event stream, to see C announce what it learned from the fleet.
+    let mut events = client
+        .get(format!("{}/api/events", c.url))
+        .insert_header(("authorization", format!("Bearer {ADMIN_TOKEN}")))
+        .send()
+        .await
+        .unwrap();
     // A's traffic fails twice: A marks alpha unhealthy; B and C learn it and keep it.
     for _ in 0..2 {
         assert_ne!(chat(&client, &a.url, "fail-500").await.map(|r| r.0), Some(200));
@@ -447,6 +454,20 @@ async fn a_mark_holds_fleet_wide_until_its_timer_and_a_reset_holds_too() {
     );
     let mark = standing_of(&db, "alpha");
     assert!(!mark.is_healthy && mark.cause == "unhealthy");
+    let mut text = String::new();
+    let announced = tokio::time::timeout(Duration::from_secs(3), async {
+        while let Some(Ok(chunk)) = futures_util::StreamExt::next(&mut events).await {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            if text.contains("event: provider_unhealthy") && text.contains(r#""source":"fleet""#) {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    assert!(announced, "C announces the mark it learned: {text}");
+    drop(events);
     // Attempts already under way when the mark arrived finish; then alpha gets nothing more.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let hits = alpha.chat_hits();
