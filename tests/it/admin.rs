@@ -536,13 +536,11 @@ async fn usage_view(db: TestDb) {
         .await;
     assert_eq!(r.status, 200);
     let v = r.json();
-    let total: i64 = v["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["total_requests"].as_i64().unwrap())
-        .sum();
-    assert_eq!(total, 7, "stored and unflushed usage");
+    assert_eq!(
+        crate::support::total_requests(&v),
+        7,
+        "stored and unflushed usage"
+    );
     assert_eq!(v["summary"][0]["total_requests"], 3, "least used first");
     assert_eq!(v["data"][0]["success_rate"], 1.0);
     let a_id = ids(&app).await[0].0;

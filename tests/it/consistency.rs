@@ -9,14 +9,14 @@ use futures_util::future::join_all;
 use mock_upstream::Behavior;
 use serde_json::json;
 use switchyard::store::{
-    Backend, DbPool, NewProvider, StandingRow, StandingWrite, UsageRow, ValidationRow, now_naive,
+    DbPool, NewProvider, StandingRow, StandingWrite, UsageRow, ValidationRow, now_naive,
 };
 
 use crate::both_backends;
 use crate::support::{TestApp, TestDb, config, mock, provider, stored};
 
 fn pool(db: &TestDb, size: u32) -> DbPool {
-    DbPool::connect(&Backend::from_url(db.url()).unwrap(), size).unwrap()
+    crate::support::pool(db.url(), size)
 }
 
 /// Starts and stops a router once, so the schema exists and `providers` are stored.
@@ -340,12 +340,7 @@ async fn exact_usage_views(db: TestDb) {
         let low = finished.get();
         let v = app.admin("GET", "/api/stats/usage", None).await.json();
         let high = started.get();
-        let total: i64 = v["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["total_requests"].as_i64().unwrap())
-            .sum();
+        let total = crate::support::total_requests(&v);
         assert!(
             low <= total && total <= high,
             "read {reads}: {total} counted, but {low} had finished and {high} had started"

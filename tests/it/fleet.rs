@@ -679,6 +679,26 @@ fn through(url: &str, proxy: std::net::SocketAddr) -> String {
     url.replacen(server_of(url), &proxy.to_string(), 1)
 }
 
+/// A single instance that leads the sweep and has served `requests` chats.
+async fn leader_serving(
+    client: &awc::Client,
+    url: &str,
+    file: &std::path::Path,
+    requests: usize,
+) -> Instance {
+    let i = Instance::start(url, file);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            i.metric(client, "switchyard_health_sweep_leader").await == Some(1.0)
+        })
+        .await
+    );
+    for _ in 0..requests {
+        assert_eq!(chat(client, &i.url, "m").await.map(|r| r.0), Some(200));
+    }
+    i
+}
+
 #[actix_rt::test]
 async fn shutdown_writes_usage_before_leadership_and_is_bounded_without_a_database() {
     let db = TestDb::postgres();
@@ -693,16 +713,7 @@ async fn shutdown_writes_usage_before_leadership_and_is_bounded_without_a_databa
     let client = client();
 
     // Reachable database: when the leadership lock is free again, the usage is already there.
-    let mut a = Instance::start(db.url(), &file);
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            a.metric(&client, "switchyard_health_sweep_leader").await == Some(1.0)
-        })
-        .await
-    );
-    for _ in 0..20 {
-        assert_eq!(chat(&client, &a.url, "m").await.map(|r| r.0), Some(200));
-    }
+    let mut a = leader_serving(&client, db.url(), &file, 20).await;
     let watcher = std::thread::spawn({
         let url = db.url().to_string();
         move || {
@@ -741,16 +752,7 @@ async fn shutdown_writes_usage_before_leadership_and_is_bounded_without_a_databa
 
     // Database stops answering: shutdown still ends within the grace period.
     let proxy = crate::support::proxy::ChaosProxy::start(server_of(db.url()));
-    let mut b = Instance::start(&through(db.url(), proxy.addr), &file);
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            b.metric(&client, "switchyard_health_sweep_leader").await == Some(1.0)
-        })
-        .await
-    );
-    for _ in 0..5 {
-        assert_eq!(chat(&client, &b.url, "m").await.map(|r| r.0), Some(200));
-    }
+    let mut b = leader_serving(&client, &through(db.url(), proxy.addr), &file, 5).await;
     proxy.stall_now();
     tokio::time::sleep(Duration::from_millis(700)).await;
     let asked = tokio::time::Instant::now();

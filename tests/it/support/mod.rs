@@ -235,19 +235,31 @@ where
     }
 }
 
+/// A pool of `size` connections to a test database.
+pub fn pool(url: &str, size: u32) -> switchyard::store::DbPool {
+    switchyard::store::DbPool::connect(&switchyard::store::Backend::from_url(url).expect("url"), size)
+        .expect("connect")
+}
+
+/// The sum of `total_requests` over the rows of a `GET /api/stats/usage` answer.
+pub fn total_requests(usage: &serde_json::Value) -> i64 {
+    usage["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|r| r["total_requests"].as_i64().expect("total_requests"))
+        .sum()
+}
+
 /// Usage rows straight from the database.
 pub fn usage_rows(url: &str) -> Vec<switchyard::store::UsageRow> {
-    let pool =
-        switchyard::store::DbPool::connect(&switchyard::store::Backend::from_url(url).expect("url"), 1)
-            .expect("connect");
+    let pool = pool(url, 1);
     pool.usage(&Default::default()).expect("usage rows")
 }
 
 /// Persisted provider health straight from the database, by provider name.
 pub fn validation(url: &str, name: &str) -> Option<switchyard::store::ValidationRow> {
-    let pool =
-        switchyard::store::DbPool::connect(&switchyard::store::Backend::from_url(url).expect("url"), 1)
-            .expect("connect");
+    let pool = pool(url, 1);
     pool.list_providers()
         .expect("providers")
         .into_iter()
@@ -257,9 +269,7 @@ pub fn validation(url: &str, name: &str) -> Option<switchyard::store::Validation
 
 /// A provider's stored row and standing straight from the database, by name.
 pub fn stored(url: &str, name: &str) -> Option<switchyard::store::StoredProvider> {
-    let pool =
-        switchyard::store::DbPool::connect(&switchyard::store::Backend::from_url(url).expect("url"), 1)
-            .expect("connect");
+    let pool = pool(url, 1);
     pool.fleet_snapshot()
         .expect("snapshot")
         .providers
