@@ -95,6 +95,12 @@ pub async fn all_states(state: &AppState) -> Result<Vec<ProviderState>, ApiError
     Ok(out)
 }
 
+/// Held from a provider change's store write until it is applied to the actor graph, so this
+/// instance applies its changes in the order they were committed: two concurrent updates of
+/// one provider each store the merge of both, and the later commit must be the one routed.
+/// (Changes made by other instances arrive through `FleetSync`, one snapshot at a time.)
+static APPLY_IN_COMMIT_ORDER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn env(k: &str) -> Option<String> {
     std::env::var(k).ok()
 }
@@ -187,6 +193,7 @@ pub async fn create(
         return Ok(HttpResponse::Ok().json(serde_json::json!({ "valid": true, "provider": would })));
     }
     let row = to_new_row(&config);
+    let _in_order = APPLY_IN_COMMIT_ORDER.lock().await;
     let stored = store::run(&state.store, move |db| db.insert_provider(&row)).await?;
     let config =
         from_row(&stored, state.config.routing.request_timeout_ms, &env).map_err(ApiError::Internal)?;
@@ -226,6 +233,7 @@ pub async fn update(
     let id = path.into_inner();
     let changes: serde_json::Map<String, serde_json::Value> = json_body(&req, payload).await?;
     let timeout = state.config.routing.request_timeout_ms;
+    let _in_order = APPLY_IN_COMMIT_ORDER.lock().await;
     let merged = store::run(&state.store, move |db| {
         db.merge_provider(id, move |stored| merge_onto(stored, changes, timeout))
     })
@@ -312,8 +320,10 @@ pub async fn delete(
         Some(p) => p.name,
         None => find(&state, id).await?.config.name.clone(),
     };
+    let in_order = APPLY_IN_COMMIT_ORDER.lock().await;
     store::run(&state.store, move |db| db.delete_provider(id)).await?;
     state.supervisor.send(RemoveProvider(id)).await?;
+    drop(in_order);
     state.not_loaded.remove(id);
     log::info!("provider {name} (id {id}) removed");
     state.events.publish(
