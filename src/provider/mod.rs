@@ -454,13 +454,7 @@ impl ProviderActor {
         let store = self.deps.store.clone();
         let name = self.config.name.clone();
         async move {
-            let mut counters_failed = false;
-            if let Some(row) = counters
-                && let Err(e) = store::run(&store, move |db| db.save_validation(&row)).await
-            {
-                log::warn!("saving the health of provider {name} failed, will retry: {e}");
-                counters_failed = true;
-            }
+            // The standing first: it is what the rest of the fleet waits for.
             let standing = match standing {
                 Some((row, based_on)) => {
                     let result = store::run(&store, move |db| db.write_standing(&row, based_on)).await;
@@ -471,6 +465,13 @@ impl ProviderActor {
                 }
                 None => None,
             };
+            let mut counters_failed = false;
+            if let Some(row) = counters
+                && let Err(e) = store::run(&store, move |db| db.save_validation(&row)).await
+            {
+                log::warn!("saving the health of provider {name} failed, will retry: {e}");
+                counters_failed = true;
+            }
             Saved {
                 counters_failed,
                 standing,

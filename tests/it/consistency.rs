@@ -361,3 +361,52 @@ async fn exact_usage_views(db: TestDb) {
     app.stop().await;
 }
 both_backends!(usage_views_count_each_batch_once, exact_usage_views);
+
+async fn successes_under_way_at_the_mark(db: TestDb) {
+    let slow = mock("slow", Behavior::slow(400)).await;
+    let good = mock("good", Behavior::ok()).await;
+    let mut slow_spec = provider("slow", &slow.base_url(), &["m", "fail-500"]);
+    slow_spec.probe_model = Some("m".into());
+    let mut c = config(&db, vec![slow_spec, provider("good", &good.base_url(), &["m"])]);
+    c.health_check.max_error_count = 2;
+    let app = TestApp::start(c).await;
+    let good_id = app.state_of("good").await.config.id.to_string();
+    let only_slow = [("x-switchyard-exclude-providers", good_id.as_str())];
+    // Two failures (the mock answers 500 to `fail-500`, after its 400 ms) mark it; three
+    // requests that started before the mark succeed just after it.
+    let failing = join_all((0..2).map(|_| app.chat("fail-500")));
+    let succeeding = async {
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        join_all((0..3).map(|_| app.chat_with("m", false, &only_slow))).await
+    };
+    let (failed, succeeded) = tokio::join!(failing, succeeding);
+    assert!(failed.iter().all(|r| r.status != 200));
+    assert!(succeeded.iter().all(|r| r.status == 200));
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let s = app.state_of("slow").await;
+    assert!(
+        !s.health.is_healthy,
+        "successes of attempts under way at the mark do not undo it: {:?}",
+        s.health
+    );
+    assert_eq!(s.health.consecutive_successes, 3, "they are counted all the same");
+    assert!(
+        crate::support::eventually(std::time::Duration::from_secs(3), || async {
+            stored(db.url(), "slow")
+                .and_then(|p| p.standing)
+                .is_some_and(|st| !st.is_healthy && st.cause == "unhealthy")
+        })
+        .await
+    );
+    // A request sent to it after the mark (nothing else is left for it) is a real success.
+    assert_eq!(app.chat_with("m", false, &only_slow).await.status, 200);
+    assert!(
+        app.state_of("slow").await.health.is_healthy,
+        "a success after the mark recovers it"
+    );
+    app.stop().await;
+}
+both_backends!(
+    successes_under_way_at_the_mark_do_not_undo_it,
+    successes_under_way_at_the_mark
+);
