@@ -104,6 +104,14 @@ async fn stored_rows_that_do_not_load(db: TestDb) {
         .unwrap()
         .id;
     drop(p);
+    // And one from the config file whose key variable is missing here: seeded, not loaded.
+    let mut c = c;
+    c.providers.push(
+        serde_json::from_value(json!({
+            "name": "filed", "base_url": "http://127.0.0.1:9/v1", "api_key_env": absent, "models": ["f"]
+        }))
+        .unwrap(),
+    );
 
     let app = TestApp::start(c).await;
     assert_eq!(app.chat("m").await.status, 200, "the other providers serve");
@@ -117,7 +125,11 @@ async fn stored_rows_that_do_not_load(db: TestDb) {
             .cloned()
             .unwrap_or_default()
     };
-    assert_eq!(list["data"].as_array().unwrap().len(), 3, "{list}");
+    assert_eq!(list["data"].as_array().unwrap().len(), 4, "{list}");
+    assert!(
+        by_name("filed")["load_error"].as_str().unwrap().contains(absent),
+        "{list}"
+    );
     assert_eq!(by_name("good")["loaded"], true);
     assert_eq!(by_name("keyless")["loaded"], false);
     assert!(
@@ -136,7 +148,7 @@ async fn stored_rows_that_do_not_load(db: TestDb) {
     );
     let ready = app.send("GET", "/readyz", &[], None).await;
     assert_eq!(ready.status, 200);
-    assert_eq!(ready.json()["providers_not_loaded"].as_array().unwrap().len(), 2);
+    assert_eq!(ready.json()["providers_not_loaded"].as_array().unwrap().len(), 3);
     let one = app.admin("GET", &format!("/api/providers/{keyless}"), None).await;
     assert_eq!((one.status, one.json()["loaded"].clone()), (200, json!(false)));
 
@@ -169,7 +181,12 @@ async fn stored_rows_that_do_not_load(db: TestDb) {
         200
     );
     let ready = app.send("GET", "/readyz", &[], None).await.json();
-    assert_eq!(ready["providers_not_loaded"], json!([]), "{ready}");
+    assert_eq!(ready["providers_not_loaded"][0]["name"], "filed", "{ready}");
+    assert_eq!(
+        ready["providers_not_loaded"].as_array().unwrap().len(),
+        1,
+        "{ready}"
+    );
     app.stop().await;
 }
 both_backends!(
