@@ -113,7 +113,12 @@ async fn name_taken(state: &AppState, name: &str, except: Option<i64>) -> Result
     let list = state.supervisor.send(ListProviders).await?;
     Ok(list
         .iter()
-        .any(|p| p.config.name == name && Some(p.config.id) != except))
+        .any(|p| p.config.name == name && Some(p.config.id) != except)
+        || state
+            .not_loaded
+            .list()
+            .iter()
+            .any(|p| p.name == name && Some(p.id) != except))
 }
 
 /// `GET /api/providers`: every stored provider, by id, those not loaded here included.
@@ -194,7 +199,14 @@ pub async fn create(
     }
     let row = to_new_row(&config);
     let _in_order = APPLY_IN_COMMIT_ORDER.lock().await;
-    let stored = store::run(&state.store, move |db| db.insert_provider(&row)).await?;
+    let name = config.name.clone();
+    let stored = store::run(&state.store, move |db| db.insert_provider(&row))
+        .await
+        .map_err(|e| match e {
+            // Added meanwhile, here or on another instance.
+            StoreError::Conflict(_) => ApiError::Conflict(format!("a provider named {name} exists")),
+            other => other.into(),
+        })?;
     let config =
         from_row(&stored, state.config.routing.request_timeout_ms, &env).map_err(ApiError::Internal)?;
     let actor = state
