@@ -117,9 +117,11 @@ impl StatsActor {
         let f = filter.clone();
         let read = async move { store::run(&store, move |db| db.usage(&f)).await };
         ctx.spawn(read.into_actor(self).map(move |result, act, ctx| {
-            act.reads_in_flight -= 1;
+            // Still counted as reading here, so the drain cannot start a write that would
+            // take rows out of `pending` before they are added to this answer.
             act.drain(ctx);
             let answer = result.map(|stored| view::merge_pending(stored, act.pending.snapshot(), &filter));
+            act.reads_in_flight -= 1;
             let _ = reply.send(answer);
             if act.reads_in_flight == 0 && act.write_wanted {
                 act.write_wanted = false;
