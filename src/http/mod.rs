@@ -8,6 +8,7 @@ pub mod chat;
 pub mod models;
 pub mod probes;
 pub mod router_headers;
+pub mod ui;
 
 use std::sync::Arc;
 
@@ -67,6 +68,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/health-check/config"),
     ("PUT", "/api/health-check/config"),
     ("GET", "/api/stats/usage"),
+    ("GET", "/api/stats/recent"),
     ("GET", "/api/events"),
     ("GET", "/api/openapi.json"),
 ];

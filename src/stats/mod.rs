@@ -21,6 +21,7 @@
 
 pub mod aggregate;
 pub mod queue;
+pub mod recent;
 pub mod view;
 
 use std::sync::Arc;
@@ -34,6 +35,7 @@ use crate::store::{self, Store, StoreError, UsageFilter, UsageRow};
 use aggregate::Aggregate;
 pub use aggregate::{UsageRecord, UsageResult};
 pub use queue::UsageQueue;
+use recent::{MinuteCount, RecentRequests};
 
 /// Longest wait between retries of a failed write.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -56,6 +58,26 @@ pub struct ReadUsage(pub UsageFilter);
 /// A reader waiting for its turn.
 type QueuedRead = (UsageFilter, oneshot::Sender<Result<Vec<UsageRow>, StoreError>>);
 
+/// Recent activity and the state of the usage writes, for the dashboard's overview.
+#[derive(Message)]
+#[rtype(result = "RecentActivity")]
+pub struct Recent;
+
+/// The answer to [`Recent`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RecentActivity {
+    /// Finished attempts per minute over the last hour, oldest first (this instance).
+    pub per_minute: Vec<MinuteCount>,
+    /// How long the oldest unwritten usage has waited, in ms (0 when nothing is pending).
+    pub flush_lag_ms: u64,
+    /// Aggregate rows waiting to be written (and being written).
+    pub pending_rows: usize,
+    /// Failed writes in a row (0 once a write succeeds).
+    pub flush_failures: u32,
+    /// When usage was last written.
+    pub last_flush_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 /// The stats actor.
 pub struct StatsActor {
     queue: Arc<UsageQueue>,
@@ -76,6 +98,11 @@ pub struct StatsActor {
     /// A write waits for the reads under way; new reads queue behind it.
     write_wanted: bool,
     queued_reads: Vec<QueuedRead>,
+    recent: RecentRequests,
+    last_flush_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The oldest record of the batch being written (the lag must count it while the write
+    /// is slow, which is when the lag matters).
+    writing_since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl StatsActor {
@@ -101,6 +128,9 @@ impl StatsActor {
             reads_in_flight: 0,
             write_wanted: false,
             queued_reads: Vec::new(),
+            recent: RecentRequests::default(),
+            last_flush_at: None,
+            writing_since: None,
         }
     }
 
@@ -165,14 +195,17 @@ impl StatsActor {
         let since = self.pending.oldest();
         let batch = self.pending.take();
         self.writing = Some(batch.clone());
+        self.writing_since = since;
         let store = self.store.clone();
         let write = async move { store::run(&store, move |db| db.add_usage(&batch)).await };
         ctx.spawn(write.into_actor(self).map(move |result, act, ctx| {
             let batch = act.writing.take().unwrap_or_default();
+            act.writing_since = None;
             match &result {
                 Ok(()) => {
                     act.failures = 0;
                     act.retry_at = None;
+                    act.last_flush_at = Some(chrono::Utc::now());
                 }
                 Err(e) => {
                     act.failures += 1;
@@ -209,7 +242,9 @@ impl StatsActor {
             return;
         }
         let was_empty = self.pending.is_empty();
+        let now = chrono::Utc::now();
         for r in &records {
+            self.recent.add(r.at, r.result, now);
             let outcome = match r.result {
                 UsageResult::Success => RequestOutcome::Success,
                 UsageResult::Failure => RequestOutcome::Failure,
@@ -284,5 +319,28 @@ impl Handler<ReadUsage> for StatsActor {
             self.start_read(msg.0, tx, ctx);
         }
         Box::pin(async move { rx.await.unwrap_or(Err(StoreError::Mailbox)) })
+    }
+}
+
+impl Handler<Recent> for StatsActor {
+    type Result = MessageResult<Recent>;
+
+    fn handle(&mut self, _: Recent, ctx: &mut Context<Self>) -> Self::Result {
+        self.drain(ctx);
+        let now = chrono::Utc::now();
+        let oldest = match (self.pending.oldest(), self.writing_since) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let flush_lag_ms = oldest
+            .map(|t| (now - t).num_milliseconds().max(0) as u64)
+            .unwrap_or(0);
+        MessageResult(RecentActivity {
+            per_minute: self.recent.last_hour(now),
+            flush_lag_ms,
+            pending_rows: self.pending.len() + self.writing.as_ref().map_or(0, Vec::len),
+            flush_failures: self.failures,
+            last_flush_at: self.last_flush_at,
+        })
     }
 }

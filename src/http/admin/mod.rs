@@ -5,6 +5,7 @@
 pub mod events;
 pub mod health;
 pub mod providers;
+pub mod recent;
 pub mod usage;
 
 use std::future::{Ready, ready};
@@ -88,8 +89,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/health-check/config", web::get().to(health::get_config))
         .route("/api/health-check/config", web::put().to(health::put_config))
         .route("/api/stats/usage", web::get().to(usage::usage))
+        .route("/api/stats/recent", web::get().to(recent::recent))
         .route("/api/events", web::get().to(events::events))
-        .route("/api/openapi.json", web::get().to(openapi));
+        .route("/api/openapi.json", web::get().to(openapi))
+        // The dashboard goes wherever the admin API is served.
+        .configure(crate::http::ui::configure);
 }
 
 /// The OpenAPI 3 description of the client and admin APIs.

@@ -1,0 +1,78 @@
+// The Explain view: `GET /api/routing/explain?model=X` lists the providers the next request
+// for a model would try, in order, and why any is skipped. A router without that endpoint
+// answers its fallback 404, which is said plainly.
+
+import { api } from "./api.js";
+import { $, clearErrors, fill, h, showError } from "./dom.js";
+import { known } from "./providers.js";
+
+function show(value) {
+  if (value === null || value === undefined) return "–";
+  if (typeof value === "object") return JSON.stringify(value);
+  return String(value);
+}
+
+/** Columns: every key of the candidates, in the order first seen. */
+function columns(candidates) {
+  const keys = [];
+  for (const c of candidates) for (const k of Object.keys(c)) if (!keys.includes(k)) keys.push(k);
+  return keys;
+}
+
+function render(answer) {
+  const candidates = Array.isArray(answer) ? answer : answer.candidates || answer.data || [];
+  const facts = Array.isArray(answer)
+    ? []
+    : Object.entries(answer).filter(([, v]) => v === null || typeof v !== "object");
+  fill($("#explain-facts"), facts.flatMap(([k, v]) => [h("dt", { text: k.replace(/_/g, " ") }), h("dd", { text: show(v) })]));
+  const table = $("#explain-table");
+  const keys = columns(candidates);
+  fill(table.tHead, h("tr", {}, h("th", { scope: "col", class: "num", text: "#" }), keys.map((k) => h("th", { scope: "col", text: k.replace(/_/g, " ") }))));
+  fill(
+    table.tBodies[0],
+    candidates.map((c, i) =>
+      h("tr", {}, h("td", { "data-label": "#", class: "num", text: String(i + 1) }), keys.map((k) => h("td", { "data-label": k.replace(/_/g, " "), text: show(c[k]) }))),
+    ),
+  );
+  $("#explain-status").textContent = candidates.length ? `${candidates.length} candidate(s), in the order they would be tried.` : "No provider would be tried for this model.";
+}
+
+async function explain(ev) {
+  ev.preventDefault();
+  const form = ev.target;
+  clearErrors(form);
+  const model = form.elements.model.value.trim();
+  const status = $("#explain-status");
+  status.textContent = "";
+  fill($("#explain-facts"));
+  fill($("#explain-table").tHead);
+  fill($("#explain-table").tBodies[0]);
+  if (!model) {
+    showError(form, { param: "model", message: "name a model" });
+    return;
+  }
+  try {
+    render(await api("GET", `/api/routing/explain?${new URLSearchParams({ model })}`));
+  } catch (e) {
+    if (e.missingRoute) status.textContent = "This router cannot explain its routing yet (it has no GET /api/routing/explain).";
+    else showError(form, { param: e.param || "model", message: e.message });
+  }
+}
+
+/** Offers the known models (when the view opens). */
+export function refresh() {
+  const names = new Set();
+  for (const p of known) for (const m of p.models || []) names.add(typeof m === "string" ? m : m.name);
+  fill($("#explain-models"), [...names].sort().map((n) => h("option", { value: n })));
+}
+
+export function init() {
+  $("#explain-form").addEventListener("submit", explain);
+}
+
+export function forget() {
+  fill($("#explain-facts"));
+  fill($("#explain-table").tHead);
+  fill($("#explain-table").tBodies[0]);
+  $("#explain-status").textContent = "";
+}
