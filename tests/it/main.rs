@@ -9,6 +9,7 @@ mod admin;
 mod bad_input;
 mod binary;
 mod consistency;
+mod dashboard;
 mod failover;
 mod fleet;
 mod health;

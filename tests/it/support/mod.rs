@@ -1,6 +1,7 @@
 //! Test support: real databases, the router started in-process on 127.0.0.1:0, mock
 //! upstreams, an HTTP client, and bounded waits.
 
+pub mod browser;
 pub mod db;
 pub mod process;
 pub mod proxy;

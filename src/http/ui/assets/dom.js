@@ -59,11 +59,16 @@ export function keepingFocus(region, render) {
   }
 }
 
+/** Toasts shown at once; an older one gives way to a newer one. */
+const MAX_TOASTS = 3;
+
 /** A short message in the corner that goes away by itself. */
 export function toast(text, kind = "") {
   const el = h("div", { class: `toast ${kind}`, role: "status", text });
-  $("#toasts").append(el);
-  setTimeout(() => el.remove(), 6000);
+  const box = $("#toasts");
+  box.append(el);
+  while (box.children.length > MAX_TOASTS) box.firstElementChild.remove();
+  setTimeout(() => el.remove(), 5000);
 }
 
 /**

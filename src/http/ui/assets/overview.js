@@ -42,7 +42,8 @@ function recent(r) {
     value: m.requests,
     failed: m.failed,
   }));
-  fill($("#ov-rpm"), barChart(bars, fmt.int, "Requests per minute over the last hour"));
+  const box = $("#ov-rpm");
+  fill(box, barChart(box, bars, fmt.int, "Requests per minute over the last hour"));
   set("#ov-lag", r.pending_rows ? fmt.ms(r.flush_lag_ms) : "nothing waiting");
   set("#ov-pending", fmt.int(r.pending_rows));
   set("#ov-failures", fmt.int(r.flush_failures));

@@ -65,7 +65,8 @@ function badge(state) {
 }
 
 function cell(label, content, cls) {
-  return h("td", { "data-label": label, class: cls }, content);
+  // One wrapper per cell, so a narrow screen's label-and-value layout keeps it together.
+  return h("td", { "data-label": label, class: cls }, h("div", {}, content));
 }
 
 function row(p) {
@@ -83,25 +84,26 @@ function row(p) {
   return h(
     "tr",
     { "data-provider": p.name, "data-id": p.id },
-    cell("Name", [h("strong", { text: p.name }), h("span", { class: "sub", text: p.base_url })]),
+    cell("Provider", [h("strong", { text: p.name }), h("span", { class: "sub url", text: p.base_url })]),
     cell("Kind", kindOf(p), "kind"),
-    cell("Models", modelsText(p)),
-    cell("Weight", fmt.int(p.weight), "num"),
-    cell("Priority", fmt.int(p.priority), "num"),
-    cell("Health", badge(state)),
-    cell("Errors", fmt.int(hl.error_count), "num"),
+    cell("Models", modelsText(p), "models"),
+    cell("Weight · priority", `${fmt.int(p.weight)} · ${fmt.int(p.priority)}`, "num"),
+    cell("Health", [
+      badge(state),
+      h("span", { class: "sub", text: `${fmt.int(hl.error_count)} error${hl.error_count === 1 ? "" : "s"} in a row` }),
+      hl.next_retry_at && state === "unhealthy" ? h("span", { class: "sub" }, "retry ", fmt.time(hl.next_retry_at, { relative: true })) : null,
+    ]),
     cell("Last error", lastError, "error-text"),
-    cell("Next retry", hl.next_retry_at && state === "unhealthy" ? fmt.time(hl.next_retry_at, { relative: true }) : "–"),
-    cell(
-      "Load",
+    cell("Load", [
       load === null
         ? "–"
         : h("span", { class: "load" }, h("meter", { min: 0, max: 100, low: 50, high: 80, optimum: 0, value: load, title: `load ${load} of 100` }), String(load)),
-    ),
-    cell("In flight", fmt.int(ld.in_flight), "num"),
-    cell("24 h success", d.total_requests ? fmt.pct(d.success_rate) : "–", "num"),
-    cell("24 h latency", d.total_requests ? fmt.ms(d.average_response_time_ms) : "–", "num"),
-    cell("24 h tokens", fmt.int(d.total_tokens || 0), "num"),
+      h("span", { class: "sub", text: `${fmt.int(ld.in_flight)} in flight` }),
+    ]),
+    cell("Last 24 h", [
+      h("span", { text: d.total_requests ? `${fmt.pct(d.success_rate)} of ${fmt.int(d.total_requests)}` : "no requests" }),
+      h("span", { class: "sub", text: d.total_requests ? `${fmt.ms(d.average_response_time_ms)} · ${fmt.int(d.total_tokens || 0)} tokens` : "" }),
+    ], "num"),
     cell("Actions", [
       h("button", { type: "button", class: "small quiet", "data-focus": key("edit"), "data-action": "edit", text: "Edit", "aria-label": `Edit ${p.name}`, onclick: () => openForm(p) }),
       h("button", {
@@ -120,7 +122,7 @@ function row(p) {
 export function render() {
   const body = $("#providers-body");
   keepingFocus(body, () => {
-    fill(body, known.length ? known.map(row) : h("tr", {}, h("td", { colspan: 15, text: "No providers yet: add one." })));
+    fill(body, known.length ? known.map(row) : h("tr", {}, h("td", { colspan: 9, text: "No providers yet: add one." })));
   });
 }
 

@@ -39,9 +39,12 @@ function aggregate(by) {
 function charts(by, days) {
   const series = aggregate(by);
   const line = (pick) => series.map(([name, perDay]) => ({ name, values: days.map((d) => pick(perDay.get(d))) }));
-  const draw = (id, values, format, title) => fill($(id), lineChart(days, values, format, title));
+  const draw = (id, values, format, title, opts) => {
+    const box = $(id);
+    fill(box, lineChart(box, days, values, format, title, opts));
+  };
   draw("#chart-requests", line((t) => (t ? t.requests : 0)), fmt.int, "Requests per day");
-  draw("#chart-success", line((t) => (t && t.requests ? t.success / t.requests : NaN)), fmt.pct, "Success rate per day");
+  draw("#chart-success", line((t) => (t && t.requests ? t.success / t.requests : NaN)), fmt.pct, "Success rate per day", { top: 1 });
   draw("#chart-tokens", line((t) => (t ? t.tokens : 0)), fmt.int, "Tokens per day");
   draw("#chart-latency", line((t) => (t && t.requests ? t.time / t.requests : NaN)), fmt.ms, "Average latency per day");
   fill(
