@@ -70,7 +70,21 @@ ensure_postgres() {
     fi
 }
 
+# Headless Chromium and its WebDriver for the dashboard test (tests/it/dashboard.rs). Once they
+# are here the test must run: SWITCHYARD_REQUIRE_BROWSER turns a missing browser into a failure
+# instead of a skip. If they cannot be installed, say why; the test then skips, saying so too.
+ensure_browser() {
+    if ! command -v chromedriver >/dev/null || ! command -v chromium >/dev/null; then
+        log "installing chromium and chromium-driver (for the dashboard test)"
+        apt_install chromium chromium-driver || log "could not install chromium: the dashboard test will be skipped"
+    fi
+    if command -v chromedriver >/dev/null && command -v chromium >/dev/null; then
+        export SWITCHYARD_REQUIRE_BROWSER=1
+    fi
+}
+
 ensure_build_deps
+ensure_browser
 command -v psql >/dev/null || apt_install postgresql-client
 ensure_postgres
 

@@ -129,7 +129,10 @@ mod tests {
         assert_eq!((hour[58].requests, hour[58].failed), (1, 0));
         assert_eq!(hour.iter().map(|m| m.requests).sum::<u64>(), 3);
         assert_eq!(hour[59].minute.timestamp() % 60, 0);
-        assert!(hour.windows(2).all(|w| w[1].minute - w[0].minute == chrono::Duration::minutes(1)));
+        assert!(
+            hour.windows(2)
+                .all(|w| w[1].minute - w[0].minute == chrono::Duration::minutes(1))
+        );
 
         // An hour later every bucket is stale and reads as zero; a new count reuses a bucket.
         let later = at(3_600 + 3_600);
@@ -141,7 +144,11 @@ mod tests {
     #[test]
     fn absurd_times_do_not_panic() {
         let mut r = RecentRequests::default();
-        for t in [DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC, DateTime::UNIX_EPOCH] {
+        for t in [
+            DateTime::<Utc>::MIN_UTC,
+            DateTime::<Utc>::MAX_UTC,
+            DateTime::UNIX_EPOCH,
+        ] {
             r.add(t, UsageResult::Success, t);
             assert_eq!(r.last_hour(t).len(), MINUTES);
         }

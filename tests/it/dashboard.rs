@@ -25,7 +25,11 @@ async fn the_page_is_served_from_the_binary_under_a_strict_policy() {
     let app = TestApp::start(config(&db, vec![])).await;
     let no_redirects = awc::Client::builder().disable_redirects().finish();
     for path in ["/", "/ui"] {
-        let r = no_redirects.get(format!("{}{path}", app.url)).send().await.unwrap();
+        let r = no_redirects
+            .get(format!("{}{path}", app.url))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 302, "{path} redirects");
         assert_eq!(r.headers().get("location").unwrap(), "/ui/");
     }
@@ -46,7 +50,10 @@ async fn the_page_is_served_from_the_binary_under_a_strict_policy() {
     assert!(!csp.contains("unsafe"), "no unsafe-inline or unsafe-eval: {csp}");
     assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
     assert_eq!(page.header("x-frame-options"), Some("DENY"));
-    assert!(page.text().contains("<script type=\"module\" src=\"/ui/main.js\"></script>"));
+    assert!(
+        page.text()
+            .contains("<script type=\"module\" src=\"/ui/main.js\"></script>")
+    );
 
     let js = app.send("GET", "/ui/main.js", &[], None).await;
     assert_eq!(js.status, 200);
@@ -55,7 +62,12 @@ async fn the_page_is_served_from_the_binary_under_a_strict_policy() {
     let css = app.send("GET", "/ui/style.css", &[], None).await;
     assert_eq!(css.header("content-type"), Some("text/css; charset=utf-8"));
 
-    for missing in ["/ui/nope.js", "/ui/..%2Fmod.rs", "/ui/%2e%2e%2fCargo.toml", "/ui/a/b"] {
+    for missing in [
+        "/ui/nope.js",
+        "/ui/..%2Fmod.rs",
+        "/ui/%2e%2e%2fCargo.toml",
+        "/ui/a/b",
+    ] {
         let r = app.send("GET", missing, &[], None).await;
         assert_eq!(r.status, 404, "{missing}");
         assert_eq!(r.json()["error"]["code"], "not_found", "{missing}");
@@ -85,7 +97,11 @@ async fn recent_activity(db: TestDb) {
     let ok = eventually(Duration::from_secs(5), async || {
         let v = recent().await;
         let minutes = v["per_minute"].as_array().unwrap();
-        minutes.iter().map(|m| m["requests"].as_u64().unwrap()).sum::<u64>() == attempts
+        minutes
+            .iter()
+            .map(|m| m["requests"].as_u64().unwrap())
+            .sum::<u64>()
+            == attempts
     })
     .await;
     assert!(ok, "every attempt is counted: {}", recent().await);
@@ -113,7 +129,10 @@ async fn recent_activity(db: TestDb) {
     assert!(v["last_flush_at"].is_string(), "{v}");
     app.stop().await;
 }
-both_backends!(recent_activity_counts_attempts_per_minute_and_the_flush_lag, recent_activity);
+both_backends!(
+    recent_activity_counts_attempts_per_minute_and_the_flush_lag,
+    recent_activity
+);
 
 /// Starts Chromium, or says why it cannot (and skips, unless a browser is required).
 async fn open_browser() -> Option<Browser> {
@@ -152,12 +171,8 @@ fn seed_past_usage(url: &str, provider_ids: &[i64]) {
     for (k, id) in provider_ids.iter().enumerate() {
         for back in 1..=2i64 {
             let date = today - chrono::Duration::days(back);
-            let mut r = switchyard::store::UsageRow::zero(
-                *id,
-                "m".into(),
-                date,
-                date.and_hms_opt(12, 0, 0).unwrap(),
-            );
+            let mut r =
+                switchyard::store::UsageRow::zero(*id, "m".into(), date, date.and_hms_opt(12, 0, 0).unwrap());
             let n = 40 * (k as i64 + 1) + 10 * back;
             r.total_requests = n;
             r.success_requests = n - back;
@@ -248,7 +263,11 @@ async fn dashboard(db: TestDb, backend: &str) {
         assert_eq!(app.chat("m").await.status, 200);
     }
     app.flush().await;
-    let ids: Vec<i64> = providers_api(&app).await.iter().map(|p| p["id"].as_i64().unwrap()).collect();
+    let ids: Vec<i64> = providers_api(&app)
+        .await
+        .iter()
+        .map(|p| p["id"].as_i64().unwrap())
+        .collect();
     seed_past_usage(db.url(), &ids);
 
     // `/` leads to the sign-in form.
@@ -260,7 +279,12 @@ async fn dashboard(db: TestDb, backend: &str) {
     browser.type_into("#token", "not-the-token").await;
     browser.click("#signin-form button[type=submit]").await;
     wait_text(&browser, "#token-error", "wrong").await;
-    assert!(browser.exec("return document.querySelector('#nav').hidden", json!([])).await == true);
+    assert!(
+        browser
+            .exec("return document.querySelector('#nav').hidden", json!([]))
+            .await
+            == true
+    );
     browser.type_into("#token", ADMIN_TOKEN).await;
     browser.keys("\u{E007}").await; // Enter submits
     wait_text(&browser, "#ov-requests", "6").await;
@@ -269,7 +293,10 @@ async fn dashboard(db: TestDb, backend: &str) {
     wait_text(&browser, "#ov-healthy", "2").await;
     wait_text(&browser, "#ov-success", "100 %").await;
     let bars = browser
-        .exec("return document.querySelectorAll('#ov-rpm rect.bar:not(.failed)').length", json!([]))
+        .exec(
+            "return document.querySelectorAll('#ov-rpm rect.bar:not(.failed)').length",
+            json!([]),
+        )
         .await;
     assert_eq!(bars, 60, "one bar per minute of the last hour");
     wait_text(&browser, "#ov-last-flush", ":").await;
@@ -289,9 +316,17 @@ async fn dashboard(db: TestDb, backend: &str) {
     browser.type_into("#pf-weight", "-3").await;
     browser.click("#pf-probe-first").await;
     browser.click("#pf-submit").await;
-    wait_text(&browser, "#provider-form [data-error-for=weight]", "between 1 and").await;
+    wait_text(
+        &browser,
+        "#provider-form [data-error-for=weight]",
+        "between 1 and",
+    )
+    .await;
     let invalid = browser
-        .exec("return document.querySelector('#pf-weight').getAttribute('aria-invalid')", json!([]))
+        .exec(
+            "return document.querySelector('#pf-weight').getAttribute('aria-invalid')",
+            json!([]),
+        )
         .await;
     assert_eq!(invalid, "true");
     assert_eq!(providers_api(&app).await.len(), 2, "nothing was added");
@@ -303,8 +338,20 @@ async fn dashboard(db: TestDb, backend: &str) {
     let g = added.iter().find(|p| p["name"] == "gamma").expect("gamma added");
     assert_eq!(g["weight"], 2);
     assert_eq!(g["models"], json!(["m", "gamma-only"]));
-    assert!(gamma.chat_hits() + gamma.models_hits() >= 1, "probed before it was added");
-    assert!(!browser.exec("return document.querySelector('#provider-dialog').open", json!([])).await.as_bool().unwrap());
+    assert!(
+        gamma.chat_hits() + gamma.models_hits() >= 1,
+        "probed before it was added"
+    );
+    assert!(
+        !browser
+            .exec(
+                "return document.querySelector('#provider-dialog').open",
+                json!([])
+            )
+            .await
+            .as_bool()
+            .unwrap()
+    );
 
     // Break an upstream: the event arrives live on the Events view…
     open_view(&browser, "events").await;
@@ -326,7 +373,10 @@ async fn dashboard(db: TestDb, backend: &str) {
         .await;
     // Newest first, and filters apply.
     let first = browser
-        .exec("return document.querySelector('#events-list li').dataset.type", json!([]))
+        .exec(
+            "return document.querySelector('#events-list li').dataset.type",
+            json!([]),
+        )
         .await;
     assert!(first.as_str().unwrap().starts_with("provider_"), "{first}");
     shot(&browser, &shots, "events").await;
@@ -337,7 +387,10 @@ async fn dashboard(db: TestDb, backend: &str) {
         )
         .await;
     let shown = browser
-        .exec("return document.querySelectorAll('#events-list li:not(.sev-critical):not(.lagged)').length", json!([]))
+        .exec(
+            "return document.querySelectorAll('#events-list li:not(.sev-critical):not(.lagged)').length",
+            json!([]),
+        )
         .await;
     assert_eq!(shown, 0, "the severity filter hides lesser events");
     browser
@@ -355,28 +408,43 @@ async fn dashboard(db: TestDb, backend: &str) {
 
     // Reset it.
     alpha.set_behavior(Behavior::ok());
-    browser.click("tr[data-provider=alpha] button[data-action=reset]").await;
+    browser
+        .click("tr[data-provider=alpha] button[data-action=reset]")
+        .await;
     wait_badges(&browser, "alpha:healthy,beta:healthy,gamma:healthy").await;
 
     // Force a check and see its result.
-    browser.click("tr[data-provider=beta] button[data-action=check]").await;
+    browser
+        .click("tr[data-provider=beta] button[data-action=check]")
+        .await;
     wait_text(&browser, "#toasts", "Check of beta: passed").await;
 
     // Edit a field; disable and enable; delete with confirmation.
-    browser.click("tr[data-provider=beta] button[data-action=edit]").await;
+    browser
+        .click("tr[data-provider=beta] button[data-action=edit]")
+        .await;
     browser.type_into("#pf-priority", "1").await;
     browser.click("#pf-submit").await;
     let beta_priority = eventually(WAIT, async || {
-        providers_api(&app).await.iter().any(|p| p["name"] == "beta" && p["priority"] == 1)
+        providers_api(&app)
+            .await
+            .iter()
+            .any(|p| p["name"] == "beta" && p["priority"] == 1)
     })
     .await;
     assert!(beta_priority, "the edit is applied");
-    browser.click("tr[data-provider=gamma] button[data-action=toggle]").await;
+    browser
+        .click("tr[data-provider=gamma] button[data-action=toggle]")
+        .await;
     wait_badges(&browser, "alpha:healthy,beta:healthy,gamma:disabled").await;
-    browser.click("tr[data-provider=gamma] button[data-action=delete]").await;
+    browser
+        .click("tr[data-provider=gamma] button[data-action=delete]")
+        .await;
     browser.click("#confirm-no").await;
     assert_eq!(providers_api(&app).await.len(), 3, "cancel deletes nothing");
-    browser.click("tr[data-provider=gamma] button[data-action=delete]").await;
+    browser
+        .click("tr[data-provider=gamma] button[data-action=delete]")
+        .await;
     wait_text(&browser, "#confirm-text", "Delete provider gamma?").await;
     browser.click("#confirm-yes").await;
     wait_badges(&browser, "alpha:healthy,beta:healthy").await;
@@ -394,9 +462,17 @@ async fn dashboard(db: TestDb, backend: &str) {
         .await;
     browser.type_into("#hc-interval", "0").await;
     browser.click("#health-form button[type=submit]").await;
-    wait_text(&browser, "#health-form [data-error-for=interval_seconds]", "between 1 and").await;
+    wait_text(
+        &browser,
+        "#health-form [data-error-for=interval_seconds]",
+        "between 1 and",
+    )
+    .await;
     let stored = app.admin("GET", "/api/health-check/config", None).await.json();
-    assert_eq!(stored["interval_seconds"], 3600, "a refused change changes nothing");
+    assert_eq!(
+        stored["interval_seconds"], 3600,
+        "a refused change changes nothing"
+    );
     browser.type_into("#hc-interval", "120").await;
     browser.click("#health-form button[type=submit]").await;
     wait_text(&browser, "#health-status", "Saved").await;
@@ -435,11 +511,17 @@ async fn dashboard(db: TestDb, backend: &str) {
         )
         .await;
     let lines = browser
-        .exec("return document.querySelectorAll('#chart-requests polyline').length", json!([]))
+        .exec(
+            "return document.querySelectorAll('#chart-requests polyline').length",
+            json!([]),
+        )
         .await;
     assert_eq!(lines, series.len());
     let table_rows = browser
-        .exec("return document.querySelectorAll('#usage-body tr').length", json!([]))
+        .exec(
+            "return document.querySelectorAll('#usage-body tr').length",
+            json!([]),
+        )
         .await;
     assert_eq!(table_rows, rows.len(), "one table row per usage row");
     wait_text(&browser, "#usage-least", "Least used").await;
@@ -462,7 +544,9 @@ async fn dashboard(db: TestDb, backend: &str) {
     // Keyboard: Tab reaches the navigation and the providers' actions.
     open_view(&browser, "providers").await;
     wait_badges(&browser, "alpha:healthy,beta:healthy").await;
-    browser.exec("document.activeElement.blur(); window.scrollTo(0, 0)", json!([])).await;
+    browser
+        .exec("document.activeElement.blur(); window.scrollTo(0, 0)", json!([]))
+        .await;
     let mut reached = Vec::new();
     for _ in 0..40 {
         browser.keys("\u{E004}").await;
@@ -474,8 +558,16 @@ async fn dashboard(db: TestDb, backend: &str) {
             .await;
         reached.push(label.as_str().unwrap_or_default().to_string());
     }
-    for wanted in ["Usage", "Add provider", "Reset the health of alpha", "Delete beta"] {
-        assert!(reached.iter().any(|r| r.starts_with(wanted)), "Tab reaches {wanted}: {reached:?}");
+    for wanted in [
+        "Usage",
+        "Add provider",
+        "Reset the health of alpha",
+        "Delete beta",
+    ] {
+        assert!(
+            reached.iter().any(|r| r.starts_with(wanted)),
+            "Tab reaches {wanted}: {reached:?}"
+        );
     }
 
     // Narrow and wide screens: nothing wider than the window.
@@ -489,7 +581,10 @@ async fn dashboard(db: TestDb, backend: &str) {
                     json!([]),
                 )
                 .await;
-            assert!(overflow.as_i64().unwrap() <= 0, "{view} at {width} px overflows by {overflow}");
+            assert!(
+                overflow.as_i64().unwrap() <= 0,
+                "{view} at {width} px overflows by {overflow}"
+            );
             if width == 390 && (view == "overview" || view == "providers") {
                 if view == "providers" {
                     wait_badges(&browser, "alpha:healthy,beta:healthy").await;

@@ -121,7 +121,11 @@ mod tests {
                     continue;
                 };
                 let name = rest.split('"').next().unwrap_or_default();
-                assert!(served.contains(&name), "{} imports {name}, which is not served", a.name);
+                assert!(
+                    served.contains(&name),
+                    "{} imports {name}, which is not served",
+                    a.name
+                );
             }
         }
         let index = ASSETS[0].body;
@@ -130,7 +134,11 @@ mod tests {
         assert!(!index.contains(" style=\""), "no inline style");
         for a in ASSETS.iter().filter(|a| a.content_type == JS) {
             assert!(!a.body.contains("eval("), "{} uses eval", a.name);
-            assert!(!a.body.contains("innerHTML"), "{} writes HTML from strings", a.name);
+            assert!(
+                !a.body.contains("innerHTML"),
+                "{} writes HTML from strings",
+                a.name
+            );
         }
     }
 }

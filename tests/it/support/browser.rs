@@ -42,7 +42,11 @@ fn find_binaries() -> Result<(PathBuf, PathBuf), String> {
         .ok_or("chromedriver is not installed (Debian package chromium-driver)")?;
     let chrome = std::env::var_os("CHROME_BIN")
         .map(PathBuf::from)
-        .or_else(|| ["chromium", "chromium-browser", "google-chrome"].into_iter().find_map(which))
+        .or_else(|| {
+            ["chromium", "chromium-browser", "google-chrome"]
+                .into_iter()
+                .find_map(which)
+        })
         .ok_or("Chromium is not installed (Debian package chromium)")?;
     Ok((driver, chrome))
 }
@@ -149,7 +153,11 @@ impl Browser {
     }
 
     pub async fn current_url(&self) -> String {
-        self.cmd("GET", "/url", None).await.as_str().unwrap_or_default().to_string()
+        self.cmd("GET", "/url", None)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// Runs `script` (a function body; `arguments` holds `args`) in the page; answers its result.
@@ -190,7 +198,11 @@ impl Browser {
         loop {
             let path = format!("/session/{}/element", self.session);
             let found = self
-                .raw("POST", &path, Some(json!({"using": "css selector", "value": css})))
+                .raw(
+                    "POST",
+                    &path,
+                    Some(json!({"using": "css selector", "value": css})),
+                )
                 .await;
             if let Ok(v) = &found
                 && let Some(id) = v[ELEMENT].as_str()
@@ -207,14 +219,21 @@ impl Browser {
     /// Clicks the element matching `css`, as a user would (it must be visible).
     pub async fn click(&self, css: &str) {
         let id = self.find(css).await;
-        self.cmd("POST", &format!("/element/{id}/click"), Some(json!({}))).await;
+        self.cmd("POST", &format!("/element/{id}/click"), Some(json!({})))
+            .await;
     }
 
     /// Replaces the value of the field matching `css` by typing `text` into it.
     pub async fn type_into(&self, css: &str, text: &str) {
         let id = self.find(css).await;
-        self.cmd("POST", &format!("/element/{id}/clear"), Some(json!({}))).await;
-        self.cmd("POST", &format!("/element/{id}/value"), Some(json!({ "text": text }))).await;
+        self.cmd("POST", &format!("/element/{id}/clear"), Some(json!({})))
+            .await;
+        self.cmd(
+            "POST",
+            &format!("/element/{id}/value"),
+            Some(json!({ "text": text })),
+        )
+        .await;
     }
 
     /// Sends keys to whatever has the focus (e.g. "\u{E004}" is Tab, "\u{E007}" Enter).
@@ -223,7 +242,10 @@ impl Browser {
             .chars()
             .flat_map(|c| {
                 let k = c.to_string();
-                [json!({"type": "keyDown", "value": k}), json!({"type": "keyUp", "value": k})]
+                [
+                    json!({"type": "keyDown", "value": k}),
+                    json!({"type": "keyUp", "value": k}),
+                ]
             })
             .collect();
         self.cmd(
