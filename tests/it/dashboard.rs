@@ -371,6 +371,14 @@ async fn dashboard(db: TestDb, backend: &str) {
             json!([]),
         )
         .await;
+    // Times are the browser's, with UTC on hover.
+    let hover = browser
+        .exec(
+            "return document.querySelector('#events-list li time').getAttribute('title')",
+            json!([]),
+        )
+        .await;
+    assert!(hover.as_str().unwrap().ends_with(" UTC"), "{hover}");
     // Newest first, and filters apply.
     let first = browser
         .exec(
@@ -399,6 +407,17 @@ async fn dashboard(db: TestDb, backend: &str) {
             json!([]),
         )
         .await;
+
+    // A page that falls behind the stream is told how many events it missed (a burst far
+    // larger than a subscriber's queue, published faster than any reader takes it).
+    for i in 0..20_000 {
+        app.running().events.publish(switchyard::events::Event::new(
+            switchyard::events::EventKind::ProviderSwitch,
+            switchyard::events::Severity::Low,
+            format!("burst {i}"),
+        ));
+    }
+    wait_text(&browser, "#events-missed", "missed").await;
 
     // …and the badge turns on the Providers view.
     open_view(&browser, "providers").await;
@@ -526,6 +545,24 @@ async fn dashboard(db: TestDb, backend: &str) {
     assert_eq!(table_rows, rows.len(), "one table row per usage row");
     wait_text(&browser, "#usage-least", "Least used").await;
     shot(&browser, &shots, "usage").await;
+    // Per model: one line per model.
+    let mut models: Vec<&str> = rows.iter().map(|r| r["model"].as_str().unwrap()).collect();
+    models.sort();
+    models.dedup();
+    browser
+        .exec(
+            "const s = document.querySelector('#usage-by'); s.value = 'model'; s.dispatchEvent(new Event('change'))",
+            json!([]),
+        )
+        .await;
+    browser
+        .wait_for(
+            "one line per model",
+            WAIT,
+            "return document.querySelectorAll('#chart-requests circle.point').length === arguments[0]",
+            json!([models.len() * 3]),
+        )
+        .await;
 
     // Explain: shows the candidates, or says plainly that this router cannot explain yet.
     open_view(&browser, "explain").await;
@@ -539,6 +576,20 @@ async fn dashboard(db: TestDb, backend: &str) {
             json!([]),
         )
         .await;
+    let explained = app.admin("GET", "/api/routing/explain?model=m", None).await;
+    if explained.status == 200 {
+        let candidates = explained.json()["candidates"].as_array().map_or(0, Vec::len);
+        let shown = browser
+            .exec(
+                "return document.querySelectorAll('#explain-table tbody tr').length",
+                json!([]),
+            )
+            .await;
+        assert_eq!(shown, candidates, "one row per candidate");
+    } else {
+        assert_eq!(explained.status, 404);
+        wait_text(&browser, "#explain-status", "cannot explain").await;
+    }
     shot(&browser, &shots, "explain").await;
 
     // Keyboard: Tab reaches the navigation and the providers' actions.

@@ -216,11 +216,19 @@ impl Browser {
         }
     }
 
-    /// Clicks the element matching `css`, as a user would (it must be visible).
+    /// Clicks the element matching `css`, as a user would (it must be visible). An element
+    /// redrawn between finding and clicking is found again.
     pub async fn click(&self, css: &str) {
-        let id = self.find(css).await;
-        self.cmd("POST", &format!("/element/{id}/click"), Some(json!({})))
-            .await;
+        for _ in 0..5 {
+            let id = self.find(css).await;
+            let path = format!("/session/{}/element/{id}/click", self.session);
+            match self.raw("POST", &path, Some(json!({}))).await {
+                Ok(_) => return,
+                Err(e) if e.contains("stale element") => continue,
+                Err(e) => panic!("WebDriver POST {e}"),
+            }
+        }
+        panic!("{css} kept being redrawn before it could be clicked");
     }
 
     /// Replaces the value of the field matching `css` by typing `text` into it.

@@ -12,6 +12,7 @@ const KEEP = 500;
 const SEVERITY = { low: 0, medium: 1, high: 2, critical: 3 };
 
 let items = [];
+let missed = 0;
 let abort = null;
 let unseen = 0;
 let visible = false;
@@ -43,7 +44,7 @@ function entry(item) {
       "li",
       { class: "lagged", "data-type": "lagged" },
       h("span", { class: "kind", text: "missed events" }),
-      h("span", { text: fmt.time(item.received) }),
+      h("span", {}, fmt.time(item.received)),
       h("span", {}),
       h("span", { class: "message", text: `This page fell behind and missed ${fmt.int(item.data.missed)} event(s).` }),
     );
@@ -65,8 +66,23 @@ function render() {
   $("#events-empty").hidden = shownItems.length > 0;
 }
 
+/** The notice of missed events stays when the list moves on (or is cleared). */
+function showMissed(at) {
+  const el = $("#events-missed");
+  if (!missed) {
+    el.hidden = true;
+    return;
+  }
+  fill(el, `This page fell behind and missed ${fmt.int(missed)} event(s) since sign-in; the latest at `, fmt.time(at), ".");
+  el.hidden = false;
+}
+
 function receive(type, data) {
   const item = { type, data, received: new Date().toISOString() };
+  if (type === "lagged") {
+    missed += Number(data.missed) || 0;
+    showMissed(item.received);
+  }
   items.unshift(item);
   if (items.length > KEEP) items.length = KEEP;
   if (type !== "lagged") addProvider(data.provider_name);
@@ -148,6 +164,8 @@ export function forget() {
   stop();
   items = [];
   unseen = 0;
+  missed = 0;
+  showMissed(null);
   $("#events-unseen").hidden = true;
   fill($("#events-list"));
   const select = $("#events-provider");

@@ -3,7 +3,7 @@
 // now, delete).
 
 import { api } from "./api.js";
-import { $, clearErrors, fill, h, keepingFocus, showError, toast } from "./dom.js";
+import { $, $$, clearErrors, fill, h, keepingFocus, showError, toast } from "./dom.js";
 import * as fmt from "./format.js";
 
 /** The providers as last loaded, each merged from the list, health and load views. */
@@ -118,11 +118,25 @@ function row(p) {
   );
 }
 
-/** Draws the table from `known`. */
+/**
+ * Draws the table from `known`. A row whose data has not changed is kept as it is, so a
+ * refresh does not move the ground under a pointer or the keyboard focus. Relative times
+ * ("retry in 5 min") are redrawn every half minute.
+ */
 export function render() {
   const body = $("#providers-body");
+  const before = new Map($$("tr[data-id]", body).map((r) => [r.dataset.id, r]));
+  const tick = Math.floor(Date.now() / 30000);
+  const rows = known.map((p) => {
+    const sig = `${tick}:${JSON.stringify(p)}`;
+    const old = before.get(String(p.id));
+    if (old && old.dataset.sig === sig) return old;
+    const tr = row(p);
+    tr.dataset.sig = sig;
+    return tr;
+  });
   keepingFocus(body, () => {
-    fill(body, known.length ? known.map(row) : h("tr", {}, h("td", { colspan: 9, text: "No providers yet: add one." })));
+    fill(body, rows.length ? rows : h("tr", {}, h("td", { colspan: 9, text: "No providers yet: add one." })));
   });
 }
 
