@@ -49,6 +49,7 @@ pub struct AppState {
 
 /// Every route, as (method, path). `configure` registers exactly these; a test checks them
 /// against the OpenAPI document.
+/// (The dashboard's pages, `ui::configure`, are not API routes and are not listed.)
 pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/chat/completions"),
     ("GET", "/v1/models"),

@@ -432,6 +432,30 @@ async fn dashboard(db: TestDb, backend: &str) {
         .await;
     wait_badges(&browser, "alpha:healthy,beta:healthy,gamma:healthy").await;
 
+    // A rate-limited provider is shown cooling down until it is reset.
+    beta.set_behavior(Behavior {
+        retry_after_secs: Some(120),
+        ..Behavior::status(429)
+    });
+    let cooling = eventually(WAIT, async || {
+        app.chat("m").await;
+        app.state_of("beta").await.health.cooldown_until.is_some()
+    })
+    .await;
+    assert!(cooling, "beta cools down");
+    wait_badges(&browser, "alpha:healthy,beta:cooling,gamma:healthy").await;
+    wait_text(
+        &browser,
+        "tr[data-provider=beta] td[data-label=Health]",
+        "resting in",
+    )
+    .await;
+    beta.set_behavior(Behavior::ok());
+    browser
+        .click("tr[data-provider=beta] button[data-action=reset]")
+        .await;
+    wait_badges(&browser, "alpha:healthy,beta:healthy,gamma:healthy").await;
+
     // Force a check and see its result.
     browser
         .click("tr[data-provider=beta] button[data-action=check]")

@@ -6,6 +6,7 @@
 import { readEvents } from "./api.js";
 import { $, fill, h } from "./dom.js";
 import * as fmt from "./format.js";
+import { known } from "./providers.js";
 
 /** Events kept in the list; older ones are dropped. */
 const KEEP = 500;
@@ -147,6 +148,7 @@ export function setVisible(v) {
   if (v) {
     unseen = 0;
     $("#events-unseen").hidden = true;
+    for (const p of known) addProvider(p.name);
     render();
   }
 }

@@ -4,7 +4,7 @@
 
 import { api } from "./api.js";
 import { $, clearErrors, fill, h, showError } from "./dom.js";
-import { known } from "./providers.js";
+import { loadProviders } from "./providers.js";
 
 function show(value) {
   if (value === null || value === undefined) return "–";
@@ -60,9 +60,9 @@ async function explain(ev) {
 }
 
 /** Offers the known models (when the view opens). */
-export function refresh() {
+export async function refresh() {
   const names = new Set();
-  for (const p of known) for (const m of p.models || []) names.add(typeof m === "string" ? m : m.name);
+  for (const p of await loadProviders()) for (const m of p.models || []) names.add(typeof m === "string" ? m : m.name);
   fill($("#explain-models"), [...names].sort().map((n) => h("option", { value: n })));
 }
 

@@ -10,12 +10,6 @@ import * as fmt from "./format.js";
 export let known = [];
 /** Whether the router reports a provider `kind` (older routers do not accept the field). */
 let kindSupported = false;
-const listeners = [];
-
-/** Calls `f(providers)` after every load. */
-export function onProviders(f) {
-  listeners.push(f);
-}
 
 /** healthy, unhealthy, cooling or disabled. */
 export function standing(p) {
@@ -56,7 +50,6 @@ export async function loadProviders() {
     load_score: (loads.get(p.id) || {}).load,
   }));
   if (known.some((p) => "kind" in p)) kindSupported = true;
-  for (const f of listeners) f(known);
   return known;
 }
 
@@ -92,6 +85,7 @@ function row(p) {
       badge(state),
       h("span", { class: "sub", text: `${fmt.int(hl.error_count)} error${hl.error_count === 1 ? "" : "s"} in a row` }),
       hl.next_retry_at && state === "unhealthy" ? h("span", { class: "sub" }, "retry ", fmt.time(hl.next_retry_at, { relative: true })) : null,
+      state === "cooling" ? h("span", { class: "sub" }, "resting ", fmt.time(hl.cooldown_until, { relative: true })) : null,
     ]),
     cell("Last error", lastError, "error-text"),
     cell("Load", [
