@@ -329,6 +329,7 @@ async fn dashboard(db: TestDb, backend: &str) {
         )
         .await;
     assert_eq!(invalid, "true");
+    shot(&browser, &shots, "provider-form").await;
     assert_eq!(providers_api(&app).await.len(), 2, "nothing was added");
     // …and once corrected it is probed first and added.
     browser.type_into("#pf-weight", "2").await;
