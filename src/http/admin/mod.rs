@@ -91,9 +91,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/stats/usage", web::get().to(usage::usage))
         .route("/api/stats/recent", web::get().to(recent::recent))
         .route("/api/events", web::get().to(events::events))
-        .route("/api/openapi.json", web::get().to(openapi))
-        // The dashboard goes wherever the admin API is served.
-        .configure(crate::http::ui::configure);
+        .route("/api/openapi.json", web::get().to(openapi));
+    // The dashboard goes wherever the admin API is served.
+    crate::http::ui::configure(cfg);
 }
 
 /// The OpenAPI 3 description of the client and admin APIs.
