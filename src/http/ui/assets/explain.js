@@ -6,9 +6,14 @@ import { api } from "./api.js";
 import { $, clearErrors, fill, h, showError } from "./dom.js";
 import { loadProviders } from "./providers.js";
 
+/** A value as text; an object as its set fields ("rpm 60, tpm 1000"), an empty one as "–". */
 function show(value) {
-  if (value === null || value === undefined) return "–";
-  if (typeof value === "object") return JSON.stringify(value);
+  if (value === null || value === undefined || value === "") return "–";
+  if (Array.isArray(value)) return value.length ? value.map(show).join(", ") : "–";
+  if (typeof value === "object") {
+    const set = Object.entries(value).filter(([, v]) => v !== null && v !== undefined);
+    return set.length ? set.map(([k, v]) => `${k.replace(/_/g, " ")} ${show(v)}`).join(", ") : "–";
+  }
   return String(value);
 }
 
@@ -31,7 +36,7 @@ function render(answer) {
   fill(
     table.tBodies[0],
     candidates.map((c, i) =>
-      h("tr", {}, h("td", { "data-label": "#", class: "num", text: String(i + 1) }), keys.map((k) => h("td", { "data-label": k.replace(/_/g, " "), text: show(c[k]) }))),
+      h("tr", {}, h("td", { "data-label": "#", class: "num", text: String(i + 1) }), keys.map((k) => h("td", { "data-label": k.replace(/_/g, " ") }, h("span", { text: show(c[k]) })))),
     ),
   );
   $("#explain-status").textContent = candidates.length ? `${candidates.length} candidate(s), in the order they would be tried.` : "No provider would be tried for this model.";

@@ -54,7 +54,7 @@ function charts(by, days) {
 }
 
 function table() {
-  const cell = (label, text, cls) => h("td", { "data-label": label, class: cls, text });
+  const cell = (label, text, cls) => h("td", { "data-label": label, class: cls }, h("span", { text }));
   const body = rows.length
     ? [...rows]
         .sort((a, b) => b.date.localeCompare(a.date) || a.provider_id - b.provider_id || a.model.localeCompare(b.model))
