@@ -12,7 +12,7 @@ function show(value) {
   if (Array.isArray(value)) return value.length ? value.map(show).join(", ") : "–";
   if (typeof value === "object") {
     const set = Object.entries(value).filter(([, v]) => v !== null && v !== undefined);
-    return set.length ? set.map(([k, v]) => `${k.replace(/_/g, " ")} ${show(v)}`).join(", ") : "–";
+    return set.length ? set.map(([k, v]) => `${k.replace(/_/g, " ")}: ${show(v)}`).join("\n") : "–";
   }
   return String(value);
 }
@@ -36,7 +36,10 @@ function render(answer) {
   fill(
     table.tBodies[0],
     candidates.map((c, i) =>
-      h("tr", {}, h("td", { "data-label": "#", class: "num", text: String(i + 1) }), keys.map((k) => h("td", { "data-label": k.replace(/_/g, " ") }, h("span", { text: show(c[k]) })))),
+      h("tr", {}, h("td", { "data-label": "#", class: "num", text: String(i + 1) }), keys.map((k) => {
+          const nested = c[k] !== null && typeof c[k] === "object" && !Array.isArray(c[k]);
+          return h("td", { "data-label": k.replace(/_/g, " "), class: nested ? "nested" : null }, h("span", { text: show(c[k]) }));
+        })),
     ),
   );
   $("#explain-status").textContent = candidates.length ? `${candidates.length} candidate(s), in the order they would be tried.` : "No provider would be tried for this model.";
