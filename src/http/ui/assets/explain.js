@@ -32,11 +32,13 @@ function render(answer) {
   fill($("#explain-facts"), facts.flatMap(([k, v]) => [h("dt", { text: k.replace(/_/g, " ") }), h("dd", { text: show(v) })]));
   const table = $("#explain-table");
   const keys = columns(candidates);
-  fill(table.tHead, h("tr", {}, h("th", { scope: "col", class: "num", text: "#" }), keys.map((k) => h("th", { scope: "col", text: k.replace(/_/g, " ") }))));
+  // The order is the table's own; a `position` field, when the router gives one, says it.
+  const numbered = !keys.includes("position");
+  fill(table.tHead, h("tr", {}, numbered ? h("th", { scope: "col", class: "num", text: "#" }) : null, keys.map((k) => h("th", { scope: "col", text: k.replace(/_/g, " ") }))));
   fill(
     table.tBodies[0],
     candidates.map((c, i) =>
-      h("tr", {}, h("td", { "data-label": "#", class: "num", text: String(i + 1) }), keys.map((k) => {
+      h("tr", {}, numbered ? h("td", { "data-label": "#", class: "num", text: String(i + 1) }) : null, keys.map((k) => {
           const nested = c[k] !== null && typeof c[k] === "object" && !Array.isArray(c[k]);
           return h("td", { "data-label": k.replace(/_/g, " "), class: nested ? "nested" : null }, h("span", { text: show(c[k]) }));
         })),
