@@ -78,7 +78,7 @@ function row(p) {
     "tr",
     { "data-provider": p.name, "data-id": p.id },
     cell("Provider", [h("strong", { text: p.name }), h("span", { class: "sub url", text: p.base_url })]),
-    cell("Kind", kindOf(p), "kind"),
+    cell("Kind", [kindOf(p), Array.isArray(p.endpoints) && p.endpoints.length ? h("span", { class: "sub", text: p.endpoints.join(", ") }) : null], "kind"),
     cell("Models", modelsText(p), "models"),
     cell("Weight · priority", `${fmt.int(p.weight)} · ${fmt.int(p.priority)}`, "num"),
     cell("Health", [
