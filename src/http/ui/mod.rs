@@ -90,20 +90,20 @@ fn serve(asset: &Asset) -> HttpResponse {
         .body(asset.body)
 }
 
-async fn index() -> HttpResponse {
-    ASSETS
-        .first()
-        .map(serve)
-        .unwrap_or_else(|| HttpResponse::NotFound().finish())
-}
-
-async fn file(path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let name = path.into_inner();
+fn named(name: &str) -> Result<HttpResponse, ApiError> {
     ASSETS
         .iter()
         .find(|a| a.name == name)
         .map(serve)
         .ok_or_else(|| ApiError::NotFound(format!("no dashboard file named {name:?}")))
+}
+
+async fn index() -> Result<HttpResponse, ApiError> {
+    named("index.html")
+}
+
+async fn file(path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    named(&path.into_inner())
 }
 
 #[cfg(test)]
@@ -128,7 +128,10 @@ mod tests {
                 );
             }
         }
-        let index = ASSETS[0].body;
+        let index = ASSETS
+            .iter()
+            .find(|a| a.name == "index.html")
+            .map_or("", |a| a.body);
         assert!(index.contains("src=\"/ui/main.js\""));
         assert!(!index.contains("<script>"), "no inline script");
         assert!(!index.contains(" style=\""), "no inline style");
