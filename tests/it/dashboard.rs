@@ -234,6 +234,15 @@ async fn shot(browser: &Browser, dir: &std::path::Path, name: &str) {
     browser.save_screenshot(dir, name).await;
 }
 
+/// Presses one of a provider's action buttons in the Providers table.
+async fn press(browser: &Browser, provider: &str, action: &str) {
+    browser
+        .click(&format!(
+            "tr[data-provider={provider}] button[data-action={action}]"
+        ))
+        .await;
+}
+
 async fn providers_api(app: &TestApp) -> Vec<Value> {
     app.admin("GET", "/api/providers", None).await.json()["data"]
         .as_array()
@@ -429,9 +438,7 @@ async fn dashboard(db: TestDb, backend: &str) {
 
     // Reset it.
     alpha.set_behavior(Behavior::ok());
-    browser
-        .click("tr[data-provider=alpha] button[data-action=reset]")
-        .await;
+    press(&browser, "alpha", "reset").await;
     wait_badges(&browser, "alpha:healthy,beta:healthy,gamma:healthy").await;
 
     // A rate-limited provider is shown cooling down until it is reset.
@@ -453,21 +460,15 @@ async fn dashboard(db: TestDb, backend: &str) {
     )
     .await;
     beta.set_behavior(Behavior::ok());
-    browser
-        .click("tr[data-provider=beta] button[data-action=reset]")
-        .await;
+    press(&browser, "beta", "reset").await;
     wait_badges(&browser, "alpha:healthy,beta:healthy,gamma:healthy").await;
 
     // Force a check and see its result.
-    browser
-        .click("tr[data-provider=beta] button[data-action=check]")
-        .await;
+    press(&browser, "beta", "check").await;
     wait_text(&browser, "#toasts", "Check of beta: passed").await;
 
     // Edit a field; disable and enable; delete with confirmation.
-    browser
-        .click("tr[data-provider=beta] button[data-action=edit]")
-        .await;
+    press(&browser, "beta", "edit").await;
     browser.type_into("#pf-priority", "1").await;
     browser.click("#pf-submit").await;
     let beta_priority = eventually(WAIT, async || {
@@ -478,18 +479,12 @@ async fn dashboard(db: TestDb, backend: &str) {
     })
     .await;
     assert!(beta_priority, "the edit is applied");
-    browser
-        .click("tr[data-provider=gamma] button[data-action=toggle]")
-        .await;
+    press(&browser, "gamma", "toggle").await;
     wait_badges(&browser, "alpha:healthy,beta:healthy,gamma:disabled").await;
-    browser
-        .click("tr[data-provider=gamma] button[data-action=delete]")
-        .await;
+    press(&browser, "gamma", "delete").await;
     browser.click("#confirm-no").await;
     assert_eq!(providers_api(&app).await.len(), 3, "cancel deletes nothing");
-    browser
-        .click("tr[data-provider=gamma] button[data-action=delete]")
-        .await;
+    press(&browser, "gamma", "delete").await;
     wait_text(&browser, "#confirm-text", "Delete provider gamma?").await;
     browser.click("#confirm-yes").await;
     wait_badges(&browser, "alpha:healthy,beta:healthy").await;
