@@ -32,7 +32,10 @@ function today(summary) {
 
 function standings(providers) {
   const counts = { healthy: 0, unhealthy: 0, cooling: 0, disabled: 0 };
-  for (const p of providers) counts[standing(p)] += 1;
+  for (const p of providers) {
+    const st = standing(p);
+    counts[st in counts ? st : "unhealthy"] += 1; // one not loaded here serves nothing here
+  }
   for (const [k, v] of Object.entries(counts)) set(`#ov-${k}`, fmt.int(v));
 }
 

@@ -11,8 +11,10 @@ export let known = [];
 /** Whether the router reports a provider `kind` (older routers do not accept the field). */
 let kindSupported = false;
 
-/** healthy, unhealthy, cooling or disabled. */
+/** healthy, unhealthy, cooling or disabled; "not-loaded" for a stored provider this
+ * instance could not load (the router then lists only its id, name and `load_error`). */
 export function standing(p) {
+  if (p.loaded === false) return "not-loaded";
   if (!p.enabled) return "disabled";
   if (!p.health || !p.health.is_healthy) return "unhealthy";
   const until = p.health.cooldown_until && Date.parse(p.health.cooldown_until);
@@ -54,7 +56,7 @@ export async function loadProviders() {
 }
 
 function badge(state) {
-  return h("span", { class: `badge ${state}`, "data-health": state, text: state });
+  return h("span", { class: `badge ${state}`, "data-health": state, text: state.replace("-", " ") });
 }
 
 function cell(label, content, cls) {
@@ -69,7 +71,9 @@ function row(p) {
   const d = p.last_24h || {};
   const load = Number.isFinite(p.load_score) ? Math.round(p.load_score) : null;
   const key = (what) => `${what}-${p.id}`;
-  const lastError = hl.last_error
+  const lastError = p.load_error
+    ? p.load_error
+    : hl.last_error
     ? [hl.last_status_code ? `${hl.last_status_code}: ` : "", hl.last_error]
     : hl.last_status_code
       ? `last status ${hl.last_status_code}`
@@ -83,7 +87,7 @@ function row(p) {
     cell("Weight · priority", `${fmt.int(p.weight)} · ${fmt.int(p.priority)}`, "num"),
     cell("Health", [
       badge(state),
-      h("span", { class: "sub", text: `${fmt.int(hl.error_count)} error${hl.error_count === 1 ? "" : "s"} in a row` }),
+      p.loaded === false ? null : h("span", { class: "sub", text: `${fmt.int(hl.error_count)} error${hl.error_count === 1 ? "" : "s"} in a row` }),
       hl.next_retry_at && state === "unhealthy" ? h("span", { class: "sub" }, "retry ", fmt.time(hl.next_retry_at, { relative: true })) : null,
       state === "cooling" ? h("span", { class: "sub" }, "resting ", fmt.time(hl.cooldown_until, { relative: true })) : null,
     ]),

@@ -8,8 +8,10 @@ import * as fmt from "./format.js";
 import { lineChart } from "./chart.js";
 import { known, loadProviders } from "./providers.js";
 
-/** The longest range drawn, in days (the table still lists every row answered). */
+/** The longest range drawn, in days. */
 const MAX_DAYS = 366;
+/** Rows drawn in the table, newest first; the CSV holds every row. */
+const MAX_TABLE_ROWS = 2000;
 
 let rows = [];
 let shown = { from: null, to: null };
@@ -58,6 +60,7 @@ function table() {
   const body = rows.length
     ? [...rows]
         .sort((a, b) => b.date.localeCompare(a.date) || a.provider_id - b.provider_id || a.model.localeCompare(b.model))
+        .slice(0, MAX_TABLE_ROWS)
         .map((r) =>
           h(
             "tr",
@@ -76,6 +79,9 @@ function table() {
           ),
         )
     : h("tr", {}, h("td", { colspan: 11, text: "No usage in this range." }));
+  if (rows.length > MAX_TABLE_ROWS) {
+    body.push(h("tr", {}, h("td", { colspan: 11, text: `The newest ${fmt.int(MAX_TABLE_ROWS)} of ${fmt.int(rows.length)} rows; the CSV has them all.` })));
+  }
   fill($("#usage-body"), body);
 }
 
