@@ -47,6 +47,9 @@ function render(answer) {
   $("#explain-status").textContent = candidates.length ? `${candidates.length} candidate(s), in the order they would be tried.` : "No provider would be tried for this model.";
 }
 
+/** Counts the questions asked: an answer to an older one arriving late is dropped. */
+let asked = 0;
+
 async function explain(ev) {
   ev.preventDefault();
   const form = ev.target;
@@ -61,9 +64,12 @@ async function explain(ev) {
     showError(form, { param: "model", message: "name a model" });
     return;
   }
+  const mine = ++asked;
   try {
-    render(await api("GET", `/api/routing/explain?${new URLSearchParams({ model })}`));
+    const answer = await api("GET", `/api/routing/explain?${new URLSearchParams({ model })}`);
+    if (mine === asked) render(answer);
   } catch (e) {
+    if (mine !== asked) return;
     if (e.missingRoute) status.textContent = "This router cannot explain its routing yet (it has no GET /api/routing/explain).";
     else showError(form, { param: e.param || "model", message: e.message });
   }

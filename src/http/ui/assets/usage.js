@@ -15,6 +15,8 @@ const MAX_TABLE_ROWS = 2000;
 
 let rows = [];
 let shown = { from: null, to: null };
+/** Counts the loads asked for: an answer to an older one arriving late is dropped. */
+let asked = 0;
 
 function providerName(id) {
   const p = known.find((x) => x.id === id);
@@ -113,9 +115,11 @@ async function show(ev) {
     showError(form, { param: from ? "to" : "from", message: "choose a day" });
     return;
   }
+  const mine = ++asked;
   try {
     const q = new URLSearchParams({ from, to });
     const [usage] = await Promise.all([api("GET", `/api/stats/usage?${q}`), loadProviders()]);
+    if (mine !== asked) return;
     rows = usage.data || [];
     shown = { from, to };
     const days = fmt.daysBetween(from, to, MAX_DAYS);
@@ -123,6 +127,7 @@ async function show(ev) {
     table();
     leastUsed(usage.summary || []);
   } catch (e) {
+    if (mine !== asked) return;
     const slot = showError(form, e);
     if (!slot) $("#usage-form-error").textContent = e.message;
   }
