@@ -666,6 +666,33 @@ async fn dashboard(db: TestDb, backend: &str) {
         }
     }
 
+    // Text from the router is shown as text: a model name that is markup stays a name.
+    let hostile = "<img src=x onerror=\"window.pwned=1\">";
+    let r = app
+        .admin(
+            "POST",
+            "/api/providers",
+            Some(json!({"name": "odd", "base_url": gamma.base_url(), "models": [hostile]})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    open_view(&browser, "providers").await;
+    browser
+        .wait_for(
+            "the odd provider's models",
+            WAIT,
+            "const td = document.querySelector('tr[data-provider=odd] td.models'); return !!td && td.textContent === arguments[0]",
+            json!([hostile]),
+        )
+        .await;
+    let injected = browser
+        .exec(
+            "return [document.querySelectorAll('main img, #events-list img').length, window.pwned === undefined]",
+            json!([]),
+        )
+        .await;
+    assert_eq!(injected, json!([0, true]), "no markup from data reaches the page");
+
     // Sign-out forgets the token and what was shown; nothing was stored in the browser.
     browser.click("#signout").await;
     wait_text(&browser, "#signin h1", "Sign in").await;
