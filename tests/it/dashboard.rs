@@ -316,6 +316,16 @@ async fn dashboard(db: TestDb, backend: &str) {
     wait_badges(&browser, "alpha:healthy,beta:healthy").await;
     let kind = browser.text("tr[data-provider=beta] td.kind").await;
     assert_eq!(kind.lines().next(), Some("openai"), "the default kind");
+    // The filter narrows the table by name, model or kind.
+    browser.type_into("#providers-filter", "LARGE").await;
+    wait_badges(&browser, "beta:healthy").await;
+    browser
+        .exec(
+            "const f = document.querySelector('#providers-filter'); f.value = ''; f.dispatchEvent(new Event('input'))",
+            json!([]),
+        )
+        .await;
+    wait_badges(&browser, "alpha:healthy,beta:healthy").await;
 
     // Add one: bad input is shown next to its field and adds nothing…
     browser.click("#provider-add").await;

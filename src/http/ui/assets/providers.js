@@ -125,7 +125,10 @@ export function render() {
   const body = $("#providers-body");
   const before = new Map($$("tr[data-id]", body).map((r) => [r.dataset.id, r]));
   const tick = Math.floor(Date.now() / 30000);
-  const rows = known.map((p) => {
+  const wanted = $("#providers-filter").value.trim().toLowerCase();
+  const matches = (p) => !wanted || [p.name, kindOf(p), ...modelNames(p)].some((t) => String(t).toLowerCase().includes(wanted));
+  const shown = known.filter(matches);
+  const rows = shown.map((p) => {
     const sig = `${tick}:${JSON.stringify(p)}`;
     const old = before.get(String(p.id));
     if (old && old.dataset.sig === sig) return old;
@@ -134,7 +137,8 @@ export function render() {
     return tr;
   });
   keepingFocus(body, () => {
-    fill(body, rows.length ? rows : h("tr", {}, h("td", { colspan: 9, text: "No providers yet: add one." })));
+    const none = known.length ? "No provider matches the filter." : "No providers yet: add one.";
+    fill(body, rows.length ? rows : h("tr", {}, h("td", { colspan: 9, text: none })));
   });
 }
 
@@ -343,6 +347,7 @@ async function submitForm(ev) {
 /** Wires the view's static controls (once). */
 export function init() {
   $("#provider-add").addEventListener("click", () => openForm(null));
+  $("#providers-filter").addEventListener("input", render);
   $("#provider-form").addEventListener("submit", submitForm);
   $("#pf-cancel").addEventListener("click", () => $("#provider-dialog").close());
 }
@@ -350,6 +355,7 @@ export function init() {
 /** Forgets everything shown (sign-out). */
 export function forget() {
   known = [];
+  $("#providers-filter").value = "";
   fill($("#providers-body"));
   for (const d of ["#provider-dialog", "#confirm-dialog"]) if ($(d).open) $(d).close();
 }
