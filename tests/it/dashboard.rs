@@ -134,6 +134,59 @@ both_backends!(
     recent_activity
 );
 
+#[actix_rt::test]
+async fn the_flush_lag_counts_a_write_the_database_holds_up() {
+    use diesel::Connection;
+    use diesel::connection::SimpleConnection;
+    let db = TestDb::sqlite();
+    let a = mock("a", Behavior::ok()).await;
+    let mut c = config(&db, vec![provider("a", &a.base_url(), &["m"])]);
+    c.stats.flush_ms = 50;
+    let app = TestApp::start(c).await;
+    // Another connection holds the write lock: the router's write waits on it (busy timeout).
+    let path = db.url().trim_start_matches("sqlite://").to_string();
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let mut conn = diesel::SqliteConnection::establish(&path).unwrap();
+        conn.batch_execute("BEGIN EXCLUSIVE").unwrap();
+        locked_tx.send(()).unwrap();
+        let _ = release_rx.recv_timeout(Duration::from_secs(30));
+        conn.batch_execute("COMMIT").unwrap();
+    });
+    locked_rx.recv().unwrap();
+    for _ in 0..3 {
+        assert_eq!(app.chat("m").await.status, 200);
+    }
+    // The write state, without the 60 minutes.
+    let recent = async || {
+        let mut v = app.admin("GET", "/api/stats/recent", None).await.json();
+        v.as_object_mut().unwrap().remove("per_minute");
+        v
+    };
+    // Within the busy timeout the batch is being written, not pending: it still counts.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let v = recent().await;
+    assert!(v["flush_lag_ms"].as_u64().unwrap() >= 1000, "{v}");
+    assert!(v["pending_rows"].as_u64().unwrap() >= 1, "{v}");
+    let failed = eventually(Duration::from_secs(20), async || {
+        recent().await["flush_failures"].as_u64().unwrap() >= 1
+    })
+    .await;
+    assert!(failed, "the held-up write failed: {}", recent().await);
+    release_tx.send(()).unwrap();
+    holder.join().unwrap();
+    app.flush().await;
+    let v = recent().await;
+    assert_eq!(
+        (v["flush_lag_ms"].as_u64(), v["flush_failures"].as_u64()),
+        (Some(0), Some(0)),
+        "{v}"
+    );
+    assert!(v["last_flush_at"].is_string(), "{v}");
+    app.stop().await;
+}
+
 /// Starts Chromium, or says why it cannot (and skips, unless a browser is required).
 async fn open_browser() -> Option<Browser> {
     match Browser::start(1280, 900).await {
