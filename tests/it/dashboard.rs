@@ -136,25 +136,13 @@ both_backends!(
 
 #[actix_rt::test]
 async fn the_flush_lag_counts_a_write_the_database_holds_up() {
-    use diesel::Connection;
-    use diesel::connection::SimpleConnection;
     let db = TestDb::sqlite();
     let a = mock("a", Behavior::ok()).await;
     let mut c = config(&db, vec![provider("a", &a.base_url(), &["m"])]);
     c.stats.flush_ms = 50;
     let app = TestApp::start(c).await;
     // Another connection holds the write lock: the router's write waits on it (busy timeout).
-    let path = db.url().trim_start_matches("sqlite://").to_string();
-    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
-    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-    let holder = std::thread::spawn(move || {
-        let mut conn = diesel::SqliteConnection::establish(&path).unwrap();
-        conn.batch_execute("BEGIN EXCLUSIVE").unwrap();
-        locked_tx.send(()).unwrap();
-        let _ = release_rx.recv_timeout(Duration::from_secs(30));
-        conn.batch_execute("COMMIT").unwrap();
-    });
-    locked_rx.recv().unwrap();
+    let lock = crate::support::db::SqliteWriteLock::hold(db.url());
     for _ in 0..3 {
         assert_eq!(app.chat("m").await.status, 200);
     }
@@ -174,8 +162,7 @@ async fn the_flush_lag_counts_a_write_the_database_holds_up() {
     })
     .await;
     assert!(failed, "the held-up write failed: {}", recent().await);
-    release_tx.send(()).unwrap();
-    holder.join().unwrap();
+    lock.release();
     app.flush().await;
     let v = recent().await;
     assert_eq!(
@@ -217,8 +204,7 @@ fn screenshot_dir(backend: &str) -> PathBuf {
 /// Usage rows for the two days before today, written straight to the database, so the usage
 /// chart has several days to draw.
 fn seed_past_usage(url: &str, provider_ids: &[i64]) {
-    let pool =
-        switchyard::store::DbPool::connect(&switchyard::store::Backend::from_url(url).unwrap(), 1).unwrap();
+    let pool = pool(url, 1);
     let today = chrono::Utc::now().date_naive();
     let mut rows = Vec::new();
     for (k, id) in provider_ids.iter().enumerate() {

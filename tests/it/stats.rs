@@ -148,25 +148,13 @@ async fn usage_survives_a_postgres_outage() {
 
 #[actix_rt::test]
 async fn usage_survives_a_locked_sqlite_file() {
-    use diesel::Connection;
-    use diesel::connection::SimpleConnection;
     let db = TestDb::sqlite();
     let a = mock("a", Behavior::ok()).await;
     let mut c = config(&db, vec![provider("a", &a.base_url(), &["m"])]);
     c.stats.flush_ms = 50;
     let app = TestApp::start(c).await;
-    let path = db.url().trim_start_matches("sqlite://").to_string();
     // Another connection holds the write lock past the router's busy timeout.
-    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
-    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-    let holder = std::thread::spawn(move || {
-        let mut conn = diesel::SqliteConnection::establish(&path).unwrap();
-        conn.batch_execute("BEGIN EXCLUSIVE").unwrap();
-        locked_tx.send(()).unwrap();
-        let _ = release_rx.recv_timeout(Duration::from_secs(30));
-        conn.batch_execute("COMMIT").unwrap();
-    });
-    locked_rx.recv().unwrap();
+    let lock = crate::support::db::SqliteWriteLock::hold(db.url());
     for _ in 0..20 {
         assert_eq!(app.chat("m").await.status, 200);
     }
@@ -179,8 +167,7 @@ async fn usage_survives_a_locked_sqlite_file() {
         .await,
         "the write failed while the file was locked"
     );
-    release_tx.send(()).unwrap();
-    holder.join().unwrap();
+    lock.release();
     app.flush().await;
     assert_eq!(
         usage_rows(db.url()).iter().map(|r| r.total_requests).sum::<i64>(),

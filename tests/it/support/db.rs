@@ -116,3 +116,54 @@ impl Drop for TestDb {
         }
     }
 }
+
+/// Another connection holding a SQLite file's write lock (`BEGIN EXCLUSIVE`), so the router's
+/// writes wait out their busy timeout and fail. Released by `release` or on drop, and after
+/// 30 s whatever happens.
+pub struct SqliteWriteLock {
+    release: Option<std::sync::mpsc::Sender<()>>,
+    holder: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SqliteWriteLock {
+    /// Takes the lock of the SQLite database at `url`; returns once it is held.
+    pub fn hold(url: &str) -> SqliteWriteLock {
+        use diesel::connection::SimpleConnection;
+        let path = url.trim_start_matches("sqlite://").to_string();
+        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            let mut conn = diesel::SqliteConnection::establish(&path).expect("open the SQLite file");
+            conn.batch_execute("BEGIN EXCLUSIVE")
+                .expect("take the write lock");
+            locked_tx.send(()).expect("tell the test");
+            let _ = release_rx.recv_timeout(std::time::Duration::from_secs(30));
+            conn.batch_execute("COMMIT").expect("release the write lock");
+        });
+        locked_rx.recv().expect("the lock is taken");
+        SqliteWriteLock {
+            release: Some(release_tx),
+            holder: Some(holder),
+        }
+    }
+
+    /// Releases the lock; returns once it is free.
+    pub fn release(mut self) {
+        self.free();
+    }
+
+    fn free(&mut self) {
+        if let Some(tx) = self.release.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.holder.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for SqliteWriteLock {
+    fn drop(&mut self) {
+        self.free();
+    }
+}
