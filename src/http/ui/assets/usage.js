@@ -20,7 +20,7 @@ let asked = 0;
 
 function providerName(id) {
   const p = known.find((x) => x.id === id);
-  return p ? p.name : `#${id}`;
+  return p ? p.name : `#${id} (removed)`;
 }
 
 /** Totals per (series, day): requests, successes, tokens, response time. */
