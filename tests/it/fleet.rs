@@ -449,13 +449,13 @@ async fn a_mark_holds_fleet_wide_until_its_timer_and_a_reset_holds_too() {
     }
     let marked = tokio::time::Instant::now();
     assert!(
-        eventually(Duration::from_secs(3), || all_say(&client, &all, id, false)).await,
+        eventually(Duration::from_secs(10), || all_say(&client, &all, id, false)).await,
         "every instance honours A's mark"
     );
     let mark = standing_of(&db, "alpha");
     assert!(!mark.is_healthy && mark.cause == "unhealthy");
     let mut text = String::new();
-    let announced = tokio::time::timeout(Duration::from_secs(3), async {
+    let announced = tokio::time::timeout(Duration::from_secs(10), async {
         while let Some(Ok(chunk)) = futures_util::StreamExt::next(&mut events).await {
             text.push_str(&String::from_utf8_lossy(&chunk));
             if text.contains("event: provider_unhealthy") && text.contains(r#""source":"fleet""#) {
@@ -491,11 +491,11 @@ async fn a_mark_holds_fleet_wide_until_its_timer_and_a_reset_holds_too() {
 
     // The timer's probe recovers it, and the recovery spreads.
     assert!(
-        eventually(Duration::from_secs(5), || all_say(&client, &all, id, true)).await,
+        eventually(Duration::from_secs(10), || all_say(&client, &all, id, true)).await,
         "the probe after the timer recovers alpha everywhere"
     );
     assert!(
-        eventually(Duration::from_secs(2), || async {
+        eventually(Duration::from_secs(5), || async {
             let s = standing_of(&db, "alpha");
             s.is_healthy && s.generation > mark.generation && s.cause == "recovered"
         })
@@ -509,7 +509,7 @@ async fn a_mark_holds_fleet_wide_until_its_timer_and_a_reset_holds_too() {
     for _ in 0..2 {
         let _ = chat(&client, &a.url, "fail-500").await;
     }
-    assert!(eventually(Duration::from_secs(3), || all_say(&client, &all, id, false)).await);
+    assert!(eventually(Duration::from_secs(10), || all_say(&client, &all, id, false)).await);
     let _ = chat(&client, &a.url, "fail-500").await;
     let (status, _) = admin(
         &client,
@@ -521,7 +521,7 @@ async fn a_mark_holds_fleet_wide_until_its_timer_and_a_reset_holds_too() {
     .await;
     assert_eq!(status, 200);
     assert!(
-        eventually(Duration::from_secs(3), || all_say(&client, &all, id, true)).await,
+        eventually(Duration::from_secs(10), || all_say(&client, &all, id, true)).await,
         "the reset reaches every instance"
     );
     let reset = standing_of(&db, "alpha");
@@ -620,7 +620,7 @@ async fn changes_land_and_start_up_survives_what_the_fleet_stored() {
     let d = fourth.join().unwrap();
     drop(bare_dir);
     assert!(
-        eventually(Duration::from_secs(3), || async {
+        eventually(Duration::from_secs(10), || async {
             admin(&client, &d.url, "GET", &path, None).await.1["weight"] == 9
         })
         .await,
