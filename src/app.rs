@@ -22,11 +22,13 @@ use crate::config::Config;
 use crate::events::EventBus;
 use crate::fleet::{FleetSync, Leadership};
 use crate::health_checker::{HealthCheckConfig, HealthChecker};
+use crate::http::edge::EdgePolicy;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::provider::health::Policy;
 use crate::provider::not_loaded::NotLoaded;
 use crate::provider::{ApplyStanding, ProbeSettings, ProviderDeps, SaveNow};
+use crate::sealing::ProviderKeys;
 use crate::secret::{Secret, random_token};
 use crate::stats::{Flush, StatsActor, UsageQueue};
 use crate::store::{self, Backend, DbPool, HealthConfigRow, Store, StoreError, now_naive};
@@ -50,6 +52,9 @@ pub enum StartupError {
     Bind { addr: String, source: std::io::Error },
     #[error("{0}")]
     SingleInstance(String),
+    /// The secret key, stored sealed keys or the upstream trust store.
+    #[error("{0}")]
+    Security(String),
 }
 
 /// Start-up options that are not configuration.
@@ -71,6 +76,8 @@ pub struct Actors {
 /// A started router.
 pub struct Running {
     pub addr: SocketAddr,
+    /// The admin listener's address, with `admin_listen`.
+    pub admin_addr: Option<SocketAddr>,
     pub admin_token: Secret,
     /// True when the token was generated (so `main` prints it once).
     pub admin_token_generated: bool,
@@ -93,6 +100,9 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
     // awc's rustls needs a process-wide crypto provider; a second install is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = Arc::new(config);
+    let keys =
+        Arc::new(ProviderKeys::from_config(&config).map_err(|e| StartupError::Security(e.to_string()))?);
+    crate::upstream::tls::install(config.upstream_ca_bundle.as_deref()).map_err(StartupError::Security)?;
     let backend = Backend::from_url(&config.database_url)?;
     let instance_lock = match &backend {
         Backend::Sqlite(path) => Some(lock_sqlite(path)?),
@@ -108,6 +118,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
         Ok(pool)
     })
     .await?;
+    seal_stored_keys(&pool, &keys).await?;
 
     let seed = health_row(&config);
     blocking({
@@ -116,7 +127,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
         move || pool.seed_health_config(&seed)
     })
     .await?;
-    seed_providers(&pool, &config).await?;
+    seed_providers(&pool, &config, &keys).await?;
     // The marker first, in the same snapshot as the rows: see `FleetSnapshot`.
     let snapshot = blocking({
         let pool = pool.clone();
@@ -148,8 +159,19 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
     // instance keeps its own and only the standing is shared.
     let own_counters = !pool.is_postgres();
     for stored in &snapshot.providers {
-        match crate::fleet::loadable(stored, config.routing.request_timeout_ms, &env, own_counters) {
+        match crate::fleet::loadable(
+            stored,
+            &keys,
+            config.routing.request_timeout_ms,
+            &env,
+            own_counters,
+        ) {
             Ok((provider, health, standing)) => {
+                crate::upstream::tls::warn_if_key_in_clear(
+                    &provider.name,
+                    &provider.base_url,
+                    !provider.api_key.is_empty(),
+                );
                 let actor = supervisor
                     .send(AddProvider {
                         config: provider,
@@ -180,6 +202,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
             not_loaded.clone(),
             every,
             config.routing.request_timeout_ms,
+            keys.clone(),
             Some(snapshot.version),
         )
         .start();
@@ -222,7 +245,27 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
         metrics: metrics.clone(),
         admin_token: admin_token.clone(),
         api_keys: Arc::new(config.api_keys.iter().map(|k| Secret::new(k.clone())).collect()),
+        keys: keys.clone(),
+        admin_failures: Arc::default(),
     });
+    // The admin listener is bound first, so the edge knows its address (port 0 in tests).
+    let admin_listener = match &config.admin_listen {
+        Some(addr) => Some(
+            std::net::TcpListener::bind(addr).map_err(|source| StartupError::Bind {
+                addr: addr.clone(),
+                source,
+            })?,
+        ),
+        None => None,
+    };
+    let admin_addr = match &admin_listener {
+        Some(l) => Some(l.local_addr().map_err(|source| StartupError::Bind {
+            addr: config.admin_listen.clone().unwrap_or_default(),
+            source,
+        })?),
+        None => None,
+    };
+    let edge = web::Data::new(EdgePolicy::new(&config, admin_addr));
     let connect_timeout = Duration::from_millis(config.routing.connect_timeout_ms);
     let per_provider = config.routing.max_connections_per_provider;
     let workers = if config.workers == 0 {
@@ -237,6 +280,9 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
         App::new()
             .app_data(state.clone())
             .app_data(web::Data::new(clients))
+            .app_data(edge.clone())
+            // Origin, Host, content type, listener split, slow bodies, long streams.
+            .wrap(actix_web::middleware::from_fn(http::edge::edge))
             .configure(http::configure)
     })
     .workers(workers)
@@ -244,6 +290,8 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
     // upstream call is abandoned (and reported once, as neutral) rather than paid for to the
     // end. HTTP clients do not half-close while they wait for an answer.
     .h1_allow_half_closed(false)
+    // actix counts connections per worker; `max_connections` is for the whole process.
+    .max_connections(config.max_connections.div_ceil(workers).max(1))
     .shutdown_timeout(config.shutdown_grace_seconds)
     .disable_signals()
     .bind(&config.listen)
@@ -251,6 +299,13 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
         addr: config.listen.clone(),
         source,
     })?;
+    let server = match admin_listener {
+        Some(l) => server.listen(l).map_err(|source| StartupError::Bind {
+            addr: config.admin_listen.clone().unwrap_or_default(),
+            source,
+        })?,
+        None => server,
+    };
     let addr = server
         .addrs()
         .first()
@@ -266,8 +321,12 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
         spawn_signal_handler(handle.clone(), events.clone());
     }
     log::info!("switchyard listening on http://{addr}");
+    if let Some(a) = admin_addr {
+        log::info!("admin API on http://{a} (not on the public address)");
+    }
     Ok(Running {
         addr,
+        admin_addr,
         admin_token,
         admin_token_generated,
         actors: Actors {
@@ -401,18 +460,17 @@ fn spawn_signal_handler(server: actix_web::dev::ServerHandle, events: EventBus) 
 }
 
 /// Refuses a second process on the same SQLite file: SQLite is for one instance, and two
-/// routers would each keep their own health and counters.
-fn lock_sqlite(path: &str) -> Result<std::fs::File, StartupError> {
-    if let Some(dir) = std::path::Path::new(path).parent()
-        && !dir.as_os_str().is_empty()
-    {
-        let _ = std::fs::create_dir_all(dir);
-    }
+/// routers would each keep their own health and counters. Creates the database's directory
+/// (0700) and file (0600) when missing.
+pub fn lock_sqlite(path: &str) -> Result<std::fs::File, StartupError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    crate::store::file_modes::prepare_sqlite_file(path)?;
     let lock_path = format!("{path}.lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(crate::store::file_modes::FILE_MODE)
         .open(&lock_path)
         .map_err(|e| StartupError::SingleInstance(format!("cannot open {lock_path}: {e}")))?;
     match file.try_lock() {
@@ -440,8 +498,27 @@ fn mailbox() -> StartupError {
     StartupError::Database(StoreError::Mailbox)
 }
 
+/// Refuses sealed keys this process cannot open, seals plaintext ones when a key is set, and
+/// says where keys stand.
+async fn seal_stored_keys(pool: &DbPool, keys: &Arc<ProviderKeys>) -> Result<(), StartupError> {
+    let sealed = blocking({
+        let (pool, keys) = (pool.clone(), keys.clone());
+        move || crate::sealing::prepare_stored_keys(&pool, &keys)
+    })
+    .await
+    .map_err(|e| StartupError::Security(e.to_string()))?;
+    match keys.sealing() {
+        Some(k) if sealed > 0 => log::info!("sealed {sealed} plaintext provider key(s) with key {}", k.id()),
+        Some(_) => {}
+        None => log::warn!(
+            "SWITCHYARD_SECRET_KEY is not set: provider keys are stored in plaintext in the database"
+        ),
+    }
+    Ok(())
+}
+
 /// Upserts the config file's providers by name.
-async fn seed_providers(pool: &DbPool, config: &Config) -> Result<(), StartupError> {
+async fn seed_providers(pool: &DbPool, config: &Config, keys: &ProviderKeys) -> Result<(), StartupError> {
     // A key variable this instance lacks does not stop the seeding (the row stores only the
     // variable's name): the provider is then listed as not loaded, like any stored one.
     let env = |k: &str| std::env::var(k).ok().or_else(|| Some("unset".into()));
@@ -453,7 +530,9 @@ async fn seed_providers(pool: &DbPool, config: &Config) -> Result<(), StartupErr
                 name: spec.name.clone(),
                 message: e.to_string(),
             })?;
-        rows.push(crate::provider::to_new_row(&valid));
+        rows.push(
+            crate::provider::to_new_row(&valid, keys).map_err(|e| StartupError::Security(e.to_string()))?,
+        );
     }
     if rows.is_empty() {
         return Ok(());

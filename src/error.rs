@@ -58,6 +58,15 @@ pub enum ApiError {
     /// 500: a bug; details are logged, not returned.
     #[error("internal error")]
     Internal(String),
+    /// 403: the edge refused the request (its `Origin` or `Host`).
+    #[error("{message}")]
+    Forbidden { message: String, code: &'static str },
+    /// 415: a body type no API client sends (text, form, multipart).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// 408: the client did not send its whole body in time.
+    #[error("{0}")]
+    RequestTimeout(String),
 }
 
 impl ApiError {
@@ -78,6 +87,9 @@ impl ApiError {
             ApiError::ResponseTooLarge(_) => "upstream_response_too_large",
             ApiError::Unavailable(_) => "service_unavailable",
             ApiError::Internal(_) => "internal_error",
+            ApiError::Forbidden { code, .. } => code,
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::RequestTimeout(_) => "request_timeout",
         }
     }
 
@@ -116,6 +128,9 @@ impl ResponseError for ApiError {
             ApiError::ResponseTooLarge(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
         }
     }
 

@@ -35,6 +35,7 @@ use crate::provider::not_loaded::NotLoaded;
 use crate::provider::spec::ProviderConfig;
 use crate::provider::standing::Standing;
 use crate::provider::{ApplyStanding, from_row};
+use crate::sealing::ProviderKeys;
 use crate::store::{self, Store, StoreError, StoredProvider};
 use crate::supervisor::{AddProvider, ListProviders, RemoveProvider, Supervisor, UpdateProvider};
 
@@ -71,11 +72,12 @@ pub fn instance_id() -> &'static str {
 /// are this instance's own; in a fleet each instance counts for itself) and the standing.
 pub fn loadable(
     stored: &StoredProvider,
+    keys: &ProviderKeys,
     default_timeout_ms: u64,
     env: &dyn Fn(&str) -> Option<String>,
     own_counters: bool,
 ) -> Result<(ProviderConfig, Health, Standing), String> {
-    let config = from_row(&stored.row, default_timeout_ms, env)?;
+    let config = from_row(&stored.row, keys, default_timeout_ms, env)?;
     let mut health = match (&stored.counters, own_counters) {
         (Some(v), true) => Health::from_row(v),
         _ => Health::healthy(),
@@ -101,12 +103,18 @@ pub struct FleetSync {
     not_loaded: NotLoaded,
     every: Duration,
     default_timeout_ms: u64,
+    /// Opens sealed provider keys; decides which `api_key_env` names may be read.
+    keys: Arc<ProviderKeys>,
     /// The marker last acted on.
     seen: Option<i64>,
     busy: bool,
 }
 
 impl FleetSync {
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the actor's collaborators and settings, each named at the one call site"
+    )]
     pub fn new(
         store: Addr<Store>,
         supervisor: Addr<Supervisor>,
@@ -114,6 +122,7 @@ impl FleetSync {
         not_loaded: NotLoaded,
         every: Duration,
         default_timeout_ms: u64,
+        keys: Arc<ProviderKeys>,
         seen: Option<i64>,
     ) -> Self {
         FleetSync {
@@ -123,6 +132,7 @@ impl FleetSync {
             not_loaded,
             every,
             default_timeout_ms,
+            keys,
             seen,
             busy: false,
         }
@@ -139,12 +149,13 @@ impl FleetSync {
             self.health_checker.clone(),
         );
         let (seen, timeout, not_loaded) = (self.seen, self.default_timeout_ms, self.not_loaded.clone());
+        let keys = self.keys.clone();
         let work = async move {
             let version = store::run(&store, |db| db.config_version()).await?;
             if Some(version) == seen {
                 return Ok(version);
             }
-            reconcile(&store, &supervisor, &checker, &not_loaded, timeout).await
+            reconcile(&store, &supervisor, &checker, &not_loaded, &keys, timeout).await
         };
         ctx.spawn(work.into_actor(self).map(|result, act, _| {
             act.busy = false;
@@ -190,6 +201,7 @@ async fn reconcile(
     supervisor: &Addr<Supervisor>,
     checker: &Addr<HealthChecker>,
     not_loaded: &NotLoaded,
+    keys: &ProviderKeys,
     default_timeout_ms: u64,
 ) -> Result<i64, StoreError> {
     let snapshot = store::run(store, |db| db.fleet_snapshot()).await?;
@@ -200,7 +212,7 @@ async fn reconcile(
         let (id, name) = (stored.row.id, &stored.row.name);
         stored_ids.insert(id);
         let entry = current.iter().find(|e| e.config.id == id);
-        let (config, health, standing) = match loadable(stored, default_timeout_ms, &env, false) {
+        let (config, health, standing) = match loadable(stored, keys, default_timeout_ms, &env, false) {
             Ok(loaded) => loaded,
             Err(reason) => {
                 not_loaded.insert(id, name, reason);

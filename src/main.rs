@@ -13,10 +13,17 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const USAGE: &str = "\
 usage: switchyard [--config FILE]
+       switchyard rotate-key [--config FILE] [--new-key-file FILE]
 
 Runs the Switchyard LLM router. Settings come from FILE (or SWITCHYARD_CONFIG) and the
 environment: SWITCHYARD_LISTEN, DATABASE_URL, SWITCHYARD_ADMIN_TOKEN, SWITCHYARD_API_KEYS,
-SWITCHYARD_WORKERS, RUST_LOG. See switchyard.example.toml for every key.";
+SWITCHYARD_WORKERS, SWITCHYARD_ADMIN_LISTEN, SWITCHYARD_SECRET_KEY (or
+SWITCHYARD_SECRET_KEY_FILE), RUST_LOG. See switchyard.example.toml for every key.
+
+rotate-key re-seals every stored provider key under a new secret key (64 hex characters,
+e.g. `openssl rand -hex 32`), read from SWITCHYARD_NEW_SECRET_KEY or --new-key-file; the
+current key is set as for the router (none when the keys are still plaintext). Stop the
+router (every instance of a fleet) first, then start it with the new key.";
 
 /// Turns transparent huge pages off for this process. mimalloc asks for them on the arenas
 /// it commits up front, and where the kernel grants them on request (THP mode `madvise`,
@@ -67,10 +74,16 @@ fn main() -> ExitCode {
         None => log::warn!("could not read the open files limit"),
     }
     switchyard::panic::exit_on_panic();
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args().skip(1).peekable();
     let mut config_file: Option<String> = None;
+    let rotate = args.next_if(|a| a == "rotate-key").is_some();
+    let mut new_key_file: Option<String> = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
+            "--new-key-file" if rotate => match args.next() {
+                Some(f) => new_key_file = Some(f),
+                None => return usage_error("--new-key-file needs a file"),
+            },
             "--config" | "-c" => match args.next() {
                 Some(f) => config_file = Some(f),
                 None => return usage_error("--config needs a file"),
@@ -93,6 +106,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if rotate {
+        return rotate_key(&config, new_key_file.as_deref());
+    }
     if config.api_keys.is_empty() {
         log::warn!(
             "SWITCHYARD_API_KEYS is not set: /v1/* is open to anyone who can reach {}",
@@ -118,6 +134,38 @@ fn main() -> ExitCode {
         running.wait().await;
         ExitCode::SUCCESS
     })
+}
+
+/// `switchyard rotate-key`: see the usage text and `switchyard::rotate`.
+fn rotate_key(config: &Config, new_key_file: Option<&str>) -> ExitCode {
+    use switchyard::sealing::SealingKey;
+    let new = match (new_key_file, std::env::var("SWITCHYARD_NEW_SECRET_KEY").ok()) {
+        (Some(path), _) => SealingKey::from_file(path),
+        (None, Some(hex)) => SealingKey::from_hex(&hex),
+        (None, None) => {
+            return usage_error("rotate-key needs the new key: SWITCHYARD_NEW_SECRET_KEY or --new-key-file");
+        }
+    };
+    let new = match new {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("switchyard: new key: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match switchyard::rotate::rotate_key(config, &new) {
+        Ok(done) => {
+            println!(
+                "re-sealed {} provider key(s) under key {}; start switchyard with the new key",
+                done.rows, done.key_id
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("switchyard: rotate-key failed, nothing changed: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn usage_error(message: &str) -> ExitCode {

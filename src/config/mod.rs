@@ -8,16 +8,20 @@
 //! - `SWITCHYARD_ADMIN_TOKEN`: bearer token for `/api/*`; generated and printed once when unset.
 //! - `SWITCHYARD_API_KEYS`: comma-separated client keys for `/v1/*`; `/v1/*` is open when unset.
 //! - `SWITCHYARD_WORKERS`: HTTP worker threads, default one per core.
+//! - `SWITCHYARD_ADMIN_LISTEN`: a separate address for `/api/*` (see `admin_listen`).
+//! - `SWITCHYARD_SECRET_KEY` / `SWITCHYARD_SECRET_KEY_FILE`: the key that seals provider keys
+//!   at rest (64 hex characters); the key itself is never read from the config file.
 //! - `RUST_LOG`: log filter, default `info`.
 
+mod edge;
 mod file;
 
 use serde::{Deserialize, Serialize};
 
 pub use crate::provider::spec::{FieldError, ProviderSpec};
 
-/// The whole configuration.
-#[derive(Debug, Clone, Deserialize)]
+/// The whole configuration. `Debug` redacts the tokens and keys it holds (see `edge.rs`).
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Address to listen on.
@@ -43,6 +47,31 @@ pub struct Config {
     pub fleet: FleetConfig,
     /// Providers upserted by name at start.
     pub providers: Vec<ProviderSpec>,
+    /// A separate address for the admin API (`/api/*`, the dashboard, `/metrics`); when set,
+    /// the public listener no longer serves them.
+    pub admin_listen: Option<String>,
+    /// Browser origins (`https://app.example.com`) allowed to call the router; a request with
+    /// any other `Origin` (other than the router's own) is refused. Empty by default.
+    pub cors_allowed_origins: Vec<String>,
+    /// Host names accepted in `Host`; empty accepts loopback names only on a loopback listener
+    /// and any host elsewhere.
+    pub allowed_hosts: Vec<String>,
+    /// A client must send its whole request body within this many ms (30000), else 408.
+    pub client_body_timeout_ms: u64,
+    /// Most concurrent client connections, all listeners together (25000): room for the
+    /// thousands of open streams a busy router holds, and a bound on descriptors and memory.
+    pub max_connections: usize,
+    /// Longest a `/v1` stream may last, in ms; none by default.
+    pub max_stream_duration_ms: Option<u64>,
+    /// `api_key_env` names given through the admin API must start with this (`SWITCHYARD_KEY_`).
+    pub api_key_env_prefix: String,
+    /// The sealing key, from `SWITCHYARD_SECRET_KEY` only (never from the file).
+    #[serde(skip)]
+    pub secret_key: Option<String>,
+    /// A file holding the sealing key (64 hex characters).
+    pub secret_key_file: Option<String>,
+    /// A PEM file of CA certificates trusted for upstream TLS, besides the public roots.
+    pub upstream_ca_bundle: Option<String>,
 }
 
 /// `[routing]`: attempts, timeouts and cool-downs.
@@ -135,6 +164,16 @@ impl Default for Config {
             stats: StatsConfig::default(),
             fleet: FleetConfig::default(),
             providers: Vec::new(),
+            admin_listen: None,
+            cors_allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+            client_body_timeout_ms: 30_000,
+            max_connections: 25_000,
+            max_stream_duration_ms: None,
+            api_key_env_prefix: "SWITCHYARD_KEY_".into(),
+            secret_key: None,
+            secret_key_file: None,
+            upstream_ca_bundle: None,
         }
     }
 }
@@ -215,6 +254,7 @@ impl Default for FleetConfig {
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
     Read { path: String, source: std::io::Error },
+    /// Names the key and the line, never the line's text (it may hold a key).
     #[error("config file {path}: {message}")]
     Parse { path: String, message: String },
     #[error("{name}: {message}")]
@@ -268,6 +308,15 @@ impl Config {
             self.workers = v
                 .parse()
                 .map_err(|_| ConfigError::invalid("SWITCHYARD_WORKERS", "must be a whole number"))?;
+        }
+        if let Some(v) = env("SWITCHYARD_ADMIN_LISTEN") {
+            self.admin_listen = Some(v);
+        }
+        if let Some(v) = env("SWITCHYARD_SECRET_KEY") {
+            self.secret_key = Some(v);
+        }
+        if let Some(v) = env("SWITCHYARD_SECRET_KEY_FILE") {
+            self.secret_key_file = Some(v);
         }
         Ok(())
     }
@@ -344,6 +393,7 @@ impl Config {
             1,
             3_600_000,
         )?;
+        self.validate_edge()?;
         let mut names = std::collections::HashSet::new();
         for (index, p) in self.providers.iter().enumerate() {
             p.validate(0, r.request_timeout_ms, env)

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod auth;
 pub mod chat;
+pub mod edge;
 pub mod models;
 pub mod probes;
 pub mod router_headers;
@@ -45,6 +46,10 @@ pub struct AppState {
     pub admin_token: Secret,
     /// Client keys for `/v1/*`; empty means open.
     pub api_keys: Arc<Vec<Secret>>,
+    /// Seals and opens stored provider keys; rules `api_key_env`.
+    pub keys: Arc<crate::sealing::ProviderKeys>,
+    /// Failed admin authentications per peer (logged and slowed down).
+    pub admin_failures: Arc<auth::FailedLogins>,
 }
 
 /// Every route, as (method, path). `configure` registers exactly these; a test checks them
@@ -113,11 +118,13 @@ pub async fn read_body(
         return Err(ApiError::PayloadTooLarge(limit));
     }
     let mut next = async || -> Result<Option<Bytes>, ApiError> {
-        payload
-            .next()
-            .await
-            .transpose()
-            .map_err(|e| ApiError::bad_request(format!("reading the body failed: {e}")))
+        payload.next().await.transpose().map_err(|e| match e {
+            // The edge's body deadline (`client_body_timeout_ms`).
+            actix_web::error::PayloadError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+                ApiError::RequestTimeout(io.to_string())
+            }
+            e => ApiError::bad_request(format!("reading the body failed: {e}")),
+        })
     };
     let too_large = |len: usize| {
         if len > limit {

@@ -1,12 +1,15 @@
 //! `/healthz` (the process answers), `/readyz` (it can reach its database) and `/metrics`
 //! (Prometheus). All three are open, for load balancers, orchestrators and scrapers: they
-//! reveal no keys, only provider names and counts.
+//! reveal no keys and no internal detail, only provider names and counts. With
+//! `admin_listen`, `/metrics` is served on the admin address only.
 
 use std::time::Duration;
 
-use actix_web::{HttpResponse, web};
+use actix_web::http::header::AUTHORIZATION;
+use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::AppState;
+use super::{AppState, auth};
+use crate::error::ApiError;
 use crate::store;
 
 /// How long readiness waits for the database.
@@ -16,22 +19,32 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
-/// Ready when the database answers. `providers_not_loaded` lists the stored providers this
-/// instance skipped (with the reason): they do not make it unready, the others serve.
-pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let ping = store::run(&state.store, |db| db.ping());
-    let not_loaded = state.not_loaded.list();
-    match tokio::time::timeout(READY_TIMEOUT, ping).await {
-        Ok(Ok(())) => HttpResponse::Ok().json(serde_json::json!({
-            "status": "ready", "database": "ok", "providers_not_loaded": not_loaded,
-        })),
-        Ok(Err(e)) => HttpResponse::ServiceUnavailable().json(serde_json::json!({
-            "status": "not_ready", "database": e.to_string(), "providers_not_loaded": not_loaded,
-        })),
-        Err(_) => HttpResponse::ServiceUnavailable().json(serde_json::json!({
-            "status": "not_ready", "database": "timed out", "providers_not_loaded": not_loaded,
-        })),
+/// `GET /readyz`: 200 `ready` or 503 `not_ready`, nothing more: a database error names its
+/// host and user. With the admin token, the answer also carries the detail: `database`, and
+/// `providers_not_loaded` (the stored providers this instance skipped, with the reason; they
+/// do not make it unready, the others serve). A wrong token is a failed admin authentication
+/// like any other.
+pub async fn readyz(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let detail = req.headers().contains_key(AUTHORIZATION);
+    if detail {
+        auth::check_admin_slow(&req, &state).await?;
     }
+    let ping = store::run(&state.store, |db| db.ping());
+    let (ready, database) = match tokio::time::timeout(READY_TIMEOUT, ping).await {
+        Ok(Ok(())) => (true, "ok".to_string()),
+        Ok(Err(e)) => (false, e.to_string()),
+        Err(_) => (false, "timed out".to_string()),
+    };
+    let mut body = serde_json::json!({ "status": if ready { "ready" } else { "not_ready" } });
+    if detail {
+        body["database"] = database.into();
+        body["providers_not_loaded"] = serde_json::to_value(state.not_loaded.list()).unwrap_or_default();
+    }
+    Ok(if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    })
 }
 
 /// `GET /metrics`: Prometheus text format.

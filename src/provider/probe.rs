@@ -88,7 +88,12 @@ fn reachable(status: u16, body: &[u8]) -> bool {
 
 /// Calls the provider once and reports the outcome. Never fails: errors are the result.
 pub async fn probe(config: &ProviderConfig, settings: ProbeSettings) -> ProbeResult {
-    let client = client(settings.connect_timeout);
+    let client = if config.http2 {
+        // Rare (one probe per interval): a client of its own rather than a kept one.
+        crate::upstream::build_http2_client(settings.connect_timeout, 1)
+    } else {
+        client(settings.connect_timeout)
+    };
     let started = Instant::now();
     let sent = match settings.kind {
         ProbeKind::Models => {

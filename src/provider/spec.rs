@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::sealing::{ProviderKeys, SealError};
 use crate::secret::Secret;
 use crate::store::{NewProvider, ProviderRow};
 
@@ -34,8 +35,8 @@ impl ModelEntry {
 
 /// A provider as an operator writes it. Numbers are wide signed integers so that a negative
 /// or out-of-range value reaches `validate`, which names the field, instead of failing in
-/// serde with a message that does not.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+/// serde with a message that does not. `Debug` redacts the key (`crate::secret`).
+#[derive(Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderSpec {
     pub name: String,
@@ -59,6 +60,9 @@ pub struct ProviderSpec {
     /// The model the chat probe asks for; `None` uses the first model's upstream name.
     #[serde(default)]
     pub probe_model: Option<String>,
+    /// Offer HTTP/2 to this upstream (TLS ALPN); HTTP/1.1 otherwise. See `upstream::tls`.
+    #[serde(default)]
+    pub http2: bool,
 }
 
 fn default_weight() -> i64 {
@@ -84,6 +88,8 @@ pub struct ProviderConfig {
     pub timeout_ms: u64,
     pub enabled: bool,
     pub probe_model: Option<String>,
+    /// HTTP/2 offered to the upstream (opt-in).
+    pub http2: bool,
     /// What goes on the wire, prepared once instead of per request.
     pub wire: Wire,
 }
@@ -247,6 +253,7 @@ impl ProviderSpec {
             timeout_ms,
             enabled: self.enabled,
             probe_model,
+            http2: self.http2,
         })
     }
 }
@@ -296,22 +303,39 @@ impl ProviderConfig {
             timeout_ms: Some(self.timeout_ms as i64),
             enabled: self.enabled,
             probe_model: self.probe_model.clone(),
+            http2: self.http2,
         }
     }
 }
 
-/// The router's configuration from a stored row. The key comes from `api_key_env` when set.
+/// The router's configuration from a stored row. The key is opened when sealed, or comes from
+/// `api_key_env` when set (only a name `keys` allows).
 pub fn from_row(
     row: &ProviderRow,
+    keys: &ProviderKeys,
     default_timeout_ms: u64,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<ProviderConfig, String> {
     let models: Vec<ModelEntry> =
         serde_json::from_str(&row.models).map_err(|e| format!("stored models are not valid: {e}"))?;
+    if let Some(var) = &row.api_key_env
+        && !keys.env_allowed(var)
+    {
+        return Err(format!("api_key_env: {}", keys.env_refusal(var)));
+    }
+    let api_key = match &row.api_key_env {
+        None => Some(
+            keys.open(&row.name, &row.api_key)
+                .map_err(|e| format!("api_key: {e}"))?
+                .expose()
+                .to_string(),
+        ),
+        Some(_) => None,
+    };
     let spec = ProviderSpec {
         name: row.name.clone(),
         base_url: row.base_url.clone(),
-        api_key: row.api_key_env.is_none().then(|| row.api_key.clone()),
+        api_key,
         api_key_env: row.api_key_env.clone(),
         models,
         weight: i64::from(row.weight),
@@ -319,20 +343,22 @@ pub fn from_row(
         timeout_ms: Some(row.timeout_ms),
         enabled: row.enabled,
         probe_model: row.probe_model.clone(),
+        http2: row.http2,
     };
     spec.validate(row.id, default_timeout_ms, env)
         .map_err(|e| e.to_string())
 }
 
-/// The row to store for a configuration. A key read from `api_key_env` is not stored.
-pub fn to_new_row(c: &ProviderConfig) -> NewProvider {
-    NewProvider {
+/// The row to store for a configuration: the key sealed when `keys` has a sealing key. A key
+/// read from `api_key_env` is not stored.
+pub fn to_new_row(c: &ProviderConfig, keys: &ProviderKeys) -> Result<NewProvider, SealError> {
+    Ok(NewProvider {
         name: c.name.clone(),
         base_url: c.base_url.clone(),
         api_key: if c.api_key_env.is_some() {
             String::new()
         } else {
-            c.api_key.expose().to_string()
+            keys.store(&c.name, c.api_key.expose())?
         },
         api_key_env: c.api_key_env.clone(),
         models: serde_json::to_string(&c.models).unwrap_or_else(|_| "[]".into()),
@@ -342,7 +368,8 @@ pub fn to_new_row(c: &ProviderConfig) -> NewProvider {
         enabled: c.enabled,
         updated_at: crate::store::now_naive(),
         probe_model: c.probe_model.clone(),
-    }
+        http2: c.http2,
+    })
 }
 
 #[cfg(test)]

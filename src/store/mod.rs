@@ -4,6 +4,8 @@
 //! async workers nor the other actors ever wait on the database. Everything that reads or
 //! writes the database sends `Store` a message defined here.
 
+pub mod file_modes;
+pub mod keys;
 pub mod migrations;
 pub mod models;
 pub mod pool;

@@ -9,8 +9,8 @@ use super::schema::{
     health_check_configs, provider_standing, provider_usage_stats, provider_validations, providers,
 };
 
-/// One row of `providers`.
-#[derive(Queryable, Selectable, Debug, Clone)]
+/// One row of `providers`. `Debug` redacts the key (`crate::secret`).
+#[derive(Queryable, Selectable, Clone)]
 #[diesel(table_name = providers)]
 pub struct ProviderRow {
     pub id: i64,
@@ -27,10 +27,11 @@ pub struct ProviderRow {
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub probe_model: Option<String>,
+    pub http2: bool,
 }
 
-/// The writable columns of `providers`, for inserts and full updates.
-#[derive(Insertable, AsChangeset, Debug, Clone)]
+/// The writable columns of `providers`, for inserts and full updates. `Debug` redacts the key.
+#[derive(Insertable, AsChangeset, Clone)]
 #[diesel(table_name = providers, treat_none_as_null = true)]
 pub struct NewProvider {
     pub name: String,
@@ -44,6 +45,7 @@ pub struct NewProvider {
     pub enabled: bool,
     pub updated_at: NaiveDateTime,
     pub probe_model: Option<String>,
+    pub http2: bool,
 }
 
 /// One row of `provider_validations`: a provider's persisted health.

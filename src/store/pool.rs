@@ -12,8 +12,8 @@ use diesel::{Connection, PgConnection, SqliteConnection};
 use super::StoreError;
 
 /// Which database a URL names. Chosen from the scheme, never by trial: a failed PostgreSQL
-/// URL must not silently become a SQLite file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// URL must not silently become a SQLite file. `Debug` hides a password (`crate::secret`).
+#[derive(Clone, PartialEq, Eq)]
 pub enum Backend {
     /// `postgres://` or `postgresql://`.
     Postgres(String),
@@ -142,13 +142,8 @@ impl DbPool {
                 Ok(DbPool::Pg(pool))
             }
             Backend::Sqlite(path) => {
-                if let Some(dir) = std::path::Path::new(path).parent()
-                    && !dir.as_os_str().is_empty()
-                {
-                    std::fs::create_dir_all(dir).map_err(|e| {
-                        StoreError::BadUrl(format!("cannot create directory {}: {e}", dir.display()))
-                    })?;
-                }
+                // Directory 0700, file 0600 (the WAL and SHM follow the file).
+                super::file_modes::prepare_sqlite_file(path)?;
                 let mut first = SqliteConnection::establish(path)?;
                 first.batch_execute("PRAGMA journal_mode = WAL;")?;
                 drop(first);

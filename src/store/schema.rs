@@ -17,6 +17,7 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         probe_model -> Nullable<Text>,
+        http2 -> Bool,
     }
 }
 

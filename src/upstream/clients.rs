@@ -46,7 +46,11 @@ impl UpstreamClients {
         }
         // Configurations that changed or went away since: drop their clients.
         clients.retain(|_, (p, _)| p.strong_count() > 0);
-        let client = build_client(self.connect_timeout, self.per_provider);
+        let client = if provider.http2 {
+            super::build_http2_client(self.connect_timeout, self.per_provider)
+        } else {
+            build_client(self.connect_timeout, self.per_provider)
+        };
         clients.insert(key, (Arc::downgrade(provider), client.clone()));
         client
     }

@@ -9,6 +9,7 @@ pub mod body;
 pub mod classify;
 pub mod clients;
 pub mod sse;
+pub mod tls;
 pub mod usage;
 
 use std::time::Duration;
@@ -26,8 +27,22 @@ use crate::provider::spec::ProviderConfig;
 /// and following it would re-send the body and the key to wherever it points. The 3xx counts
 /// as the provider's failure, like any other unusable answer. (awc's redirect layer would also
 /// copy every request to be able to re-send it.)
+///
+/// TLS uses the installed trust store and offers HTTP/1.1 only (see `tls`).
 pub fn build_client(connect_timeout: Duration, limit: usize) -> Client {
-    let connector = Connector::new().timeout(connect_timeout).limit(limit);
+    client_with(tls::current(), connect_timeout, limit)
+}
+
+/// Like [`build_client`], for a provider that opted into HTTP/2: `h2` is offered first.
+pub fn build_http2_client(connect_timeout: Duration, limit: usize) -> Client {
+    client_with(tls::current_http2(), connect_timeout, limit)
+}
+
+fn client_with(tls: std::sync::Arc<rustls::ClientConfig>, connect_timeout: Duration, limit: usize) -> Client {
+    let connector = Connector::new()
+        .rustls_0_23(tls)
+        .timeout(connect_timeout)
+        .limit(limit);
     Client::builder()
         .connector(connector)
         .disable_timeout()

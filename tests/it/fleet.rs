@@ -547,7 +547,8 @@ async fn changes_land_and_start_up_survives_what_the_fleet_stored() {
     let keyed = mock("keyed", Behavior::ok()).await;
     let dir = tempfile::tempdir().unwrap();
     let file = config_file(&dir, &[("good", good.base_url(), "m")], "");
-    let key = ("FLEET_TEST_KEYED_KEY", "sk-keyed-secret-000000");
+    // The admin API reads only variables with the `api_key_env_prefix` (SWITCHYARD_KEY_).
+    let key = ("SWITCHYARD_KEY_FLEET_TEST_KEYED", "sk-keyed-secret-000000");
     let a = Instance::start_with_env(db.url(), &file, &[key]);
     let b = Instance::start(db.url(), &file);
     let mut c = Instance::start(db.url(), &file);
@@ -658,7 +659,13 @@ async fn changes_land_and_start_up_survives_what_the_fleet_stored() {
         entry["load_error"].as_str().unwrap_or("").contains(key.0),
         "{entry}"
     );
-    let mut r = client.get(format!("{}/readyz", c.url)).send().await.unwrap();
+    // The detail is for the admin token (the open answer is the status alone).
+    let mut r = client
+        .get(format!("{}/readyz", c.url))
+        .insert_header(("authorization", format!("Bearer {ADMIN_TOKEN}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let ready: serde_json::Value = serde_json::from_slice(&r.body().await.unwrap()).unwrap();
     assert_eq!(ready["providers_not_loaded"][0]["name"], "keyed", "{ready}");

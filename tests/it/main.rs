@@ -15,5 +15,6 @@ mod fleet;
 mod health;
 mod hostile;
 mod routing;
+mod security;
 mod stats;
 mod streaming;

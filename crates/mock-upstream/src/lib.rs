@@ -46,6 +46,7 @@ mod tools;
 use std::{
     io,
     net::SocketAddr,
+    path::PathBuf,
     sync::{Arc, atomic::Ordering::Relaxed},
     time::Instant,
 };
@@ -71,6 +72,8 @@ pub struct RecordedRequest {
     pub body: serde_json::Value,
     /// When the request reached the handler.
     pub at: Instant,
+    /// The protocol it came over: `HTTP/1.1` or `HTTP/2.0`.
+    pub version: String,
 }
 
 impl RecordedRequest {
@@ -98,6 +101,9 @@ pub struct MockOptions {
     pub record: bool,
     /// Initial behaviour.
     pub behavior: Behavior,
+    /// Serve HTTPS (HTTP/2 and HTTP/1.1 offered) with this certificate chain and key (PEM
+    /// files); `base_url` then says `https://`.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl Default for MockOptions {
@@ -109,6 +115,7 @@ impl Default for MockOptions {
             workers: 1,
             record: true,
             behavior: Behavior::default(),
+            tls: None,
         }
     }
 }
@@ -129,6 +136,8 @@ impl MockOptions {
 pub struct MockHandle {
     shared: Arc<Shared>,
     addr: SocketAddr,
+    /// `http` or `https`.
+    scheme: &'static str,
 }
 
 impl MockHandle {
@@ -144,7 +153,7 @@ impl MockHandle {
 
     /// `http://<addr>/v1`, the value to configure as an upstream base URL.
     pub fn base_url(&self) -> String {
-        format!("http://{}/v1", self.addr)
+        format!("{}://{}/v1", self.scheme, self.addr)
     }
 
     /// Replaces the behaviour; takes effect on the next request.
@@ -246,8 +255,14 @@ impl MockUpstream {
         .workers(opts.workers.max(1))
         // Tests own the process's signals; stopping is explicit (stop() or Drop).
         .disable_signals()
-        .shutdown_timeout(0)
-        .bind((opts.host.as_str(), opts.port))?;
+        .shutdown_timeout(0);
+        let (http, scheme) = match &opts.tls {
+            None => (http.bind((opts.host.as_str(), opts.port))?, "http"),
+            Some((cert, key)) => (
+                http.bind_rustls_0_23((opts.host.as_str(), opts.port), tls_config(cert, key)?)?,
+                "https",
+            ),
+        };
         let addr = http
             .addrs()
             .first()
@@ -257,7 +272,7 @@ impl MockUpstream {
         let server = srv.handle();
         let task = tokio::spawn(srv);
         Ok(MockUpstream {
-            handle: MockHandle { shared, addr },
+            handle: MockHandle { shared, addr, scheme },
             server,
             task: Some(task),
         })
@@ -348,4 +363,22 @@ impl Drop for MockUpstream {
         // The stop command is sent synchronously; the returned future only waits for it.
         drop(self.server.stop(false));
     }
+}
+
+/// The server TLS configuration from PEM files (the first certificate chain and key).
+fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> io::Result<rustls::ServerConfig> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |e: &dyn std::fmt::Display| io::Error::new(io::ErrorKind::InvalidData, e.to_string());
+    let chain = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| bad(&e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(&e))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(&e))?;
+    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(&e))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| bad(&e))
 }

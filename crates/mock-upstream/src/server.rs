@@ -178,6 +178,7 @@ impl Shared {
             headers,
             body,
             at: Instant::now(),
+            version: format!("{:?}", req.version()),
         };
         let mut log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
         if log.len() >= MAX_RECORDED {

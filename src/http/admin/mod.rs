@@ -8,9 +8,8 @@ pub mod providers;
 pub mod recent;
 pub mod usage;
 
-use std::future::{Ready, ready};
-
 use actix_web::{FromRequest, HttpRequest, web};
+use futures_util::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
 
 use super::{AppState, auth, read_body};
@@ -25,14 +24,17 @@ pub struct Admin;
 
 impl FromRequest for Admin {
     type Error = ApiError;
-    type Future = Ready<Result<Admin, ApiError>>;
+    type Future = LocalBoxFuture<'static, Result<Admin, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let result = match req.app_data::<web::Data<AppState>>() {
-            Some(state) => auth::check_admin(req, state).map(|()| Admin),
-            None => Err(ApiError::Internal("application state missing".into())),
-        };
-        ready(result)
+        let req = req.clone();
+        Box::pin(async move {
+            match req.app_data::<web::Data<AppState>>() {
+                // A failure is logged and slowed down per peer (see `auth`).
+                Some(state) => auth::check_admin_slow(&req, state).await.map(|()| Admin),
+                None => Err(ApiError::Internal("application state missing".into())),
+            }
+        })
     }
 }
 

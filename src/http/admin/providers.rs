@@ -20,6 +20,7 @@ use crate::provider::not_loaded::NotLoadedProvider;
 use crate::provider::spec::{ProviderConfig, ProviderSpec};
 use crate::provider::standing::Standing;
 use crate::provider::{ApplyStanding, GetState, ProbeSettings, ProviderState, from_row, probe, to_new_row};
+use crate::sealing::ProviderKeys;
 use crate::store::{self, NewProvider, ProviderRow, StoreError};
 use crate::supervisor::{AddProvider, ListProviders, ProviderEntry, RemoveProvider, UpdateProvider};
 
@@ -63,6 +64,7 @@ pub fn config_view(c: &ProviderConfig) -> serde_json::Value {
         "timeout_ms": c.timeout_ms,
         "probe_model": c.probe_model,
         "enabled": c.enabled,
+        "http2": c.http2,
     })
 }
 
@@ -103,6 +105,19 @@ static APPLY_IN_COMMIT_ORDER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const
 
 fn env(k: &str) -> Option<String> {
     std::env::var(k).ok()
+}
+
+/// `api_key_env` through the admin API may only name a variable the operator allowed (the
+/// prefix, or a name the config file uses): the process environment also holds the database
+/// URL and cloud credentials.
+fn check_key_env(keys: &ProviderKeys, spec: &ProviderSpec) -> Result<(), ApiError> {
+    match &spec.api_key_env {
+        Some(var) if !keys.env_allowed(var) => Err(ApiError::InvalidField {
+            field: "api_key_env".into(),
+            message: keys.env_refusal(var),
+        }),
+        _ => Ok(()),
+    }
 }
 
 fn probe_settings(state: &AppState) -> ProbeSettings {
@@ -175,6 +190,7 @@ pub async fn create(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let spec: ProviderSpec = json_body(&req, payload).await?;
+    check_key_env(&state.keys, &spec)?;
     let config = spec.validate(0, state.config.routing.request_timeout_ms, &env)?;
     if name_taken(&state, &config.name, None).await? {
         return Err(ApiError::Conflict(format!(
@@ -197,7 +213,7 @@ pub async fn create(
         would["id"] = serde_json::Value::Null;
         return Ok(HttpResponse::Ok().json(serde_json::json!({ "valid": true, "provider": would })));
     }
-    let row = to_new_row(&config);
+    let row = to_new_row(&config, &state.keys).map_err(|e| ApiError::Internal(e.to_string()))?;
     let _in_order = APPLY_IN_COMMIT_ORDER.lock().await;
     let name = config.name.clone();
     let stored = store::run(&state.store, move |db| db.insert_provider(&row))
@@ -207,8 +223,13 @@ pub async fn create(
             StoreError::Conflict(_) => ApiError::Conflict(format!("a provider named {name} exists")),
             other => other.into(),
         })?;
-    let config =
-        from_row(&stored, state.config.routing.request_timeout_ms, &env).map_err(ApiError::Internal)?;
+    let config = from_row(
+        &stored,
+        &state.keys,
+        state.config.routing.request_timeout_ms,
+        &env,
+    )
+    .map_err(ApiError::Internal)?;
     let actor = state
         .supervisor
         .send(AddProvider {
@@ -222,6 +243,7 @@ pub async fn create(
         config.id,
         config.base_url
     );
+    crate::upstream::tls::warn_if_key_in_clear(&config.name, &config.base_url, !config.api_key.is_empty());
     state.events.publish(
         Event::new(
             EventKind::ProviderAdded,
@@ -245,9 +267,10 @@ pub async fn update(
     let id = path.into_inner();
     let changes: serde_json::Map<String, serde_json::Value> = json_body(&req, payload).await?;
     let timeout = state.config.routing.request_timeout_ms;
+    let keys = state.keys.clone();
     let _in_order = APPLY_IN_COMMIT_ORDER.lock().await;
     let merged = store::run(&state.store, move |db| {
-        db.merge_provider(id, move |stored| merge_onto(stored, changes, timeout))
+        db.merge_provider(id, move |stored| merge_onto(stored, changes, &keys, timeout))
     })
     .await;
     let stored = match merged {
@@ -259,7 +282,7 @@ pub async fn update(
         }
         Err(e) => return Err(e.into()),
     };
-    let config = from_row(&stored, timeout, &env).map_err(ApiError::Internal)?;
+    let config = from_row(&stored, &state.keys, timeout, &env).map_err(ApiError::Internal)?;
     state.not_loaded.remove(id);
     if !state.supervisor.send(UpdateProvider(config.clone())).await? {
         // It was not routed here (it did not load): it is now.
@@ -272,6 +295,7 @@ pub async fn update(
             .await?;
     }
     log::info!("provider {} (id {id}) updated", config.name);
+    crate::upstream::tls::warn_if_key_in_clear(&config.name, &config.base_url, !config.api_key.is_empty());
     state.events.publish(
         Event::new(
             EventKind::ProviderUpdated,
@@ -291,10 +315,11 @@ pub async fn update(
 fn merge_onto(
     stored: &ProviderRow,
     changes: serde_json::Map<String, serde_json::Value>,
+    keys: &ProviderKeys,
     timeout_ms: u64,
 ) -> Result<NewProvider, ApiError> {
     let any_key = |k: &str| env(k).or_else(|| Some("unset".into()));
-    let current = from_row(stored, timeout_ms, &any_key).map_err(|reason| {
+    let current = from_row(stored, keys, timeout_ms, &any_key).map_err(|reason| {
         ApiError::Conflict(format!(
             "provider {} is stored in a form this version cannot read ({reason}); delete and add it again",
             stored.id
@@ -316,8 +341,9 @@ fn merge_onto(
         obj.insert(k, v);
     }
     let spec: ProviderSpec = parse_json(merged.to_string().as_bytes())?;
+    check_key_env(keys, &spec)?;
     let config = spec.validate(stored.id, timeout_ms, &env)?;
-    Ok(to_new_row(&config))
+    to_new_row(&config, keys).map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 /// `DELETE /api/providers/{id}`: no new request goes to it; requests already using it finish.
