@@ -22,6 +22,7 @@
 //! attempt that started after the mark (`LoadCounters::started_after_mark`) recovers it.
 
 pub mod health;
+pub mod kind;
 pub mod load;
 pub mod not_loaded;
 pub mod probe;

@@ -1,15 +1,18 @@
-//! The real API call that checks a provider: a 1-token chat completion on its first model, or
-//! `GET {base_url}/models`, as configured. Used by the retry timer, the background sweep and
+//! The real API call that checks a provider: a 1-token chat completion on its first model (a
+//! 1-token `/messages` call for an Anthropic-kind provider), or `GET {base_url}/models`, as
+//! configured. Used by the retry timer, the background sweep and
 //! forced checks.
 
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::kind::{Endpoint, ProviderKind};
 use super::spec::ProviderConfig;
 use crate::config::ProbeKind;
 use crate::routing::failover::{AttemptError, Phase, StatusClass, classify_status, has_openai_error};
 use crate::upstream::classify;
+use crate::upstream::DEFAULT_ANTHROPIC_VERSION;
 
 /// How probes are made.
 #[derive(Debug, Clone, Copy)]
@@ -95,13 +98,17 @@ pub async fn probe(config: &ProviderConfig, settings: ProbeSettings) -> ProbeRes
         client(settings.connect_timeout)
     };
     let started = Instant::now();
+    let anthropic = config.kind == ProviderKind::Anthropic;
     let sent = match settings.kind {
         ProbeKind::Models => {
             let mut req = client
-                .get(format!("{}/models", config.base_url))
+                .get(config.wire.models_url.clone())
                 .timeout(settings.timeout);
-            if let Some(auth) = &config.wire.authorization {
-                req = req.insert_header(("authorization", auth.clone()));
+            if let Some((name, value)) = &config.wire.credential {
+                req = req.insert_header((name.clone(), value.clone()));
+            }
+            if anthropic {
+                req = req.insert_header(("anthropic-version", DEFAULT_ANTHROPIC_VERSION));
             }
             req.send().await
         }
@@ -113,17 +120,26 @@ pub async fn probe(config: &ProviderConfig, settings: ProbeSettings) -> ProbeRes
                     .map(|m| m.upstream().unwrap_or(m.name()))
                     .unwrap_or_default()
             });
+            // The same 1-token question in the provider's own format.
             let body = serde_json::json!({
                 "model": model,
                 "messages": [{"role": "user", "content": "ping"}],
                 "max_tokens": 1,
             });
+            let endpoint = if anthropic {
+                Endpoint::Messages
+            } else {
+                Endpoint::Chat
+            };
             let mut req = client
-                .post(config.wire.chat_url.clone())
+                .post(config.wire.url(endpoint).clone())
                 .timeout(settings.timeout)
                 .insert_header(("content-type", "application/json"));
-            if let Some(auth) = &config.wire.authorization {
-                req = req.insert_header(("authorization", auth.clone()));
+            if let Some((name, value)) = &config.wire.credential {
+                req = req.insert_header((name.clone(), value.clone()));
+            }
+            if anthropic {
+                req = req.insert_header(("anthropic-version", DEFAULT_ANTHROPIC_VERSION));
             }
             req.send_body(body.to_string()).await
         }

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::sealing::{ProviderKeys, SealError};
+pub use super::kind::{Endpoint, ProviderKind, Service};
 use crate::secret::Secret;
 use crate::store::{NewProvider, ProviderRow};
 
@@ -63,6 +64,13 @@ pub struct ProviderSpec {
     /// Offer HTTP/2 to this upstream (TLS ALPN); HTTP/1.1 otherwise. See `upstream::tls`.
     #[serde(default)]
     pub http2: bool,
+    /// The API the provider speaks: `openai` (the default) or `anthropic`.
+    #[serde(default)]
+    pub kind: ProviderKind,
+    /// The endpoints the provider serves, when fewer than every endpoint of its kind (an
+    /// OpenAI-compatible server without `/responses`, an embeddings-only one).
+    #[serde(default)]
+    pub endpoints: Option<Vec<Endpoint>>,
 }
 
 fn default_weight() -> i64 {
@@ -90,6 +98,9 @@ pub struct ProviderConfig {
     pub probe_model: Option<String>,
     /// HTTP/2 offered to the upstream (opt-in).
     pub http2: bool,
+    pub kind: ProviderKind,
+    /// As the operator wrote it; `None` means every endpoint of the kind.
+    pub endpoints: Option<Vec<Endpoint>>,
     /// What goes on the wire, prepared once instead of per request.
     pub wire: Wire,
 }
@@ -101,34 +112,74 @@ pub struct Wire {
     pub chat_url: awc::http::Uri,
     /// `{base_url}/models`.
     pub models_url: awc::http::Uri,
-    /// `Bearer {api_key}`, marked sensitive so it is never printed; `None` without a key.
+    /// `{base_url}/messages`, `/embeddings`, `/responses`, `/completions`: the other
+    /// endpoints' targets, in `Endpoint::ALL` order after chat (see [`Wire::url`]).
+    other_urls: [awc::http::Uri; 4],
+    /// `Bearer {api_key}` for an OpenAI-kind provider, marked sensitive so it is never
+    /// printed; `None` without a key or for another kind.
     pub authorization: Option<awc::http::header::HeaderValue>,
+    /// The credential header of the provider's kind (`authorization: Bearer …` or
+    /// `x-api-key: …`), sensitive; `None` without a key.
+    pub credential: Option<(awc::http::header::HeaderName, awc::http::header::HeaderValue)>,
     /// The provider's name as the `x-switchyard-provider` response header.
     pub name_header: awc::http::header::HeaderValue,
+    pub kind: ProviderKind,
 }
 
 impl Wire {
-    fn new(name: &str, base_url: &str, key: &Secret) -> Result<Wire, FieldError> {
+    fn new(name: &str, base_url: &str, key: &Secret, kind: ProviderKind) -> Result<Wire, FieldError> {
         let uri = |path: &str| {
             format!("{base_url}{path}")
                 .parse::<awc::http::Uri>()
                 .map_err(|_| FieldError::new("base_url", "is not a valid URL"))
         };
-        let authorization = if key.is_empty() {
+        let credential = if key.is_empty() {
             None
         } else {
-            let mut v = awc::http::header::HeaderValue::from_str(&format!("Bearer {}", key.expose()))
+            let (header, text) = match kind {
+                ProviderKind::OpenAi => (
+                    awc::http::header::AUTHORIZATION,
+                    format!("Bearer {}", key.expose()),
+                ),
+                ProviderKind::Anthropic => (
+                    awc::http::header::HeaderName::from_static("x-api-key"),
+                    key.expose().to_string(),
+                ),
+            };
+            let mut v = awc::http::header::HeaderValue::from_str(&text)
                 .map_err(|_| FieldError::new("api_key", "must be printable ASCII"))?;
             v.set_sensitive(true);
-            Some(v)
+            Some((header, v))
         };
         Ok(Wire {
-            chat_url: uri("/chat/completions")?,
+            chat_url: uri(Endpoint::Chat.path())?,
             models_url: uri("/models")?,
-            authorization,
+            other_urls: [
+                uri(Endpoint::Messages.path())?,
+                uri(Endpoint::Embeddings.path())?,
+                uri(Endpoint::Responses.path())?,
+                uri(Endpoint::Completions.path())?,
+            ],
+            authorization: match (&credential, kind) {
+                (Some((_, v)), ProviderKind::OpenAi) => Some(v.clone()),
+                _ => None,
+            },
+            credential,
             name_header: awc::http::header::HeaderValue::from_str(name)
                 .map_err(|_| FieldError::new("name", "must be printable ASCII"))?,
+            kind,
         })
+    }
+
+    /// The upstream URL of an endpoint.
+    pub fn url(&self, endpoint: Endpoint) -> &awc::http::Uri {
+        match endpoint {
+            Endpoint::Chat => &self.chat_url,
+            Endpoint::Messages => &self.other_urls[0],
+            Endpoint::Embeddings => &self.other_urls[1],
+            Endpoint::Responses => &self.other_urls[2],
+            Endpoint::Completions => &self.other_urls[3],
+        }
     }
 }
 
@@ -239,7 +290,33 @@ impl ProviderSpec {
             }
             Some(m) => Some(m.to_string()),
         };
-        let wire = Wire::new(name, &base_url, &api_key)?;
+        let endpoints = match &self.endpoints {
+            None => None,
+            Some(list) if list.is_empty() => {
+                return Err(FieldError::new(
+                    "endpoints",
+                    "list at least one endpoint, or leave it out",
+                ));
+            }
+            Some(list) => {
+                let native = self.kind.native_endpoints();
+                if let Some(e) = list.iter().find(|e| !native.contains(e)) {
+                    return Err(FieldError::new(
+                        "endpoints",
+                        format!(
+                            "a provider of kind {} has no {} endpoint",
+                            self.kind.as_str(),
+                            e.as_str()
+                        ),
+                    ));
+                }
+                let mut list = list.clone();
+                list.sort();
+                list.dedup();
+                Some(list)
+            }
+        };
+        let wire = Wire::new(name, &base_url, &api_key, self.kind)?;
         Ok(ProviderConfig {
             id,
             name: name.to_string(),
@@ -254,6 +331,8 @@ impl ProviderSpec {
             enabled: self.enabled,
             probe_model,
             http2: self.http2,
+            kind: self.kind,
+            endpoints,
         })
     }
 }
@@ -286,6 +365,18 @@ impl ProviderConfig {
         self.models.iter().find(|m| m.name() == name)
     }
 
+    /// The endpoints the upstream offers: the operator's list, else every one of its kind.
+    pub fn offered_endpoints(&self) -> &[Endpoint] {
+        self.endpoints
+            .as_deref()
+            .unwrap_or_else(|| self.kind.native_endpoints())
+    }
+
+    /// How this provider serves a client endpoint, if at all (natively or translated).
+    pub fn serves(&self, endpoint: Endpoint) -> Option<Service> {
+        ProviderKind::serves(self.offered_endpoints(), endpoint)
+    }
+
     /// Back to the form an operator writes; the key is masked unless `reveal` (for storage).
     pub fn to_spec(&self) -> ProviderSpec {
         ProviderSpec {
@@ -304,6 +395,8 @@ impl ProviderConfig {
             enabled: self.enabled,
             probe_model: self.probe_model.clone(),
             http2: self.http2,
+            kind: self.kind,
+            endpoints: self.endpoints.clone(),
         }
     }
 }
@@ -344,6 +437,14 @@ pub fn from_row(
         enabled: row.enabled,
         probe_model: row.probe_model.clone(),
         http2: row.http2,
+        kind: serde_json::from_value(row.kind.clone().into())
+            .map_err(|_| format!("stored kind {:?} is not known", row.kind))?,
+        endpoints: row
+            .endpoints
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(|e| format!("stored endpoints are not valid: {e}"))?,
     };
     spec.validate(row.id, default_timeout_ms, env)
         .map_err(|e| e.to_string())
@@ -369,6 +470,11 @@ pub fn to_new_row(c: &ProviderConfig, keys: &ProviderKeys) -> Result<NewProvider
         updated_at: crate::store::now_naive(),
         probe_model: c.probe_model.clone(),
         http2: c.http2,
+        kind: c.kind.as_str().to_string(),
+        endpoints: c
+            .endpoints
+            .as_ref()
+            .map(|e| serde_json::to_string(e).unwrap_or_else(|_| "[]".into())),
     })
 }
 
@@ -415,6 +521,54 @@ mod tests {
             field(|s| s.api_key_env = Some("NOPE_NOT_SET".into())),
             "api_key_env"
         );
+    }
+
+    #[test]
+    fn kinds_prepare_their_own_credentials_and_endpoints() {
+        let c = spec().validate(1, 1000, &no_env).unwrap();
+        assert_eq!(c.kind, ProviderKind::OpenAi);
+        let (name, value) = c.wire.credential.clone().unwrap();
+        assert_eq!(name, "authorization");
+        assert!(value.is_sensitive());
+        assert_eq!(c.wire.authorization, Some(value));
+        assert_eq!(c.serves(Endpoint::Messages), Some(Service::Translated));
+        assert_eq!(
+            c.wire.url(Endpoint::Embeddings),
+            "http://127.0.0.1:9/v1/embeddings"
+        );
+
+        let mut s = spec();
+        s.kind = ProviderKind::Anthropic;
+        let c = s.validate(1, 1000, &no_env).unwrap();
+        let (name, value) = c.wire.credential.clone().unwrap();
+        assert_eq!(name, "x-api-key");
+        assert_eq!(value.to_str().unwrap(), "sk-abc");
+        assert!(value.is_sensitive() && c.wire.authorization.is_none());
+        assert_eq!(c.wire.url(Endpoint::Messages), "http://127.0.0.1:9/v1/messages");
+        assert_eq!(c.serves(Endpoint::Chat), Some(Service::Translated));
+        assert_eq!(c.serves(Endpoint::Embeddings), None);
+        assert!(!format!("{c:?}").contains("sk-abc"), "the key is never printed");
+    }
+
+    #[test]
+    fn endpoints_narrow_and_must_belong_to_the_kind() {
+        let mut s = spec();
+        s.endpoints = Some(vec![Endpoint::Embeddings, Endpoint::Chat, Endpoint::Chat]);
+        let c = s.validate(1, 1000, &no_env).unwrap();
+        assert_eq!(c.endpoints, Some(vec![Endpoint::Chat, Endpoint::Embeddings]));
+        assert_eq!(c.serves(Endpoint::Responses), None);
+        assert_eq!(c.to_spec().endpoints, c.endpoints);
+        s.endpoints = Some(vec![Endpoint::Messages]);
+        assert_eq!(s.validate(1, 1000, &no_env).unwrap_err().field, "endpoints");
+        s.endpoints = Some(vec![]);
+        assert_eq!(s.validate(1, 1000, &no_env).unwrap_err().field, "endpoints");
+        s.kind = ProviderKind::Anthropic;
+        s.endpoints = Some(vec![Endpoint::Chat]);
+        assert_eq!(s.validate(1, 1000, &no_env).unwrap_err().field, "endpoints");
+        let bad: Result<ProviderSpec, _> = serde_json::from_value(serde_json::json!({
+            "name": "p", "base_url": "http://h/v1", "models": ["a"], "kind": "gemini"
+        }));
+        assert!(bad.is_err());
     }
 
     #[test]

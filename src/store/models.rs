@@ -28,6 +28,10 @@ pub struct ProviderRow {
     pub updated_at: NaiveDateTime,
     pub probe_model: Option<String>,
     pub http2: bool,
+    /// `openai` or `anthropic` (`ProviderKind`).
+    pub kind: String,
+    /// JSON array of endpoint names, or NULL for every endpoint of the kind.
+    pub endpoints: Option<String>,
 }
 
 /// The writable columns of `providers`, for inserts and full updates. `Debug` redacts the key.
@@ -46,6 +50,10 @@ pub struct NewProvider {
     pub updated_at: NaiveDateTime,
     pub probe_model: Option<String>,
     pub http2: bool,
+    /// `openai` or `anthropic` (`ProviderKind`).
+    pub kind: String,
+    /// JSON array of endpoint names, or NULL for every endpoint of the kind.
+    pub endpoints: Option<String>,
 }
 
 /// One row of `provider_validations`: a provider's persisted health.

@@ -18,6 +18,8 @@ diesel::table! {
         updated_at -> Timestamp,
         probe_model -> Nullable<Text>,
         http2 -> Bool,
+        kind -> Text,
+        endpoints -> Nullable<Text>,
     }
 }
 

@@ -18,7 +18,62 @@ use awc::http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use awc::{Client, ClientResponse, Connector};
 use bytes::Bytes;
 
+use crate::provider::kind::{Endpoint, ProviderKind};
 use crate::provider::spec::ProviderConfig;
+
+/// The Anthropic API version sent when the client named none.
+pub const DEFAULT_ANTHROPIC_VERSION: HeaderValue = HeaderValue::from_static("2023-06-01");
+
+/// Headers of the client's request that an Anthropic-kind upstream is given as they came:
+/// `anthropic-version` (else [`DEFAULT_ANTHROPIC_VERSION`]) and `anthropic-beta`.
+#[derive(Debug, Clone, Default)]
+pub struct ClientHeaders {
+    pub anthropic_version: Option<HeaderValue>,
+    pub anthropic_beta: Option<HeaderValue>,
+}
+
+impl ClientHeaders {
+    pub fn from_request(headers: &awc::http::header::HeaderMap) -> Self {
+        ClientHeaders {
+            anthropic_version: headers.get("anthropic-version").cloned(),
+            anthropic_beta: headers.get("anthropic-beta").cloned(),
+        }
+    }
+}
+
+/// Sends one request to `endpoint` of a provider, with its kind's credential and headers, and
+/// waits for the response head (at most `timeout`).
+pub async fn send_to(
+    client: &Client,
+    provider: &ProviderConfig,
+    endpoint: Endpoint,
+    body: Bytes,
+    stream: bool,
+    timeout: Duration,
+    client_headers: &ClientHeaders,
+) -> Result<ClientResponse, awc::error::SendRequestError> {
+    const JSON: HeaderValue = HeaderValue::from_static("application/json");
+    const EVENT_STREAM: HeaderValue = HeaderValue::from_static("text/event-stream");
+    let mut req = client
+        .post(provider.wire.url(endpoint).clone())
+        .timeout(timeout)
+        .insert_header((CONTENT_TYPE, JSON))
+        .insert_header((ACCEPT, if stream { EVENT_STREAM } else { JSON }));
+    if let Some((name, value)) = &provider.wire.credential {
+        req = req.insert_header((name.clone(), value.clone()));
+    }
+    if provider.kind == ProviderKind::Anthropic {
+        let version = client_headers
+            .anthropic_version
+            .clone()
+            .unwrap_or(DEFAULT_ANTHROPIC_VERSION);
+        req = req.insert_header(("anthropic-version", version));
+        if let Some(beta) = &client_headers.anthropic_beta {
+            req = req.insert_header(("anthropic-beta", beta.clone()));
+        }
+    }
+    req.send_body(body).await
+}
 
 /// Builds a client with a connect timeout and no default request timeout (each request sets
 /// its own from the provider and the request's deadline).

@@ -14,6 +14,7 @@ mod failover;
 mod fleet;
 mod health;
 mod hostile;
+mod kinds;
 mod routing;
 mod security;
 mod stats;

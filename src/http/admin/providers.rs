@@ -65,6 +65,8 @@ pub fn config_view(c: &ProviderConfig) -> serde_json::Value {
         "probe_model": c.probe_model,
         "enabled": c.enabled,
         "http2": c.http2,
+        "kind": c.kind,
+        "endpoints": c.offered_endpoints(),
     })
 }
 

@@ -1,0 +1,2 @@
+ALTER TABLE providers DROP COLUMN endpoints;
+ALTER TABLE providers DROP COLUMN kind;
