@@ -34,6 +34,7 @@ pub mod secret;
 pub mod stats;
 pub mod store;
 pub mod supervisor;
+pub mod translate;
 pub mod upstream;
 
 pub use app::{Running, StartOptions, StartupError, start};

@@ -21,18 +21,45 @@ use crate::routing::{AttemptError, Phase};
 /// chunk comes near it), so memory per stream stays bounded.
 pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
 
+/// The event format of an upstream stream: how it ends, where its usage is, how it reports
+/// an error.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StreamFormat {
+    /// OpenAI chat and legacy completions: `data: [DONE]` ends it; `usage` in a chunk.
+    #[default]
+    OpenAi,
+    /// Anthropic Messages: `message_stop` ends it; usage in `message_start` and (cumulative)
+    /// `message_delta`; `event: error` reports a failure.
+    Anthropic,
+    /// OpenAI Responses: `response.completed`, `response.incomplete` or `response.failed`
+    /// ends it, with `response.usage`; an `error` event reports a failure.
+    Responses,
+}
+
 /// Reads SSE events out of a byte stream, keeping only what it needs.
 #[derive(Debug, Default)]
 pub struct SseObserver {
     tail: Vec<u8>,
+    pub format: StreamFormat,
     /// An event grew past `MAX_EVENT_BYTES`; nothing more is read.
     pub oversized: bool,
     pub usage: Option<TokenUsage>,
     pub done: bool,
     pub bytes: u64,
+    /// The message of an error event the upstream sent mid-stream (Anthropic, Responses).
+    pub upstream_error: Option<String>,
+    /// Anthropic's counts so far (its usage arrives in two events).
+    anthropic: crate::translate::Tokens,
 }
 
 impl SseObserver {
+    pub fn new(format: StreamFormat) -> Self {
+        SseObserver {
+            format,
+            ..SseObserver::default()
+        }
+    }
+
     /// Feeds one chunk of the stream.
     pub fn feed(&mut self, chunk: &[u8]) {
         self.bytes = self.bytes.saturating_add(chunk.len() as u64);
@@ -80,6 +107,9 @@ impl SseObserver {
     }
 
     fn on_event(&mut self, event: &[u8]) {
+        if self.format != StreamFormat::OpenAi {
+            return self.on_typed_event(event);
+        }
         for line in event.split(|b| *b == b'\n') {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             let Some(data) = line.strip_prefix(b"data:") else {
@@ -94,6 +124,107 @@ impl SseObserver {
                 self.usage = Some(u);
             }
         }
+    }
+}
+
+impl SseObserver {
+    /// Anthropic and Responses events: each `data:` is a JSON object whose `type` names it.
+    fn on_typed_event(&mut self, event: &[u8]) {
+        #[derive(serde::Deserialize)]
+        struct Typed<'a> {
+            #[serde(borrow, rename = "type")]
+            kind: std::borrow::Cow<'a, str>,
+            #[serde(default)]
+            message: Option<serde_json::Value>,
+            #[serde(default)]
+            usage: Option<serde_json::Value>,
+            #[serde(default)]
+            response: Option<serde_json::Value>,
+            #[serde(default)]
+            error: Option<serde_json::Value>,
+        }
+        for line in event.split(|b| *b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let Some(data) = line.strip_prefix(b"data:") else {
+                continue;
+            };
+            // Deltas are most of a stream and carry nothing the observer needs.
+            let delta = contains(data, b"_delta\"") || contains(data, b".delta\"");
+            if delta && !contains(data, b"\"usage\"") {
+                continue;
+            }
+            let Ok(e) = serde_json::from_slice::<Typed>(data.trim_ascii()) else {
+                continue;
+            };
+            let error_message = |e: &Option<serde_json::Value>| {
+                let message = e
+                    .as_ref()
+                    .and_then(|e| e.get("message"))
+                    .and_then(|m| m.as_str())
+                    .unwrap_or("unknown error");
+                super::classify::scrub(message)
+            };
+            match (self.format, e.kind.as_ref()) {
+                (StreamFormat::Anthropic, "message_start") => {
+                    if let Some(u) = e.message.as_ref().and_then(|m| m.get("usage")) {
+                        self.anthropic = crate::translate::Tokens::from_anthropic(u);
+                        self.set_anthropic_usage();
+                    }
+                }
+                (StreamFormat::Anthropic, "message_delta") => {
+                    if let Some(u) = &e.usage {
+                        let t = crate::translate::Tokens::from_anthropic(u);
+                        let has = |k: &str| u.get(k).is_some_and(|v| !v.is_null());
+                        self.anthropic.output = t.output;
+                        if has("input_tokens") {
+                            self.anthropic.input = t.input;
+                        }
+                        if has("cache_read_input_tokens") {
+                            self.anthropic.cache_read = t.cache_read;
+                        }
+                        if has("cache_creation_input_tokens") {
+                            self.anthropic.cache_creation = t.cache_creation;
+                        }
+                        self.set_anthropic_usage();
+                    }
+                }
+                (StreamFormat::Anthropic, "message_stop") => self.done = true,
+                (StreamFormat::Anthropic, "error") | (StreamFormat::Responses, "error") => {
+                    self.upstream_error = Some(error_message(&e.error).to_string());
+                }
+                (
+                    StreamFormat::Responses,
+                    "response.completed" | "response.incomplete" | "response.failed",
+                ) => {
+                    self.done = true;
+                    if let Some(u) = e.response.as_ref().and_then(|r| r.get("usage")) {
+                        let input = u.get("input_tokens").and_then(|v| v.as_u64()).unwrap_or(0);
+                        let output = u.get("output_tokens").and_then(|v| v.as_u64()).unwrap_or(0);
+                        self.usage = Some(
+                            TokenUsage {
+                                prompt_tokens: input,
+                                completion_tokens: output,
+                                total_tokens: 0,
+                            }
+                            .clamped(),
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn set_anthropic_usage(&mut self) {
+        let t = self.anthropic;
+        self.usage = Some(
+            TokenUsage {
+                prompt_tokens: t.prompt_total(),
+                completion_tokens: t.output,
+                total_tokens: 0,
+            }
+            .clamped(),
+        );
     }
 }
 
@@ -132,7 +263,45 @@ pub trait StreamReport: 'static {
     fn finish(self: Box<Self>, end: StreamEnd, observer: &SseObserver);
 }
 
-/// The SSE error event sent when an upstream fails mid-stream.
+/// The SSE error event sent when an upstream fails mid-stream, in the client's format.
+pub fn error_event_for(format: StreamFormat, message: &str) -> Bytes {
+    match format {
+        StreamFormat::OpenAi => error_event(message),
+        StreamFormat::Anthropic => {
+            let body = serde_json::json!({
+                "type": "error", "error": { "type": "api_error", "message": message }
+            });
+            Bytes::from(format!("event: error\ndata: {body}\n\n"))
+        }
+        StreamFormat::Responses => {
+            let body = serde_json::json!({
+                "type": "error", "code": "stream_interrupted", "message": message, "param": null
+            });
+            Bytes::from(format!("event: error\ndata: {body}\n\n"))
+        }
+    }
+}
+
+/// A transformation of the bytes going to the client: taking out the usage chunk, or
+/// translating events to another format. Chunks pass one at a time; `rest` is called once at
+/// a normal end.
+pub trait ChunkTransform: 'static {
+    fn pass(&mut self, chunk: Bytes) -> Bytes;
+    fn rest(&mut self) -> Bytes {
+        Bytes::new()
+    }
+}
+
+impl ChunkTransform for UsageFilter {
+    fn pass(&mut self, chunk: Bytes) -> Bytes {
+        UsageFilter::pass(self, chunk)
+    }
+    fn rest(&mut self) -> Bytes {
+        UsageFilter::rest(self)
+    }
+}
+
+/// The SSE error event sent when an upstream fails mid-stream (OpenAI's shape).
 pub fn error_event(message: &str) -> Bytes {
     let body = serde_json::json!({
         "error": { "message": message, "type": "upstream_error", "code": "stream_interrupted" }
@@ -201,8 +370,11 @@ fn is_usage_only(event: &[u8]) -> bool {
 
 /// The upstream body, passed through and observed.
 pub struct ObservedStream<S> {
-    /// Set when the usage chunk is to be taken out (see `UsageFilter`).
-    filter: Option<UsageFilter>,
+    /// Set when the usage chunk is to be taken out (see `UsageFilter`) or the events are
+    /// translated.
+    filter: Option<Box<dyn ChunkTransform>>,
+    /// The format of the client's stream, for the error event that ends a failed stream.
+    client_format: StreamFormat,
     first: Option<Bytes>,
     inner: S,
     idle_timeout: Duration,
@@ -226,10 +398,23 @@ where
 {
     /// `first` is the chunk already read (the failover boundary); `inner` yields the rest.
     pub fn new(first: Bytes, inner: S, idle_timeout: Duration, report: Box<dyn StreamReport>) -> Self {
-        let mut observer = SseObserver::default();
+        Self::observing(StreamFormat::OpenAi, first, inner, idle_timeout, report)
+    }
+
+    /// Like [`Self::new`] for an upstream stream of `format`; the client gets the same format
+    /// unless [`Self::translated`] says otherwise.
+    pub fn observing(
+        format: StreamFormat,
+        first: Bytes,
+        inner: S,
+        idle_timeout: Duration,
+        report: Box<dyn StreamReport>,
+    ) -> Self {
+        let mut observer = SseObserver::new(format);
         observer.feed(&first);
         ObservedStream {
             filter: None,
+            client_format: format,
             first: Some(first),
             inner,
             idle_timeout,
@@ -244,7 +429,14 @@ where
 
     /// Takes the usage chunk out of what the client receives (it is still recorded).
     pub fn without_usage_chunk(mut self) -> Self {
-        self.filter = Some(UsageFilter::default());
+        self.filter = Some(Box::new(UsageFilter::default()));
+        self
+    }
+
+    /// Translates the events for a client of `client_format` (see `crate::translate`).
+    pub fn translated(mut self, client_format: StreamFormat, translator: Box<dyn ChunkTransform>) -> Self {
+        self.filter = Some(translator);
+        self.client_format = client_format;
         self
     }
 
@@ -257,7 +449,7 @@ where
     }
 
     fn fail(&mut self, error: AttemptError) -> Poll<Option<Result<Bytes, std::io::Error>>> {
-        let event = error_event(&error.client_text());
+        let event = error_event_for(self.client_format, &error.client_text());
         self.failed = Some(error);
         self.finished = true;
         Poll::Ready(Some(Ok(event)))
@@ -307,6 +499,9 @@ where
                             "it sent an event larger than {MAX_EVENT_BYTES} bytes"
                         )));
                     }
+                    if let Some(message) = this.observer.upstream_error.take() {
+                        return this.upstream_failed(chunk, message);
+                    }
                     let deadline = Instant::now() + this.idle_timeout;
                     this.idle.as_mut().reset(deadline);
                     let out = this.out(chunk);
@@ -334,10 +529,31 @@ where
 }
 
 impl<S> ObservedStream<S> {
+    /// The upstream sent an error event: the stream ends as failed. A client of the
+    /// upstream's own format already has the event in `chunk`; a translated one gets one in
+    /// its format after what was translated.
+    fn upstream_failed(
+        &mut self,
+        chunk: Bytes,
+        message: String,
+    ) -> Poll<Option<Result<Bytes, std::io::Error>>> {
+        let translated = self.filter.is_some() && self.client_format != self.observer.format;
+        let mut out = match &mut self.filter {
+            Some(f) => f.pass(chunk).to_vec(),
+            None => chunk.to_vec(),
+        };
+        if translated {
+            out.extend_from_slice(&error_event_for(self.client_format, &message));
+        }
+        self.failed = Some(AttemptError::StreamBroke(format!("it sent an error event: {message}")));
+        self.finished = true;
+        Poll::Ready(Some(Ok(Bytes::from(out))))
+    }
+
     /// The normal end: whatever the filter still holds, then nothing.
     fn end(&mut self) -> Poll<Option<Result<Bytes, std::io::Error>>> {
         self.finished = true;
-        match self.filter.as_mut().map(UsageFilter::rest) {
+        match self.filter.as_mut().map(|f| f.rest()) {
             Some(rest) if !rest.is_empty() => Poll::Ready(Some(Ok(rest))),
             _ => Poll::Ready(None),
         }
@@ -520,6 +736,73 @@ mod tests {
             o.feed(&[b'y'; 64 * 1024]);
         }
         assert!(o.oversized && o.tail.capacity() <= MAX_EVENT_BYTES);
+    }
+
+    #[test]
+    fn anthropic_and_responses_streams_are_observed() {
+        let anthropic = concat!(
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"usage\":{\"input_tokens\":10,\"cache_read_input_tokens\":3,\"output_tokens\":1}}}\n\n",
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"hi\"}}\n\n",
+            "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":6}}\n\n",
+            "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+        );
+        for split in [1, 13, anthropic.len()] {
+            let mut o = SseObserver::new(StreamFormat::Anthropic);
+            for part in anthropic.as_bytes().chunks(split) {
+                o.feed(part);
+            }
+            assert!(o.done, "split {split}");
+            assert_eq!(
+                o.usage,
+                Some(TokenUsage {
+                    prompt_tokens: 13,
+                    completion_tokens: 6,
+                    total_tokens: 19
+                })
+            );
+        }
+        let mut o = SseObserver::new(StreamFormat::Anthropic);
+        o.feed(b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n");
+        assert_eq!(o.upstream_error.as_deref(), Some("Overloaded"));
+        assert!(!o.done);
+
+        let mut o = SseObserver::new(StreamFormat::Responses);
+        o.feed(b"event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"x\"}\n\n");
+        assert!(!o.done);
+        o.feed(b"event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"r\",\"usage\":{\"input_tokens\":4,\"output_tokens\":2,\"total_tokens\":6}}}\n\n");
+        assert!(o.done);
+        assert_eq!(o.usage.map(|u| u.total_tokens), Some(6));
+    }
+
+    #[actix_rt::test]
+    async fn an_upstream_error_event_fails_a_translated_stream_in_the_clients_format() {
+        struct Nothing;
+        impl ChunkTransform for Nothing {
+            fn pass(&mut self, _: Bytes) -> Bytes {
+                Bytes::new()
+            }
+        }
+        let seen = std::rc::Rc::new(std::cell::RefCell::new(None));
+        let rest = futures_util::stream::iter(vec![Ok::<_, &str>(Bytes::from_static(
+            b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n",
+        ))])
+        .chain(futures_util::stream::pending());
+        let s = ObservedStream::observing(
+            StreamFormat::Anthropic,
+            Bytes::from_static(b"event: ping\ndata: {\"type\":\"ping\"}\n\n"),
+            rest,
+            Duration::from_secs(30),
+            Box::new(Capture(seen.clone())),
+        )
+        .translated(StreamFormat::OpenAi, Box::new(Nothing));
+        let out: Vec<_> =
+            tokio::time::timeout(Duration::from_secs(2), s.map(|r| r.unwrap()).collect::<Vec<_>>())
+                .await
+                .expect("ends at the error event");
+        let text = String::from_utf8_lossy(&out.concat()).into_owned();
+        assert!(text.starts_with("event: error\ndata: {\"error\""), "{text}");
+        assert!(text.contains("Overloaded"));
+        assert!(matches!(seen.borrow().as_ref().unwrap().0, StreamEnd::Failed(_)));
     }
 
     #[test]

@@ -1,0 +1,266 @@
+//! An Anthropic Messages event stream → OpenAI chat completion chunks, event by event.
+//!
+//! | Anthropic event | OpenAI chunk |
+//! |---|---|
+//! | `message_start` | `delta: {role: "assistant", content: ""}` |
+//! | `content_block_start` (`tool_use`) | `delta.tool_calls[n]` with `id`, `name`, empty `arguments` |
+//! | `content_block_delta` `text_delta` | `delta.content` |
+//! | `content_block_delta` `input_json_delta` | `delta.tool_calls[n].function.arguments` |
+//! | `message_delta` | (stop reason and usage remembered) |
+//! | `message_stop` | `finish_reason` chunk, the usage chunk when asked, `[DONE]` |
+//!
+//! `ping` and thinking deltas produce nothing; an `error` event is the observer's to report
+//! (it ends the stream with an error event in the client's format).
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use crate::translate::sse::{Event, SseSplitter};
+use crate::translate::{Tokens, finish_reason_from_anthropic, sse_event};
+use crate::upstream::sse::ChunkTransform;
+
+/// The translator's state: a few counters, whatever the stream's length.
+#[derive(Debug)]
+pub struct ToChatChunks {
+    splitter: SseSplitter,
+    id: String,
+    model: String,
+    created: i64,
+    /// The client asked for the usage chunk (`stream_options.include_usage`).
+    include_usage: bool,
+    /// The OpenAI index of the tool call whose block is open.
+    open_tool: Option<usize>,
+    tool_calls: usize,
+    tokens: Tokens,
+    stop_reason: Option<String>,
+    finished: bool,
+}
+
+impl ToChatChunks {
+    pub fn new(created: i64, include_usage: bool) -> Self {
+        ToChatChunks {
+            splitter: SseSplitter::default(),
+            id: String::new(),
+            model: String::new(),
+            created,
+            include_usage,
+            open_tool: None,
+            tool_calls: 0,
+            tokens: Tokens::default(),
+            stop_reason: None,
+            finished: false,
+        }
+    }
+
+    fn chunk(&self, delta: Value, finish: Option<&str>, out: &mut Vec<u8>) {
+        let c = json!({
+            "id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
+        });
+        out.extend_from_slice(&sse_event(None, &c));
+    }
+
+    /// Translates one event, appending what the client receives to `out`.
+    pub fn event(&mut self, e: &Event, out: &mut Vec<u8>) {
+        if self.finished {
+            return;
+        }
+        let Ok(data) = serde_json::from_str::<Value>(&e.data) else {
+            return;
+        };
+        let kind = data.get("type").and_then(Value::as_str).or(e.name.as_deref());
+        match kind {
+            Some("message_start") => {
+                let m = &data["message"];
+                self.id = m.get("id").and_then(Value::as_str).unwrap_or("").to_string();
+                self.model = m.get("model").and_then(Value::as_str).unwrap_or("").to_string();
+                if let Some(u) = m.get("usage") {
+                    self.tokens = Tokens::from_anthropic(u);
+                }
+                self.chunk(json!({"role": "assistant", "content": ""}), None, out);
+            }
+            Some("content_block_start") => {
+                let block = &data["content_block"];
+                match block.get("type").and_then(Value::as_str) {
+                    Some("tool_use") => {
+                        let index = self.tool_calls;
+                        self.tool_calls += 1;
+                        self.open_tool = Some(index);
+                        let call = json!({"index": index, "id": block["id"], "type": "function",
+                            "function": {"name": block["name"], "arguments": ""}});
+                        self.chunk(json!({"tool_calls": [call]}), None, out);
+                    }
+                    Some("text") => {
+                        if let Some(t) = block
+                            .get("text")
+                            .and_then(Value::as_str)
+                            .filter(|t| !t.is_empty())
+                        {
+                            self.chunk(json!({"content": t}), None, out);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Some("content_block_delta") => {
+                let delta = &data["delta"];
+                match delta.get("type").and_then(Value::as_str) {
+                    Some("text_delta") => {
+                        self.chunk(json!({"content": delta["text"]}), None, out);
+                    }
+                    Some("input_json_delta") => {
+                        if let Some(index) = self.open_tool {
+                            let call =
+                                json!({"index": index, "function": {"arguments": delta["partial_json"]}});
+                            self.chunk(json!({"tool_calls": [call]}), None, out);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Some("content_block_stop") => self.open_tool = None,
+            Some("message_delta") => {
+                if let Some(r) = data["delta"].get("stop_reason").and_then(Value::as_str) {
+                    self.stop_reason = Some(r.to_string());
+                }
+                if let Some(u) = data.get("usage") {
+                    // Counts in `message_delta` are cumulative; present ones replace.
+                    let t = Tokens::from_anthropic(u);
+                    let has = |k: &str| u.get(k).is_some_and(|v| !v.is_null());
+                    self.tokens.output = t.output;
+                    if has("input_tokens") {
+                        self.tokens.input = t.input;
+                    }
+                    if has("cache_read_input_tokens") {
+                        self.tokens.cache_read = t.cache_read;
+                    }
+                    if has("cache_creation_input_tokens") {
+                        self.tokens.cache_creation = t.cache_creation;
+                    }
+                }
+            }
+            Some("message_stop") => {
+                let finish = finish_reason_from_anthropic(self.stop_reason.as_deref());
+                self.chunk(json!({}), Some(finish), out);
+                if self.include_usage {
+                    let c = json!({
+                        "id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                        "model": self.model, "choices": [], "usage": self.tokens.to_openai(),
+                    });
+                    out.extend_from_slice(&sse_event(None, &c));
+                }
+                out.extend_from_slice(b"data: [DONE]\n\n");
+                self.finished = true;
+            }
+            _ => {}
+        }
+    }
+}
+
+impl ChunkTransform for ToChatChunks {
+    fn pass(&mut self, chunk: Bytes) -> Bytes {
+        let Ok(events) = self.splitter.push(&chunk) else {
+            // The observer fails an oversized stream; nothing more is translated.
+            self.finished = true;
+            return Bytes::new();
+        };
+        let mut out = Vec::new();
+        for e in &events {
+            self.event(e, &mut out);
+        }
+        Bytes::from(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const STREAM: &str = concat!(
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-x\",\"content\":[],\"stop_reason\":null,\"usage\":{\"input_tokens\":10,\"output_tokens\":1,\"cache_read_input_tokens\":4}}}\n\n",
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+        "event: ping\ndata: {\"type\":\"ping\"}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n",
+        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":\"look\",\"input\":{}}}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"x\\\":\"}}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"1}\"}}\n\n",
+        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":1}\n\n",
+        "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":7}}\n\n",
+        "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+    );
+
+    fn chunks(out: &[u8]) -> Vec<Value> {
+        String::from_utf8_lossy(out)
+            .split("\n\n")
+            .filter_map(|e| e.strip_prefix("data: "))
+            .map(|d| {
+                if d == "[DONE]" {
+                    json!("[DONE]")
+                } else {
+                    serde_json::from_str(d).unwrap()
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn events_become_chunks_wherever_the_stream_splits() {
+        let mut expected = None;
+        for split in [1, 7, 64, STREAM.len()] {
+            let mut t = ToChatChunks::new(1700, true);
+            let mut out = Vec::new();
+            for part in STREAM.as_bytes().chunks(split) {
+                out.extend_from_slice(&t.pass(Bytes::copy_from_slice(part)));
+            }
+            let got = chunks(&out);
+            if let Some(e) = &expected {
+                assert_eq!(&got, e, "split {split}");
+            }
+            expected = Some(got);
+        }
+        let got = expected.unwrap();
+        let deltas: Vec<&Value> = got.iter().filter_map(|c| c["choices"][0].get("delta")).collect();
+        assert_eq!(deltas[0], &json!({"role": "assistant", "content": ""}));
+        assert_eq!(deltas[1], &json!({"content": "Hi"}));
+        assert_eq!(
+            deltas[2],
+            &json!({"tool_calls": [{"index": 0, "id": "toolu_1", "type": "function", "function": {"name": "look", "arguments": ""}}]})
+        );
+        assert_eq!(deltas[3]["tool_calls"][0]["function"]["arguments"], "{\"x\":");
+        assert_eq!(deltas[4]["tool_calls"][0]["function"]["arguments"], "1}");
+        let finish = &got[got.len() - 3];
+        assert_eq!(finish["choices"][0]["finish_reason"], "tool_calls");
+        assert_eq!(finish["id"], "msg_1");
+        assert_eq!(finish["model"], "claude-x");
+        let usage = &got[got.len() - 2];
+        assert_eq!(usage["choices"], json!([]));
+        assert_eq!(
+            usage["usage"],
+            json!({"prompt_tokens": 14, "completion_tokens": 7, "total_tokens": 21, "prompt_tokens_details": {"cached_tokens": 4}})
+        );
+        assert_eq!(got.last().unwrap(), &json!("[DONE]"));
+    }
+
+    #[test]
+    fn no_usage_chunk_unless_asked_and_nothing_after_the_end() {
+        let mut t = ToChatChunks::new(0, false);
+        let mut out = t.pass(Bytes::from_static(STREAM.as_bytes())).to_vec();
+        out.extend_from_slice(&t.pass(Bytes::from_static(
+            b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"late\"}}\n\n",
+        )));
+        let got = chunks(&out);
+        assert!(got.iter().all(|c| c.get("usage").is_none()));
+        assert_eq!(got.last().unwrap(), &json!("[DONE]"));
+        assert!(!String::from_utf8_lossy(&out).contains("late"));
+    }
+
+    #[test]
+    fn garbage_events_are_skipped() {
+        let mut t = ToChatChunks::new(0, false);
+        let out = t.pass(Bytes::from_static(
+            b"data: not json\n\ndata: {\"type\":\"content_block_delta\",\"delta\":null}\n\ndata: {\"type\":\"content_block_start\",\"content_block\":5}\n\n",
+        ));
+        assert!(out.is_empty());
+    }
+}
