@@ -200,6 +200,56 @@ impl From<crate::routing::RouteError> for ApiError {
     }
 }
 
+/// An [`ApiError`] in Anthropic's shape, for the Anthropic Messages routes:
+/// `{"type": "error", "error": {"type", "message"}}`, same status and `Retry-After`. The
+/// `type` follows Anthropic's names for the status (`invalid_request_error`,
+/// `authentication_error`, `not_found_error`, `overloaded_error`…).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct AnthropicError(pub ApiError);
+
+impl<E: Into<ApiError>> From<E> for AnthropicError {
+    fn from(e: E) -> Self {
+        AnthropicError(e.into())
+    }
+}
+
+impl ResponseError for AnthropicError {
+    fn status_code(&self) -> StatusCode {
+        self.0.status_code()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ApiError::Internal(detail) = &self.0 {
+            log::error!("internal error: {detail}");
+        }
+        let status = self.status_code();
+        let mut resp = HttpResponse::build(status);
+        if let ApiError::Upstream {
+            retry_after_secs: Some(s),
+            ..
+        } = &self.0
+        {
+            resp.insert_header(("retry-after", s.to_string()));
+        }
+        let kind = crate::translate::errors::anthropic_type(status.as_u16());
+        resp.json(serde_json::json!({
+            "type": "error",
+            "error": { "type": kind, "message": self.0.to_string() },
+        }))
+    }
+}
+
+impl From<crate::translate::TranslateError> for ApiError {
+    fn from(e: crate::translate::TranslateError) -> Self {
+        ApiError::InvalidParam {
+            param: e.field,
+            code: e.code(),
+            message: e.message,
+        }
+    }
+}
+
 impl From<actix::MailboxError> for ApiError {
     fn from(_: actix::MailboxError) -> Self {
         ApiError::Unavailable("the router is shutting down".into())
@@ -215,6 +265,32 @@ mod tests {
     fn body(e: &ApiError) -> serde_json::Value {
         let bytes = e.error_response().into_body().try_into_bytes().unwrap();
         serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[test]
+    fn anthropic_routes_get_anthropic_shape() {
+        let e = AnthropicError(ApiError::UnknownModel("x".into()));
+        let r = e.error_response();
+        assert_eq!(r.status(), 404);
+        let bytes = r.into_body().try_into_bytes().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type": "error", "error": {"type": "not_found_error",
+                "message": "the model `x` is not served by any enabled provider"}})
+        );
+        let e = AnthropicError(ApiError::Upstream {
+            status: 503,
+            message: "m".into(),
+            retry_after_secs: Some(2),
+        });
+        let r = e.error_response();
+        assert_eq!(r.headers().get("retry-after").unwrap(), "2");
+        let v: serde_json::Value = serde_json::from_slice(&r.into_body().try_into_bytes().unwrap()).unwrap();
+        assert_eq!(v["error"]["type"], "overloaded_error");
+        let v = AnthropicError(ApiError::Unauthorized("no")).error_response();
+        let v: serde_json::Value = serde_json::from_slice(&v.into_body().try_into_bytes().unwrap()).unwrap();
+        assert_eq!(v["error"]["type"], "authentication_error");
     }
 
     #[test]

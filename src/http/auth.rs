@@ -1,5 +1,6 @@
 //! Keys and tokens: client keys on `/v1/*`, the admin token on `/api/*`. Both are read from
-//! `Authorization: Bearer …` and compared in constant time. A failed admin authentication is
+//! `Authorization: Bearer …` (a client key also from `x-api-key`, as Anthropic's clients send
+//! it) and compared in constant time. A failed admin authentication is
 //! logged with the peer's address (never the token) and answered more slowly the more often
 //! that peer failed lately, so guessing the token from one address is slow.
 
@@ -26,9 +27,11 @@ pub fn check_client(req: &HttpRequest, state: &AppState) -> Result<(), ApiError>
     if state.api_keys.is_empty() {
         return Ok(());
     }
-    let token = bearer(req).ok_or(ApiError::Unauthorized(
-        "missing API key: send Authorization: Bearer <key>",
-    ))?;
+    let token = bearer(req)
+        .or_else(|| req.headers().get("x-api-key")?.to_str().ok().map(str::trim))
+        .ok_or(ApiError::Unauthorized(
+            "missing API key: send Authorization: Bearer <key> or x-api-key: <key>",
+        ))?;
     // Compare against every key so the time does not tell which one came close.
     let matched = state.api_keys.iter().fold(false, |ok, k| {
         ok | constant_time_eq(k.expose().as_bytes(), token.as_bytes())
