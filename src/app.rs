@@ -247,6 +247,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
         api_keys: Arc::new(config.api_keys.iter().map(|k| Secret::new(k.clone())).collect()),
         keys: keys.clone(),
         admin_failures: Arc::default(),
+        responses: Default::default(),
     });
     // The admin listener is bound first, so the edge knows its address (port 0 in tests).
     let admin_listener = match &config.admin_listen {

@@ -2,30 +2,35 @@
 //! routing needs, then `routing::run` drives the attempts through `ChatExchange`, which sends
 //! the body (with `model` and `stream_options` spliced in place) and reads the answer: a
 //! whole JSON answer, the upstream's refusal of the client's request, or a stream committed
-//! once its first bytes arrive (later failures end it with an SSE error event).
+//! once its first bytes arrive (later failures end it with an SSE error event). A provider
+//! that speaks Anthropic Messages gets the request translated (see `forward`).
 
 use std::time::{Duration, Instant};
 
-use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use chrono::Utc;
 use futures_util::StreamExt;
 
-use super::router_headers::{excluded_ids, status_code};
+use super::client_routes::translation_for;
+use super::forward::{Answer, ClientApi, ForwardExchange, PendingStream, is_event_stream};
+use super::router_headers::excluded_ids;
 use super::{AppState, auth, read_body};
 use crate::config::RoutingConfig;
 use crate::error::ApiError;
+use crate::provider::kind::{Endpoint, Service};
 use crate::routing::{
-    self, AttemptError, AttemptReport, Attempted, Exchange, Phase, RouteRequest, Served, StatusClass,
+    self, AttemptError, AttemptReport, Attempted, Exchange, Phase, RouteRequest, Serves, StatusClass,
     failover::classify_status,
 };
 use crate::supervisor::Route;
+use crate::upstream::ClientHeaders;
 use crate::upstream::body::{self, BodyError, ChatHead};
 use crate::upstream::classify;
 use crate::upstream::clients::UpstreamClients;
 use crate::upstream::send_chat;
-use crate::upstream::sse::ObservedStream;
+use crate::upstream::sse::{ChunkTransform, StreamFormat, UsageFilter};
 use crate::upstream::usage;
 
 /// Most of an error answer read from an upstream (for the message and pass-through).
@@ -42,41 +47,41 @@ pub async fn chat_completions(
     let body = read_body(&req, payload, state.config.max_body_bytes).await?;
     let head = body::parse(&body).map_err(body_error)?;
     let exclude = excluded_ids(&req)?;
+    let translated = translation_for(&state, ClientApi::Chat, &head.model, &body)?;
+    let serves = Serves {
+        endpoint: Endpoint::Chat,
+        translated: translated.is_some(),
+    };
     let mut exchange = ChatExchange {
         clients: &clients,
         original: &body,
         head: &head,
         routing: &state.config.routing,
+        translated: ForwardExchange {
+            clients: &clients,
+            api: ClientApi::Chat,
+            stream: head.stream,
+            include_usage: head.include_usage,
+            native: &body,
+            translated,
+            headers: ClientHeaders::from_request(req.headers()),
+            routing: &state.config.routing,
+            owners: None,
+        },
     };
     let request = RouteRequest {
         model: &head.model,
         exclude,
         started,
+        serves: Some(serves),
+        prefer: None,
     };
     let served = routing::run(&state, request, &mut exchange).await?;
     Ok(served.respond(started))
 }
 
-/// A chat completion's answer before the router's headers are added.
-pub struct ChatAnswer {
-    status: u16,
-    content_type: Option<HeaderValue>,
-    body: ChatBody,
-}
-
-enum ChatBody {
-    Whole(Bytes),
-    Stream(Box<ObservedStream<awc::ClientResponse>>),
-}
-
-/// A stream whose first bytes arrived, waiting to be committed.
-pub struct ChatStream {
-    status: u16,
-    content_type: Option<HeaderValue>,
-    first: Bytes,
-    rest: awc::ClientResponse,
-    idle: Duration,
-}
+type ChatAnswer = Answer;
+type ChatStream = PendingStream;
 
 /// `POST /chat/completions` on OpenAI-compatible providers.
 struct ChatExchange<'a> {
@@ -84,6 +89,8 @@ struct ChatExchange<'a> {
     original: &'a Bytes,
     head: &'a ChatHead,
     routing: &'a RoutingConfig,
+    /// For Anthropic-kind providers.
+    translated: ForwardExchange<'a>,
 }
 
 impl Exchange for ChatExchange<'_> {
@@ -91,42 +98,15 @@ impl Exchange for ChatExchange<'_> {
     type Stream = ChatStream;
 
     async fn attempt(&mut self, route: &Route, timeout: Duration) -> Attempted<ChatAnswer, ChatStream> {
+        if route.provider.serves(Endpoint::Chat) == Some(Service::Translated) {
+            return self.translated.attempt(route, timeout).await;
+        }
         let client = self.clients.get(&route.provider);
         attempt(&client, route, self.original, self.head, timeout, self.routing).await
     }
 
     fn commit(&mut self, s: ChatStream, report: AttemptReport) -> ChatAnswer {
-        let mut stream = ObservedStream::new(s.first, s.rest, s.idle, Box::new(report));
-        if self.head.include_usage != Some(true) {
-            // The router asked for usage on the client's behalf: the client gets the stream
-            // it asked for, without the usage chunk.
-            stream = stream.without_usage_chunk();
-        }
-        ChatAnswer {
-            status: s.status,
-            content_type: s.content_type,
-            body: ChatBody::Stream(Box::new(stream)),
-        }
-    }
-}
-
-impl Served<ChatAnswer> {
-    fn respond(self, started: Instant) -> HttpResponse {
-        let (answer, headers) = self.split(started);
-        let ChatAnswer {
-            status,
-            content_type,
-            body,
-        } = answer;
-        let mut resp = HttpResponse::build(status_code(status));
-        headers.apply(&mut resp, content_type);
-        match body {
-            ChatBody::Whole(bytes) => resp.body(bytes),
-            ChatBody::Stream(stream) => {
-                resp.insert_header((CACHE_CONTROL, HeaderValue::from_static("no-cache")));
-                resp.streaming(*stream)
-            }
-        }
+        s.commit(report)
     }
 }
 
@@ -141,11 +121,7 @@ async fn attempt(
 ) -> Attempted<ChatAnswer, ChatStream> {
     let started = Instant::now();
     let provider = &route.provider;
-    let whole = |status, content_type, body| ChatAnswer {
-        status,
-        content_type,
-        body: ChatBody::Whole(body),
-    };
+    let whole = Answer::whole;
     let mut ask_usage = !route.load.refuses_stream_options();
     let mut resp = loop {
         let body = body::for_upstream(original, head, route.upstream_model.as_deref(), ask_usage);
@@ -241,6 +217,15 @@ async fn attempt(
                 first,
                 rest: resp,
                 idle: Duration::from_millis(provider.timeout_ms),
+                upstream: StreamFormat::OpenAi,
+                // The router asked for usage on the client's behalf: the client gets the
+                // stream it asked for, without the usage chunk.
+                transform: (head.include_usage != Some(true)).then(|| {
+                    (
+                        StreamFormat::OpenAi,
+                        Box::new(UsageFilter::default()) as Box<dyn ChunkTransform>,
+                    )
+                }),
             }),
             Ok(Some(Err(e))) => Attempted::Failed(AttemptError::StreamBroke(e.to_string())),
             Ok(None) => Attempted::Failed(AttemptError::StreamEnded { committed: false }),
@@ -249,15 +234,7 @@ async fn attempt(
     }
 }
 
-/// `text/event-stream`, with or without parameters (`; charset=utf-8`).
-fn is_event_stream(content_type: Option<&HeaderValue>) -> bool {
-    content_type
-        .and_then(|c| c.to_str().ok())
-        .and_then(|c| c.split(';').next())
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/event-stream"))
-}
-
-fn body_error(e: BodyError) -> ApiError {
+pub fn body_error(e: BodyError) -> ApiError {
     let message = e.to_string();
     match e {
         BodyError::InvalidJson(_) => ApiError::BadRequest {

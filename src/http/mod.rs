@@ -6,8 +6,11 @@ pub mod admin;
 pub mod auth;
 pub mod chat;
 pub mod edge;
+pub mod client_routes;
+pub mod forward;
 pub mod models;
 pub mod probes;
+pub mod responses;
 pub mod router_headers;
 pub mod ui;
 
@@ -50,6 +53,8 @@ pub struct AppState {
     pub keys: Arc<crate::sealing::ProviderKeys>,
     /// Failed admin authentications per peer (logged and slowed down).
     pub admin_failures: Arc<auth::FailedLogins>,
+    /// Which provider created each Responses answer this instance served.
+    pub responses: Arc<responses::ResponseOwners>,
 }
 
 /// Every route, as (method, path). `configure` registers exactly these; a test checks them
@@ -57,6 +62,10 @@ pub struct AppState {
 /// (The dashboard's pages, `ui::configure`, are not API routes and are not listed.)
 pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/chat/completions"),
+    ("POST", "/v1/messages"),
+    ("POST", "/v1/embeddings"),
+    ("POST", "/v1/responses"),
+    ("POST", "/v1/completions"),
     ("GET", "/v1/models"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
@@ -86,6 +95,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::bad_request(e.to_string()).into()))
     .route("/v1/chat/completions", web::post().to(chat::chat_completions))
+    .route("/v1/messages", web::post().to(client_routes::messages))
+    .route("/v1/embeddings", web::post().to(client_routes::embeddings))
+    .route("/v1/responses", web::post().to(client_routes::responses))
+    .route("/v1/completions", web::post().to(client_routes::completions))
     .route("/v1/models", web::get().to(models::list_models))
     .route("/healthz", web::get().to(probes::healthz))
     .route("/readyz", web::get().to(probes::readyz))

@@ -11,8 +11,8 @@ use super::kind::{Endpoint, ProviderKind};
 use super::spec::ProviderConfig;
 use crate::config::ProbeKind;
 use crate::routing::failover::{AttemptError, Phase, StatusClass, classify_status, has_openai_error};
-use crate::upstream::classify;
 use crate::upstream::DEFAULT_ANTHROPIC_VERSION;
+use crate::upstream::classify;
 
 /// How probes are made.
 #[derive(Debug, Clone, Copy)]

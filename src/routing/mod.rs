@@ -19,6 +19,8 @@ use actix_web::http::header::HeaderValue;
 
 use crate::events::{Event, EventKind, Severity};
 use crate::http::AppState;
+use crate::provider::kind::{Endpoint, Service};
+use crate::provider::spec::ProviderConfig;
 use crate::supervisor::{PickResult, Route};
 use crate::upstream::usage::TokenUsage;
 pub use failover::{AttemptError, Budget, Failover, Phase, RouteError, StatusClass, Verdict};
@@ -60,6 +62,29 @@ pub struct RouteRequest<'a> {
     pub exclude: Vec<i64>,
     /// When the request arrived: the deadline counts from here.
     pub started: Instant,
+    /// Which providers may serve it (by endpoint and format); `None` admits all.
+    pub serves: Option<Serves>,
+    /// A provider to try first when it serves the model and is not excluded (the one that
+    /// holds a Responses conversation).
+    pub prefer: Option<i64>,
+}
+
+/// The providers that may serve a request: those offering `endpoint`, natively or (when
+/// `translated`) through translation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Serves {
+    pub endpoint: Endpoint,
+    pub translated: bool,
+}
+
+impl Serves {
+    pub fn admits(&self, provider: &ProviderConfig) -> bool {
+        match provider.serves(self.endpoint) {
+            Some(Service::Native) => true,
+            Some(Service::Translated) => self.translated,
+            None => false,
+        }
+    }
 }
 
 /// An answer some provider gave, with what the `x-switchyard-*` headers say.
@@ -77,7 +102,7 @@ pub struct Served<A> {
 /// or the deadline passes.
 pub async fn run<E: Exchange>(
     state: &AppState,
-    req: RouteRequest<'_>,
+    mut req: RouteRequest<'_>,
     exchange: &mut E,
 ) -> Result<Served<E::Answer>, RouteError> {
     let routing = &state.config.routing;
@@ -86,7 +111,23 @@ pub async fn run<E: Exchange>(
     let mut upstream_time = Duration::ZERO;
     let mut previous: Option<(Route, AttemptError)> = None;
     while failover.may_try_again() {
-        let route = match state.routes.pick(req.model, failover.excluded()) {
+        let serves = req.serves;
+        let admits = |c: &ProviderConfig| serves.is_none_or(|s| s.admits(c));
+        let preferred = match req.prefer.take() {
+            Some(id) => match state
+                .routes
+                .pick_where(req.model, failover.excluded(), |c| c.id == id && admits(c))
+            {
+                PickResult::Route(r) => Some(r),
+                _ => None,
+            },
+            None => None,
+        };
+        let picked = match preferred {
+            Some(r) => PickResult::Route(r),
+            None => state.routes.pick_where(req.model, failover.excluded(), admits),
+        };
+        let route = match picked {
             PickResult::Route(r) => r,
             PickResult::UnknownModel => return Err(RouteError::UnknownModel(req.model.to_string())),
             PickResult::Exhausted => break,

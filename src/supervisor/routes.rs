@@ -15,6 +15,8 @@ use chrono::Utc;
 
 use super::balance::{Candidate, Choice, RoundRobin};
 use super::{PickResult, ProviderEntry, Route};
+use crate::provider::kind::{Endpoint, Service};
+use crate::provider::spec::ProviderConfig;
 
 /// The providers and the round-robin state, behind one lock.
 #[derive(Default)]
@@ -35,6 +37,24 @@ impl Routes {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// How the enabled providers of `model` serve `endpoint`: (some natively, some through
+    /// translation). Lets a handler translate a body only when a provider needs it.
+    pub fn services(&self, model: &str, endpoint: Endpoint) -> (bool, bool) {
+        let table = self.lock();
+        let mut found = (false, false);
+        for e in table.providers.values() {
+            if !e.config.enabled || e.config.model(model).is_none() {
+                continue;
+            }
+            match e.config.serves(endpoint) {
+                Some(Service::Native) => found.0 = true,
+                Some(Service::Translated) => found.1 = true,
+                None => {}
+            }
+        }
+        found
+    }
+
     /// Requests in flight over every provider (streams included).
     pub fn inflight(&self) -> i64 {
         self.lock().providers.values().map(|e| e.load.inflight()).sum()
@@ -43,6 +63,17 @@ impl Routes {
     /// Chooses a provider for `model`, skipping the ids in `exclude`: weighted round-robin
     /// among the healthy providers of the best tier (see `balance`).
     pub fn pick(&self, model: &str, exclude: &[i64]) -> PickResult {
+        self.pick_where(model, exclude, |_| true)
+    }
+
+    /// Like [`Self::pick`] among the providers `accept` admits (those that can serve the
+    /// request's endpoint, say); a model no admitted provider serves is unknown.
+    pub fn pick_where(
+        &self,
+        model: &str,
+        exclude: &[i64],
+        accept: impl Fn(&ProviderConfig) -> bool,
+    ) -> PickResult {
         let now = Utc::now();
         let mut table = self.lock();
         let Table {
@@ -52,7 +83,7 @@ impl Routes {
         let mut serves_model = false;
         let candidates: Vec<Candidate> = providers
             .values()
-            .filter(|e| e.config.enabled && e.config.model(model).is_some())
+            .filter(|e| e.config.enabled && e.config.model(model).is_some() && accept(&e.config))
             .inspect(|_| serves_model = true)
             .filter(|e| !exclude.contains(&e.config.id))
             .map(|e| Candidate {
@@ -86,7 +117,7 @@ impl Routes {
                 // ones this request already tried included.
                 let soonest = providers
                     .values()
-                    .filter(|e| e.config.enabled && e.config.model(model).is_some())
+                    .filter(|e| e.config.enabled && e.config.model(model).is_some() && accept(&e.config))
                     .filter_map(|e| e.view.cooldown_until)
                     .filter(|t| *t > now)
                     .min()

@@ -545,7 +545,9 @@ impl<S> ObservedStream<S> {
         if translated {
             out.extend_from_slice(&error_event_for(self.client_format, &message));
         }
-        self.failed = Some(AttemptError::StreamBroke(format!("it sent an error event: {message}")));
+        self.failed = Some(AttemptError::StreamBroke(format!(
+            "it sent an error event: {message}"
+        )));
         self.finished = true;
         Poll::Ready(Some(Ok(Bytes::from(out))))
     }

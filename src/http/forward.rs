@@ -1,0 +1,432 @@
+//! Calling one provider for any client route and reading its answer: what every route's
+//! `Exchange` shares. A route's body goes to the provider natively (the client's bytes, only
+//! `model` spliced) or translated (the other chat format, see `crate::translate`), and the
+//! answer, error body and stream come back in the client's format.
+
+use std::time::{Duration, Instant};
+
+use actix_web::HttpResponse;
+use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use bytes::Bytes;
+use chrono::Utc;
+use futures_util::StreamExt;
+
+use super::router_headers::status_code;
+use crate::config::RoutingConfig;
+use crate::provider::kind::{Endpoint, Service};
+use crate::routing::failover::classify_status;
+use crate::routing::{AttemptError, AttemptReport, Attempted, Exchange, Phase, Served, StatusClass};
+use crate::supervisor::Route;
+use crate::translate::{chat_via_anthropic, errors, messages_via_openai};
+use crate::upstream::body::{self, ChatHead};
+use crate::upstream::clients::UpstreamClients;
+use crate::upstream::sse::{ChunkTransform, ObservedStream, StreamFormat};
+use crate::upstream::usage::{self, TokenUsage};
+use crate::upstream::{ClientHeaders, classify, send_to};
+
+/// Most of an error answer read from an upstream (for the message and pass-through).
+pub const MAX_ERROR_BODY: usize = 256 * 1024;
+
+/// An answer before the router's headers are added.
+pub struct Answer {
+    pub status: u16,
+    pub content_type: Option<HeaderValue>,
+    pub body: AnswerBody,
+}
+
+pub enum AnswerBody {
+    Whole(Bytes),
+    Stream(Box<ObservedStream<awc::ClientResponse>>),
+}
+
+impl Answer {
+    pub fn whole(status: u16, content_type: Option<HeaderValue>, body: Bytes) -> Self {
+        Answer {
+            status,
+            content_type,
+            body: AnswerBody::Whole(body),
+        }
+    }
+
+    fn json(status: u16, body: Vec<u8>) -> Self {
+        Answer::whole(
+            status,
+            Some(HeaderValue::from_static("application/json")),
+            Bytes::from(body),
+        )
+    }
+}
+
+/// A stream whose first bytes arrived, waiting to be committed.
+pub struct PendingStream {
+    pub status: u16,
+    pub content_type: Option<HeaderValue>,
+    pub first: Bytes,
+    pub rest: awc::ClientResponse,
+    pub idle: Duration,
+    /// The upstream's event format (how it ends, where its usage is).
+    pub upstream: StreamFormat,
+    /// What the client receives: the events translated to `client`'s format, or the usage
+    /// chunk the router asked for taken out; `None` passes the stream as it is.
+    pub transform: Option<(StreamFormat, Box<dyn ChunkTransform>)>,
+}
+
+impl PendingStream {
+    /// Commits the stream: it settles `report` when it ends.
+    pub fn commit(self, report: AttemptReport) -> Answer {
+        let mut stream =
+            ObservedStream::observing(self.upstream, self.first, self.rest, self.idle, Box::new(report));
+        if let Some((client, t)) = self.transform {
+            stream = stream.translated(client, t);
+        }
+        Answer {
+            status: self.status,
+            content_type: self.content_type,
+            body: AnswerBody::Stream(Box::new(stream)),
+        }
+    }
+}
+
+impl Served<Answer> {
+    /// The HTTP response: the answer with the `x-switchyard-*` headers.
+    pub fn respond(self, started: Instant) -> HttpResponse {
+        let (answer, headers) = self.split(started);
+        let Answer {
+            status,
+            content_type,
+            body,
+        } = answer;
+        let mut resp = HttpResponse::build(status_code(status));
+        headers.apply(&mut resp, content_type);
+        match body {
+            AnswerBody::Whole(bytes) => resp.body(bytes),
+            AnswerBody::Stream(stream) => {
+                resp.insert_header((CACHE_CONTROL, HeaderValue::from_static("no-cache")));
+                resp.streaming(*stream)
+            }
+        }
+    }
+}
+
+/// `text/event-stream`, with or without parameters (`; charset=utf-8`).
+pub fn is_event_stream(content_type: Option<&HeaderValue>) -> bool {
+    content_type
+        .and_then(|c| c.to_str().ok())
+        .and_then(|c| c.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/event-stream"))
+}
+
+/// Waits (at most `timeout`) for a stream's first bytes: until then failing over is safe.
+pub async fn first_chunk(resp: &mut awc::ClientResponse, timeout: Duration) -> Result<Bytes, AttemptError> {
+    let started = Instant::now();
+    loop {
+        let remaining = timeout.saturating_sub(started.elapsed());
+        return match tokio::time::timeout(remaining, resp.next()).await {
+            Ok(Some(Ok(chunk))) if chunk.is_empty() => continue,
+            Ok(Some(Ok(first))) => Ok(first),
+            Ok(Some(Err(e))) => Err(AttemptError::StreamBroke(e.to_string())),
+            Ok(None) => Err(AttemptError::StreamEnded { committed: false }),
+            Err(_) => Err(AttemptError::Timeout(Phase::FirstChunk)),
+        };
+    }
+}
+
+/// The failure for a 2xx answer to a stream request that is not an event stream.
+pub fn not_a_stream(content_type: Option<&HeaderValue>) -> AttemptError {
+    let shown = content_type.and_then(|c| c.to_str().ok()).unwrap_or("none");
+    AttemptError::NotAStream {
+        content_type: classify::scrub(shown),
+    }
+}
+
+/// An error status: the client's own fault (`Ok`, with the body, to pass on) or the
+/// provider's failure.
+pub async fn judge_error(
+    resp: awc::ClientResponse,
+    timeout: Duration,
+    routing: &RoutingConfig,
+) -> Result<(u16, Option<HeaderValue>, Bytes), AttemptError> {
+    let status = resp.status().as_u16();
+    let content_type = resp.headers().get(CONTENT_TYPE).cloned();
+    let retry_after = classify::retry_after(resp.headers(), Utc::now());
+    let mut resp = resp.timeout(timeout);
+    let body = resp.body().limit(MAX_ERROR_BODY).await.unwrap_or_default();
+    match classify_status(status, &body) {
+        StatusClass::ClientError | StatusClass::Success => Ok((status, content_type, body)),
+        class => Err(AttemptError::Status {
+            status,
+            class,
+            detail: classify::error_summary(&body),
+            cooldown_ms: (class == StatusClass::RateLimited).then(|| {
+                classify::cooldown_ms(retry_after, routing.default_cooldown_ms, routing.max_cooldown_ms)
+            }),
+        }),
+    }
+}
+
+/// Reads a whole 2xx answer, within `timeout` and `routing.max_response_bytes`.
+pub async fn read_answer(
+    resp: awc::ClientResponse,
+    timeout: Duration,
+    routing: &RoutingConfig,
+) -> Result<Bytes, AttemptError> {
+    let mut resp = resp.timeout(timeout);
+    match resp.body().limit(routing.max_response_bytes).await {
+        Ok(body) => Ok(body),
+        Err(awc::error::PayloadError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+            Err(AttemptError::Timeout(Phase::Body))
+        }
+        Err(awc::error::PayloadError::Overflow) => Err(AttemptError::TooLarge {
+            limit: routing.max_response_bytes,
+        }),
+        Err(e) => Err(AttemptError::BodyRead(e.to_string())),
+    }
+}
+
+/// The client API a request came in on: what it sends and what it must get back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientApi {
+    Chat,
+    Messages,
+    Embeddings,
+    Responses,
+    Completions,
+}
+
+impl ClientApi {
+    pub fn endpoint(self) -> Endpoint {
+        match self {
+            ClientApi::Chat => Endpoint::Chat,
+            ClientApi::Messages => Endpoint::Messages,
+            ClientApi::Embeddings => Endpoint::Embeddings,
+            ClientApi::Responses => Endpoint::Responses,
+            ClientApi::Completions => Endpoint::Completions,
+        }
+    }
+
+    /// The format of this API's streams.
+    pub fn stream_format(self) -> StreamFormat {
+        match self {
+            ClientApi::Messages => StreamFormat::Anthropic,
+            ClientApi::Responses => StreamFormat::Responses,
+            _ => StreamFormat::OpenAi,
+        }
+    }
+}
+
+/// Usage of a plain answer in `api`'s format.
+fn usage_of(api: ClientApi, body: &[u8]) -> Option<TokenUsage> {
+    match api {
+        ClientApi::Chat | ClientApi::Embeddings | ClientApi::Completions => usage::from_json(body),
+        ClientApi::Messages => {
+            let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+            let t = crate::translate::Tokens::from_anthropic(v.get("usage")?);
+            Some(
+                TokenUsage {
+                    prompt_tokens: t.prompt_total(),
+                    completion_tokens: t.output,
+                    total_tokens: 0,
+                }
+                .clamped(),
+            )
+        }
+        ClientApi::Responses => {
+            let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+            let u = v.get("usage")?;
+            let n = |k: &str| u.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+            Some(
+                TokenUsage {
+                    prompt_tokens: n("input_tokens"),
+                    completion_tokens: n("output_tokens"),
+                    total_tokens: n("total_tokens"),
+                }
+                .clamped(),
+            )
+        }
+    }
+}
+
+/// One client request on any route except native chat (which `chat.rs` sends itself, to
+/// handle providers that refuse `stream_options`).
+pub struct ForwardExchange<'a> {
+    pub clients: &'a UpstreamClients,
+    pub api: ClientApi,
+    pub stream: bool,
+    /// `stream_options.include_usage` as an OpenAI client sent it.
+    pub include_usage: Option<bool>,
+    /// The client's body.
+    pub native: &'a Bytes,
+    /// The body in the other chat format, when some provider needs it and it translates.
+    pub translated: Option<Bytes>,
+    pub headers: ClientHeaders,
+    pub routing: &'a RoutingConfig,
+    /// Where a Responses answer's id is remembered with its provider.
+    pub owners: Option<&'a super::responses::ResponseOwners>,
+}
+
+impl ForwardExchange<'_> {
+    /// Where and what to send to `route`: (endpoint, body, the upstream's API).
+    fn plan(&self, route: &Route) -> (Endpoint, Bytes, ClientApi) {
+        let translated = route.provider.serves(self.api.endpoint()) == Some(Service::Translated);
+        let (api, src) = match (self.api, translated, &self.translated) {
+            (ClientApi::Chat, true, Some(t)) => (ClientApi::Messages, t),
+            (ClientApi::Messages, true, Some(t)) => (ClientApi::Chat, t),
+            (api, _, _) => (api, self.native),
+        };
+        // Ask a native OpenAI stream for usage, as chat does (taken out again below).
+        let ask_usage = matches!(api, ClientApi::Completions)
+            && self.stream
+            && self.include_usage != Some(true)
+            && !route.load.refuses_stream_options();
+        let head = ChatHead {
+            model: String::new(),
+            stream: ask_usage,
+            include_usage: self.include_usage,
+        };
+        let body = body::for_upstream(src, &head, route.upstream_model.as_deref(), ask_usage);
+        (api.endpoint(), body, api)
+    }
+
+    /// What the client's stream needs done to the upstream's.
+    fn transform(&self, upstream: ClientApi) -> Option<(StreamFormat, Box<dyn ChunkTransform>)> {
+        let client = self.api.stream_format();
+        match (self.api, upstream) {
+            (ClientApi::Chat, ClientApi::Messages) => Some((
+                client,
+                Box::new(chat_via_anthropic::stream::ToChatChunks::new(
+                    Utc::now().timestamp(),
+                    self.include_usage == Some(true),
+                )),
+            )),
+            (ClientApi::Messages, ClientApi::Chat) => Some((
+                client,
+                Box::new(messages_via_openai::stream::ToAnthropicEvents::new()),
+            )),
+            (ClientApi::Completions, _) if self.include_usage != Some(true) => {
+                Some((client, Box::new(crate::upstream::sse::UsageFilter::default())))
+            }
+            _ => None,
+        }
+    }
+
+    /// A refusal or error body from an upstream of `upstream`'s format, in the client's.
+    fn error_body(
+        &self,
+        upstream: ClientApi,
+        status: u16,
+        content_type: Option<HeaderValue>,
+        body: Bytes,
+    ) -> Answer {
+        match (self.api, upstream) {
+            (ClientApi::Chat, ClientApi::Messages) => Answer::json(status, errors::to_openai(status, &body)),
+            (ClientApi::Messages, ClientApi::Chat) => {
+                Answer::json(status, errors::to_anthropic(status, &body))
+            }
+            _ => Answer::whole(status, content_type, body),
+        }
+    }
+
+    /// A plain answer from `upstream`'s format in the client's, and its usage.
+    fn answer(
+        &self,
+        upstream: ClientApi,
+        status: u16,
+        content_type: Option<HeaderValue>,
+        body: Bytes,
+    ) -> Result<(Answer, Option<TokenUsage>), AttemptError> {
+        let usage = usage_of(upstream, &body);
+        let converted = match (self.api, upstream) {
+            (ClientApi::Chat, ClientApi::Messages) => {
+                chat_via_anthropic::answer::answer(&body, Utc::now().timestamp()).map(|(v, _)| v)
+            }
+            (ClientApi::Messages, ClientApi::Chat) => {
+                messages_via_openai::answer::answer(&body).map(|(v, _)| v)
+            }
+            _ => return Ok((Answer::whole(status, content_type, body), usage)),
+        };
+        let v = converted.map_err(|e| AttemptError::BodyRead(e.to_string()))?;
+        Ok((Answer::json(status, v.to_string().into_bytes()), usage))
+    }
+}
+
+impl Exchange for ForwardExchange<'_> {
+    type Answer = Answer;
+    type Stream = PendingStream;
+
+    async fn attempt(&mut self, route: &Route, timeout: Duration) -> Attempted<Answer, PendingStream> {
+        let started = Instant::now();
+        let remaining = || {
+            timeout
+                .saturating_sub(started.elapsed())
+                .max(Duration::from_millis(1))
+        };
+        let (endpoint, body, upstream) = self.plan(route);
+        let client = self.clients.get(&route.provider);
+        let sent = send_to(
+            &client,
+            &route.provider,
+            endpoint,
+            body,
+            self.stream,
+            timeout,
+            &self.headers,
+        )
+        .await;
+        let mut resp = match sent {
+            Ok(r) => r,
+            Err(e) => return Attempted::Failed(classify::send_error(&e)),
+        };
+        let status = resp.status().as_u16();
+        let content_type = resp.headers().get(CONTENT_TYPE).cloned();
+        if !resp.status().is_success() {
+            return match judge_error(resp, remaining(), self.routing).await {
+                Ok((status, content_type, body)) => {
+                    Attempted::ClientError(self.error_body(upstream, status, content_type, body))
+                }
+                Err(e) => Attempted::Failed(e),
+            };
+        }
+        if !self.stream {
+            let body = match read_answer(resp, remaining(), self.routing).await {
+                Ok(b) => b,
+                Err(e) => return Attempted::Failed(e),
+            };
+            if let (ClientApi::Responses, Some(owners)) = (self.api, self.owners) {
+                owners.remember_answer(&body, route.provider.id);
+            }
+            return match self.answer(upstream, status, content_type, body) {
+                Ok((answer, usage)) => Attempted::Answered { answer, usage },
+                Err(e) => Attempted::Failed(e),
+            };
+        }
+        if !is_event_stream(content_type.as_ref()) {
+            return Attempted::Failed(not_a_stream(content_type.as_ref()));
+        }
+        let first = match first_chunk(&mut resp, remaining()).await {
+            Ok(f) => f,
+            Err(e) => return Attempted::Failed(e),
+        };
+        if let (ClientApi::Responses, Some(owners)) = (self.api, self.owners) {
+            owners.remember_stream_start(&first, route.provider.id);
+        }
+        let transform = self.transform(upstream);
+        let content_type = if transform.is_some() {
+            Some(HeaderValue::from_static("text/event-stream"))
+        } else {
+            content_type
+        };
+        Attempted::Streaming(PendingStream {
+            status,
+            content_type,
+            first,
+            rest: resp,
+            idle: Duration::from_millis(route.provider.timeout_ms),
+            upstream: upstream.stream_format(),
+            transform,
+        })
+    }
+
+    fn commit(&mut self, stream: PendingStream, report: AttemptReport) -> Answer {
+        stream.commit(report)
+    }
+}
