@@ -12,6 +12,7 @@ mod consistency;
 mod dashboard;
 mod failover;
 mod fleet;
+mod formats;
 mod health;
 mod hostile;
 mod kinds;
