@@ -121,3 +121,23 @@ ensure_postgres
 threads="${TEST_THREADS:-4}"
 log "running cargo test (test threads: $threads)"
 cargo test --workspace --locked -- --test-threads="$threads"
+
+# The official OpenAI and Anthropic Python SDKs against the router binary and mock upstreams
+# (tests/sdk/test_sdks.py), in a virtualenv under target/ that gets the SDKs only when missing.
+run_sdk_tests() {
+    local venv=target/sdk-venv
+    command -v python3 >/dev/null || apt_install python3 python3-venv
+    if [ ! -x "$venv/bin/python" ]; then
+        log "creating $venv"
+        python3 -m venv "$venv" || { apt_install python3-venv && python3 -m venv "$venv"; }
+    fi
+    if ! "$venv/bin/python" -c 'import openai, anthropic' 2>/dev/null; then
+        log "installing the openai and anthropic SDKs into $venv"
+        "$venv/bin/pip" install -q openai anthropic
+    fi
+    cargo build --locked -q --bin switchyard --example mock_upstream
+    local bin="${CARGO_TARGET_DIR:-target}/debug"
+    log "running the SDK tests"
+    timeout 600 "$venv/bin/python" tests/sdk/test_sdks.py "$bin/switchyard" "$bin/examples/mock_upstream"
+}
+run_sdk_tests
