@@ -127,3 +127,47 @@ endpoints = ["embeddings"]
     let e = switchyard::Config::load(Some(path.to_str().unwrap()), &no_env).unwrap_err();
     assert!(e.to_string().contains("providers[0].endpoints"), "{e}");
 }
+
+#[actix_rt::test]
+async fn probes_speak_the_providers_kind() {
+    use mock_upstream::{Behavior, Endpoint};
+    let db = TestDb::sqlite();
+    let up = crate::support::mock("claude", Behavior::anthropic_key("sk-claude-secret-key-0000")).await;
+    let mut good = provider("claude", &up.base_url(), &["claude-x"]);
+    good.kind = switchyard::provider::kind::ProviderKind::Anthropic;
+    let mut wrong_key = good.clone();
+    wrong_key.name = "claude-bad".into();
+    wrong_key.api_key = Some("sk-wrong-key-0000".into());
+    let mut c = config(&db, vec![good, wrong_key]);
+    for probe in [
+        switchyard::config::ProbeKind::Chat,
+        switchyard::config::ProbeKind::Models,
+    ] {
+        c.health_check.probe = probe;
+        let app = TestApp::start(c.clone()).await;
+        up.reset_counters();
+        let r = app.admin("POST", "/api/health-check/force/1", None).await;
+        assert_eq!(r.json()["ok"], true, "{probe:?}: {}", r.text());
+        let sent = up.requests().pop().unwrap();
+        assert_eq!(sent.header("x-api-key"), Some("sk-claude-secret-key-0000"));
+        assert_eq!(sent.header("anthropic-version"), Some("2023-06-01"));
+        if probe == switchyard::config::ProbeKind::Chat {
+            assert_eq!(sent.path, "/v1/messages");
+            assert_eq!(sent.body["max_tokens"], 1);
+            assert_eq!(up.hits(Endpoint::Messages), 1);
+        } else {
+            assert_eq!(sent.path, "/v1/models");
+        }
+        if probe == switchyard::config::ProbeKind::Chat {
+            let r = app.admin("POST", "/api/health-check/force/2", None).await;
+            assert_eq!(
+                r.json()["ok"],
+                false,
+                "a refused key fails the probe: {}",
+                r.text()
+            );
+            assert_eq!(r.json()["status"], 401);
+        }
+        app.stop().await;
+    }
+}
