@@ -25,7 +25,6 @@ use crate::routing::{
     failover::classify_status,
 };
 use crate::supervisor::Route;
-use crate::upstream::ClientHeaders;
 use crate::upstream::body::{self, BodyError, ChatHead};
 use crate::upstream::classify;
 use crate::upstream::clients::UpstreamClients;
@@ -57,17 +56,15 @@ pub async fn chat_completions(
         original: &body,
         head: &head,
         routing: &state.config.routing,
-        translated: ForwardExchange {
-            clients: &clients,
-            api: ClientApi::Chat,
-            stream: head.stream,
-            include_usage: head.include_usage,
-            native: &body,
+        translated: ForwardExchange::for_request(
+            ClientApi::Chat,
+            &req,
+            &head,
+            &body,
             translated,
-            headers: ClientHeaders::from_request(req.headers()),
-            routing: &state.config.routing,
-            owners: None,
-        },
+            &state,
+            &clients,
+        ),
     };
     let request = RouteRequest {
         model: &head.model,

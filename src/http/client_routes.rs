@@ -15,7 +15,6 @@ use super::{AppState, auth, read_body};
 use crate::error::{AnthropicError, ApiError};
 use crate::routing::{self, RouteRequest, Serves};
 use crate::translate::{TranslateError, chat_via_anthropic, messages_via_openai};
-use crate::upstream::ClientHeaders;
 use crate::upstream::body;
 use crate::upstream::clients::UpstreamClients;
 
@@ -119,17 +118,7 @@ async fn serve(
         endpoint: api.endpoint(),
         translated: translated.is_some(),
     };
-    let mut exchange = ForwardExchange {
-        clients,
-        api,
-        stream: head.stream,
-        include_usage: head.include_usage,
-        native: &body,
-        translated,
-        headers: ClientHeaders::from_request(req.headers()),
-        routing: &state.config.routing,
-        owners: Some(&state.responses),
-    };
+    let mut exchange = ForwardExchange::for_request(api, req, &head, &body, translated, state, clients);
     let request = RouteRequest {
         model: &head.model,
         exclude,

@@ -264,7 +264,31 @@ pub struct ForwardExchange<'a> {
     pub owners: Option<&'a super::responses::ResponseOwners>,
 }
 
-impl ForwardExchange<'_> {
+impl<'a> ForwardExchange<'a> {
+    /// The exchange of one client request on `api`: `body` as the client sent it (`head` read
+    /// from it), `translated` the body in the other chat format, if any provider needs it.
+    pub fn for_request(
+        api: ClientApi,
+        req: &actix_web::HttpRequest,
+        head: &ChatHead,
+        body: &'a Bytes,
+        translated: Option<Bytes>,
+        state: &'a super::AppState,
+        clients: &'a UpstreamClients,
+    ) -> Self {
+        ForwardExchange {
+            clients,
+            api,
+            stream: head.stream,
+            include_usage: head.include_usage,
+            native: body,
+            translated,
+            headers: ClientHeaders::from_request(req.headers()),
+            routing: &state.config.routing,
+            owners: (api == ClientApi::Responses).then_some(&*state.responses),
+        }
+    }
+
     /// Where and what to send to `route`: (endpoint, body, the upstream's API).
     fn plan(&self, route: &Route) -> (Endpoint, Bytes, ClientApi) {
         let translated = route.provider.serves(self.api.endpoint()) == Some(Service::Translated);

@@ -113,6 +113,23 @@ impl Tokens {
         }
     }
 
+    /// Takes in the `usage` of an Anthropic `message_delta`: its counts are cumulative, and
+    /// those present replace the ones known (`output_tokens` is always there).
+    pub fn merge_delta(&mut self, u: &Value) {
+        let t = Tokens::from_anthropic(u);
+        let has = |k: &str| u.get(k).is_some_and(|v| !v.is_null());
+        self.output = t.output;
+        if has("input_tokens") {
+            self.input = t.input;
+        }
+        if has("cache_read_input_tokens") {
+            self.cache_read = t.cache_read;
+        }
+        if has("cache_creation_input_tokens") {
+            self.cache_creation = t.cache_creation;
+        }
+    }
+
     pub fn prompt_total(&self) -> u64 {
         self.input
             .saturating_add(self.cache_read)
@@ -177,6 +194,13 @@ pub fn split_data_url(url: &str) -> Option<(&str, &str)> {
     let (meta, data) = rest.split_once(',')?;
     let media_type = meta.strip_suffix(";base64")?;
     (!media_type.is_empty()).then_some((media_type, data))
+}
+
+/// The `text` of a text part or block of `messages[i]`.
+fn text_of(part: &Value, i: usize) -> Result<&str, TranslateError> {
+    part.get("text").and_then(Value::as_str).ok_or_else(|| {
+        TranslateError::invalid("messages", format!("messages[{i}]: a text part needs `text`"))
+    })
 }
 
 /// The object's members, or an error naming `field`.

@@ -2,6 +2,9 @@
 //! is held until its end; one longer than [`MAX_EVENT_BYTES`] is an error, so memory per
 //! stream stays bounded.
 
+use bytes::Bytes;
+
+use crate::upstream::sse::ChunkTransform;
 pub use crate::upstream::sse::MAX_EVENT_BYTES;
 
 /// One event: its `event:` name (if any) and its `data:` lines joined with `\n`.
@@ -9,6 +12,48 @@ pub use crate::upstream::sse::MAX_EVENT_BYTES;
 pub struct Event {
     pub name: Option<String>,
     pub data: String,
+}
+
+/// A stream translator: one event in, what the client receives appended to `out`.
+pub trait TranslateEvent: 'static {
+    fn event(&mut self, e: &Event, out: &mut Vec<u8>);
+}
+
+/// A [`TranslateEvent`] over a byte stream: events are cut as chunks arrive and translated
+/// one by one.
+#[derive(Debug, Default)]
+pub struct Translating<T> {
+    splitter: SseSplitter,
+    translator: T,
+    /// An event was over the bound: the observer fails such a stream, nothing more is sent.
+    stopped: bool,
+}
+
+impl<T: TranslateEvent> Translating<T> {
+    pub fn new(translator: T) -> Self {
+        Translating {
+            splitter: SseSplitter::default(),
+            translator,
+            stopped: false,
+        }
+    }
+}
+
+impl<T: TranslateEvent> ChunkTransform for Translating<T> {
+    fn pass(&mut self, chunk: Bytes) -> Bytes {
+        if self.stopped {
+            return Bytes::new();
+        }
+        let Ok(events) = self.splitter.push(&chunk) else {
+            self.stopped = true;
+            return Bytes::new();
+        };
+        let mut out = Vec::new();
+        for e in &events {
+            self.translator.event(e, &mut out);
+        }
+        Bytes::from(out)
+    }
 }
 
 /// An event grew past [`MAX_EVENT_BYTES`].

@@ -173,18 +173,7 @@ impl SseObserver {
                 }
                 (StreamFormat::Anthropic, "message_delta") => {
                     if let Some(u) = &e.usage {
-                        let t = crate::translate::Tokens::from_anthropic(u);
-                        let has = |k: &str| u.get(k).is_some_and(|v| !v.is_null());
-                        self.anthropic.output = t.output;
-                        if has("input_tokens") {
-                            self.anthropic.input = t.input;
-                        }
-                        if has("cache_read_input_tokens") {
-                            self.anthropic.cache_read = t.cache_read;
-                        }
-                        if has("cache_creation_input_tokens") {
-                            self.anthropic.cache_creation = t.cache_creation;
-                        }
+                        self.anthropic.merge_delta(u);
                         self.set_anthropic_usage();
                     }
                 }

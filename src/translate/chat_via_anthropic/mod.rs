@@ -23,7 +23,7 @@ pub mod stream;
 
 use serde_json::{Map, Value, json};
 
-use super::{DEFAULT_MAX_TOKENS, TranslateError, object, split_data_url, string};
+use super::{DEFAULT_MAX_TOKENS, TranslateError, object, split_data_url, string, text_of};
 
 /// Members that carry nothing when null or at their default, so they pass as absent.
 fn is_default(key: &str, v: &Value) -> bool {
@@ -273,12 +273,6 @@ fn text_blocks(content: &Value, i: usize) -> Result<Vec<Value>, TranslateError> 
             format!("messages[{i}].content must be a string or an array"),
         )),
     }
-}
-
-fn text_of(part: &Value, i: usize) -> Result<&str, TranslateError> {
-    part.get("text").and_then(Value::as_str).ok_or_else(|| {
-        TranslateError::invalid("messages", format!("messages[{i}]: a text part needs `text`"))
-    })
 }
 
 /// User content: text and images.

@@ -12,17 +12,14 @@
 //! `ping` and thinking deltas produce nothing; an `error` event is the observer's to report
 //! (it ends the stream with an error event in the client's format).
 
-use bytes::Bytes;
 use serde_json::{Value, json};
 
-use crate::translate::sse::{Event, SseSplitter};
+use crate::translate::sse::{Event, TranslateEvent, Translating};
 use crate::translate::{Tokens, finish_reason_from_anthropic, sse_event};
-use crate::upstream::sse::ChunkTransform;
 
 /// The translator's state: a few counters, whatever the stream's length.
 #[derive(Debug)]
 pub struct ToChatChunks {
-    splitter: SseSplitter,
     id: String,
     model: String,
     created: i64,
@@ -37,9 +34,9 @@ pub struct ToChatChunks {
 }
 
 impl ToChatChunks {
-    pub fn new(created: i64, include_usage: bool) -> Self {
-        ToChatChunks {
-            splitter: SseSplitter::default(),
+    /// A translator for a client that asked (or not) for the usage chunk, stamping `created`.
+    pub fn new(created: i64, include_usage: bool) -> Translating<Self> {
+        Translating::new(ToChatChunks {
             id: String::new(),
             model: String::new(),
             created,
@@ -49,7 +46,7 @@ impl ToChatChunks {
             tokens: Tokens::default(),
             stop_reason: None,
             finished: false,
-        }
+        })
     }
 
     fn chunk(&self, delta: Value, finish: Option<&str>, out: &mut Vec<u8>) {
@@ -61,7 +58,7 @@ impl ToChatChunks {
     }
 
     /// Translates one event, appending what the client receives to `out`.
-    pub fn event(&mut self, e: &Event, out: &mut Vec<u8>) {
+    fn translate(&mut self, e: &Event, out: &mut Vec<u8>) {
         if self.finished {
             return;
         }
@@ -124,19 +121,7 @@ impl ToChatChunks {
                     self.stop_reason = Some(r.to_string());
                 }
                 if let Some(u) = data.get("usage") {
-                    // Counts in `message_delta` are cumulative; present ones replace.
-                    let t = Tokens::from_anthropic(u);
-                    let has = |k: &str| u.get(k).is_some_and(|v| !v.is_null());
-                    self.tokens.output = t.output;
-                    if has("input_tokens") {
-                        self.tokens.input = t.input;
-                    }
-                    if has("cache_read_input_tokens") {
-                        self.tokens.cache_read = t.cache_read;
-                    }
-                    if has("cache_creation_input_tokens") {
-                        self.tokens.cache_creation = t.cache_creation;
-                    }
+                    self.tokens.merge_delta(u);
                 }
             }
             Some("message_stop") => {
@@ -157,24 +142,18 @@ impl ToChatChunks {
     }
 }
 
-impl ChunkTransform for ToChatChunks {
-    fn pass(&mut self, chunk: Bytes) -> Bytes {
-        let Ok(events) = self.splitter.push(&chunk) else {
-            // The observer fails an oversized stream; nothing more is translated.
-            self.finished = true;
-            return Bytes::new();
-        };
-        let mut out = Vec::new();
-        for e in &events {
-            self.event(e, &mut out);
-        }
-        Bytes::from(out)
+impl TranslateEvent for ToChatChunks {
+    fn event(&mut self, e: &Event, out: &mut Vec<u8>) {
+        self.translate(e, out);
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+
     use super::*;
+    use crate::upstream::sse::ChunkTransform;
 
     pub(crate) const STREAM: &str = concat!(
         "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-x\",\"content\":[],\"stop_reason\":null,\"usage\":{\"input_tokens\":10,\"output_tokens\":1,\"cache_read_input_tokens\":4}}}\n\n",

@@ -23,7 +23,7 @@ pub mod stream;
 
 use serde_json::{Map, Value, json};
 
-use super::{TranslateError, object};
+use super::{TranslateError, object, text_of};
 
 /// Translates an Anthropic Messages request into an OpenAI chat request. The `model` is kept
 /// as the client sent it (the caller splices the provider's name).
@@ -203,12 +203,6 @@ fn blocks_of(content: &Value, i: usize) -> Result<Vec<Value>, TranslateError> {
             format!("messages[{i}].content must be a string or an array of blocks"),
         )),
     }
-}
-
-fn text_of(b: &Value, i: usize) -> Result<&str, TranslateError> {
-    b.get("text").and_then(Value::as_str).ok_or_else(|| {
-        TranslateError::invalid("messages", format!("messages[{i}]: a text block needs `text`"))
-    })
 }
 
 fn unsupported_block(kind: Option<&str>, i: usize) -> TranslateError {

@@ -12,12 +12,10 @@
 //!
 //! Blocks are opened and closed in order, never interleaved, as Anthropic's clients expect.
 
-use bytes::Bytes;
 use serde_json::{Value, json};
 
-use crate::translate::sse::{Event, SseSplitter};
+use crate::translate::sse::{Event, TranslateEvent, Translating};
 use crate::translate::{Tokens, sse_event, stop_reason_from_openai};
-use crate::upstream::sse::ChunkTransform;
 
 /// The block being streamed.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,7 +31,6 @@ enum Open {
 /// The translator's state: a few counters, whatever the stream's length.
 #[derive(Debug, Default)]
 pub struct ToAnthropicEvents {
-    splitter: SseSplitter,
     started: bool,
     /// The Anthropic index of the open block, and what it is.
     open: Option<(usize, Open)>,
@@ -44,8 +41,8 @@ pub struct ToAnthropicEvents {
 }
 
 impl ToAnthropicEvents {
-    pub fn new() -> Self {
-        ToAnthropicEvents::default()
+    pub fn new() -> Translating<Self> {
+        Translating::new(ToAnthropicEvents::default())
     }
 
     fn emit(name: &str, data: Value, out: &mut Vec<u8>) {
@@ -162,7 +159,7 @@ impl ToAnthropicEvents {
     }
 
     /// Translates one event, appending what the client receives to `out`.
-    pub fn event(&mut self, e: &Event, out: &mut Vec<u8>) {
+    fn translate(&mut self, e: &Event, out: &mut Vec<u8>) {
         if self.finished {
             return;
         }
@@ -211,24 +208,18 @@ impl ToAnthropicEvents {
     }
 }
 
-impl ChunkTransform for ToAnthropicEvents {
-    fn pass(&mut self, chunk: Bytes) -> Bytes {
-        let Ok(events) = self.splitter.push(&chunk) else {
-            // The observer fails an oversized stream; nothing more is translated.
-            self.finished = true;
-            return Bytes::new();
-        };
-        let mut out = Vec::new();
-        for e in &events {
-            self.event(e, &mut out);
-        }
-        Bytes::from(out)
+impl TranslateEvent for ToAnthropicEvents {
+    fn event(&mut self, e: &Event, out: &mut Vec<u8>) {
+        self.translate(e, out);
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+
     use super::*;
+    use crate::upstream::sse::ChunkTransform;
 
     fn chunk(delta: Value, finish: Option<&str>) -> String {
         let c = json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-x",
