@@ -788,3 +788,57 @@ both_backends!(
     usage_is_recorded_for_every_route_and_format,
     usage_for_every_route
 );
+
+#[actix_rt::test]
+async fn hostile_bodies_on_translated_routes_are_refused_and_reach_no_upstream() {
+    let db = TestDb::sqlite();
+    let gpt = mock("gpt", Behavior::ok()).await;
+    let claude = mock("claude", Behavior::ok()).await;
+    let app = TestApp::start(config(
+        &db,
+        vec![
+            provider("gpt", &gpt.base_url(), &["g"]),
+            anthropic("claude", &claude.base_url(), &["c"]),
+        ],
+    ))
+    .await;
+    let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+    let cases: Vec<(&str, String)> = vec![
+        ("/v1/messages", json!({"model": "g", "max_tokens": 1e30, "messages": []}).to_string()),
+        ("/v1/messages", json!({"model": "g", "max_tokens": -1, "messages": []}).to_string()),
+        ("/v1/messages", json!({"model": "g", "max_tokens": 5, "messages": [{"role": "tool", "content": 5}]}).to_string()),
+        ("/v1/messages", format!(r#"{{"model": "g", "max_tokens": 5, "messages": [], "system": {deep}}}"#)),
+        ("/v1/chat/completions", json!({"model": "c", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "ftp://x"}}]}]}).to_string()),
+        ("/v1/chat/completions", json!({"model": "c", "max_completion_tokens": 18446744073709551615u64, "messages": [], "temperature": "hot"}).to_string()),
+        ("/v1/chat/completions", json!({"model": "c", "messages": [{"role": "assistant", "tool_calls": [{"id": 1}]}]}).to_string()),
+        ("/v1/chat/completions", format!(r#"{{"model": "c", "messages": [], "tools": {deep}}}"#)),
+    ];
+    for (path, body) in cases {
+        let r = app.send("POST", path, &[], Some(Bytes::from(body.clone()))).await;
+        assert_eq!(
+            r.status,
+            400,
+            "{path} {}: {}",
+            &body[..body.len().min(120)],
+            r.text()
+        );
+        if path == "/v1/messages" {
+            assert_eq!(r.json()["type"], "error");
+        } else {
+            assert!(r.json()["error"]["message"].is_string());
+        }
+    }
+    assert_eq!(
+        gpt.requests().len() + claude.requests().len(),
+        0,
+        "nothing reached an upstream"
+    );
+    // The router is still serving.
+    assert_eq!(
+        post(&app, "/v1/messages", &[], messages_body("g", false))
+            .await
+            .status,
+        200
+    );
+    app.stop().await;
+}
