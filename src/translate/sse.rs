@@ -4,8 +4,8 @@
 
 use bytes::Bytes;
 
-use crate::upstream::sse::ChunkTransform;
 pub use crate::upstream::sse::MAX_EVENT_BYTES;
+use crate::upstream::sse::{ChunkTransform, find_event_end};
 
 /// One event: its `event:` name (if any) and its `data:` lines joined with `\n`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +75,7 @@ impl SseSplitter {
         self.carry.extend_from_slice(chunk);
         let mut events = Vec::new();
         let mut start = 0;
-        while let Some(end) = event_end(&self.carry[from..]) {
+        while let Some(end) = find_event_end(&self.carry[from..]) {
             let end = from + end;
             if let Some(e) = parse(&self.carry[start..end]) {
                 events.push(e);
@@ -89,16 +89,6 @@ impl SseSplitter {
             return Err(Oversized);
         }
         Ok(events)
-    }
-}
-
-/// Index just past the first blank line (`\n\n` or `\r\n\r\n`).
-fn event_end(b: &[u8]) -> Option<usize> {
-    let lf = b.windows(2).position(|w| w == b"\n\n").map(|p| p + 2);
-    let crlf = b.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
-    match (lf, crlf) {
-        (Some(x), Some(y)) => Some(x.min(y)),
-        (x, y) => x.or(y),
     }
 }
 

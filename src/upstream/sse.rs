@@ -220,7 +220,7 @@ impl SseObserver {
 /// Index just past the first blank line in `b`: a line end (`\n`) followed by an empty line
 /// (`\n` or `\r\n`). One pass over the bytes with `memchr`, so reading a chunk of many
 /// events stays linear in its length.
-fn find_event_end(b: &[u8]) -> Option<usize> {
+pub(crate) fn find_event_end(b: &[u8]) -> Option<usize> {
     memchr::memchr_iter(b'\n', b).find_map(|i| match &b[i + 1..] {
         [b'\n', ..] => Some(i + 2),
         [b'\r', b'\n', ..] => Some(i + 3),
