@@ -10,20 +10,18 @@ use std::time::{Duration, Instant};
 use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
-use chrono::Utc;
-use futures_util::StreamExt;
 
 use super::client_routes::translation_for;
-use super::forward::{Answer, ClientApi, ForwardExchange, PendingStream, is_event_stream};
+use super::forward::{
+    self, Answer, ClientApi, ForwardExchange, PendingStream, first_chunk, is_event_stream, judge_error,
+    not_a_stream, read_answer,
+};
 use super::router_headers::excluded_ids;
 use super::{AppState, auth, read_body};
 use crate::config::RoutingConfig;
 use crate::error::ApiError;
 use crate::provider::kind::{Endpoint, Service};
-use crate::routing::{
-    self, AttemptError, AttemptReport, Attempted, Exchange, Phase, RouteRequest, Serves, StatusClass,
-    failover::classify_status,
-};
+use crate::routing::{self, AttemptReport, Attempted, Exchange, RouteRequest, Serves};
 use crate::supervisor::Route;
 use crate::upstream::body::{self, BodyError, ChatHead};
 use crate::upstream::classify;
@@ -31,9 +29,6 @@ use crate::upstream::clients::UpstreamClients;
 use crate::upstream::send_chat;
 use crate::upstream::sse::{ChunkTransform, StreamFormat, UsageFilter};
 use crate::upstream::usage;
-
-/// Most of an error answer read from an upstream (for the message and pass-through).
-const MAX_ERROR_BODY: usize = 256 * 1024;
 
 pub async fn chat_completions(
     req: HttpRequest,
@@ -138,7 +133,11 @@ async fn attempt(
                 .saturating_sub(started.elapsed())
                 .max(Duration::from_millis(1));
             let mut resp = resp.timeout(wait);
-            let error = resp.body().limit(MAX_ERROR_BODY).await.unwrap_or_default();
+            let error = resp
+                .body()
+                .limit(forward::MAX_ERROR_BODY)
+                .await
+                .unwrap_or_default();
             if body::refuses_stream_options(status, &error) {
                 ask_usage = false;
                 if route.load.mark_refuses_stream_options() {
@@ -159,75 +158,44 @@ async fn attempt(
     let status = resp.status().as_u16();
     let content_type = resp.headers().get(CONTENT_TYPE).cloned();
     if !resp.status().is_success() {
-        let retry_after = classify::retry_after(resp.headers(), Utc::now());
-        let mut resp = resp.timeout(remaining);
-        let body = resp.body().limit(MAX_ERROR_BODY).await.unwrap_or_default();
-        return match classify_status(status, &body) {
-            StatusClass::ClientError | StatusClass::Success => {
-                Attempted::ClientError(whole(status, content_type, body))
-            }
-            class => Attempted::Failed(AttemptError::Status {
-                status,
-                class,
-                detail: classify::error_summary(&body),
-                cooldown_ms: (class == StatusClass::RateLimited).then(|| {
-                    classify::cooldown_ms(retry_after, routing.default_cooldown_ms, routing.max_cooldown_ms)
-                }),
-            }),
+        return match judge_error(resp, remaining, routing).await {
+            Ok((status, content_type, body)) => Attempted::ClientError(whole(status, content_type, body)),
+            Err(e) => Attempted::Failed(e),
         };
     }
     if !head.stream {
-        let mut resp = resp.timeout(remaining);
-        return match resp.body().limit(routing.max_response_bytes).await {
+        return match read_answer(resp, remaining, routing).await {
             Ok(body) => Attempted::Answered {
                 usage: usage::from_json(&body),
                 answer: whole(status, content_type, body),
             },
-            Err(awc::error::PayloadError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
-                Attempted::Failed(AttemptError::Timeout(Phase::Body))
-            }
-            Err(awc::error::PayloadError::Overflow) => Attempted::Failed(AttemptError::TooLarge {
-                limit: routing.max_response_bytes,
-            }),
-            Err(e) => Attempted::Failed(AttemptError::BodyRead(e.to_string())),
+            Err(e) => Attempted::Failed(e),
         };
     }
     // An upstream that ignored `stream: true` (plain JSON) must not be committed: the client
     // asked for events and would get a JSON body with an SSE error glued to it.
     if !is_event_stream(content_type.as_ref()) {
-        let shown = content_type
-            .as_ref()
-            .and_then(|c| c.to_str().ok())
-            .unwrap_or("none");
-        return Attempted::Failed(AttemptError::NotAStream {
-            content_type: classify::scrub(shown),
-        });
+        return Attempted::Failed(not_a_stream(content_type.as_ref()));
     }
     // A stream: wait for its first bytes before committing; until then, failing over is safe.
-    loop {
-        let remaining = timeout.saturating_sub(started.elapsed());
-        return match tokio::time::timeout(remaining, resp.next()).await {
-            Ok(Some(Ok(chunk))) if chunk.is_empty() => continue,
-            Ok(Some(Ok(first))) => Attempted::Streaming(ChatStream {
-                status,
-                content_type,
-                first,
-                rest: resp,
-                idle: Duration::from_millis(provider.timeout_ms),
-                upstream: StreamFormat::OpenAi,
-                // The router asked for usage on the client's behalf: the client gets the
-                // stream it asked for, without the usage chunk.
-                transform: (head.include_usage != Some(true)).then(|| {
-                    (
-                        StreamFormat::OpenAi,
-                        Box::new(UsageFilter::default()) as Box<dyn ChunkTransform>,
-                    )
-                }),
+    match first_chunk(&mut resp, timeout.saturating_sub(started.elapsed())).await {
+        Ok(first) => Attempted::Streaming(ChatStream {
+            status,
+            content_type,
+            first,
+            rest: resp,
+            idle: Duration::from_millis(provider.timeout_ms),
+            upstream: StreamFormat::OpenAi,
+            // The router asked for usage on the client's behalf: the client gets the stream
+            // it asked for, without the usage chunk.
+            transform: (head.include_usage != Some(true)).then(|| {
+                (
+                    StreamFormat::OpenAi,
+                    Box::new(UsageFilter::default()) as Box<dyn ChunkTransform>,
+                )
             }),
-            Ok(Some(Err(e))) => Attempted::Failed(AttemptError::StreamBroke(e.to_string())),
-            Ok(None) => Attempted::Failed(AttemptError::StreamEnded { committed: false }),
-            Err(_) => Attempted::Failed(AttemptError::Timeout(Phase::FirstChunk)),
-        };
+        }),
+        Err(e) => Attempted::Failed(e),
     }
 }
 
