@@ -86,6 +86,8 @@ fn raw_provider(name: &str, models: &str, key_env: Option<&str>) -> NewProvider 
         updated_at: now_naive(),
         probe_model: None,
         http2: false,
+        kind: "openai".into(),
+        endpoints: None,
     }
 }
 
