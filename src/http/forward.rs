@@ -290,18 +290,16 @@ impl<'a> ForwardExchange<'a> {
     }
 
     /// Where and what to send to `route`: (endpoint, body, the upstream's API).
-    fn plan(&self, route: &Route) -> (Endpoint, Bytes, ClientApi) {
+    /// `ask_usage` is false once the provider is known to refuse `stream_options`.
+    fn plan(&self, route: &Route, ask_usage: bool) -> (Endpoint, Bytes, ClientApi) {
         let translated = route.provider.serves(self.api.endpoint()) == Some(Service::Translated);
         let (api, src) = match (self.api, translated, &self.translated) {
             (ClientApi::Chat, true, Some(t)) => (ClientApi::Messages, t),
             (ClientApi::Messages, true, Some(t)) => (ClientApi::Chat, t),
             (api, _, _) => (api, self.native),
         };
-        // Ask a native OpenAI stream for usage, as chat does (taken out again below).
-        let ask_usage = matches!(api, ClientApi::Completions)
-            && self.stream
-            && self.include_usage != Some(true)
-            && !route.load.refuses_stream_options();
+        // Ask an OpenAI stream for usage, as chat does (taken out again, or translated).
+        let ask_usage = self.asks_usage(api) && ask_usage;
         let head = ChatHead {
             model: String::new(),
             stream: ask_usage,
@@ -309,6 +307,12 @@ impl<'a> ForwardExchange<'a> {
         };
         let body = body::for_upstream(src, &head, route.upstream_model.as_deref(), ask_usage);
         (api.endpoint(), body, api)
+    }
+
+    /// Whether the router adds `stream_options.include_usage` to a stream sent to `upstream`.
+    fn asks_usage(&self, upstream: ClientApi) -> bool {
+        let openai_stream = matches!(upstream, ClientApi::Completions | ClientApi::Chat);
+        openai_stream && self.stream && self.include_usage != Some(true)
     }
 
     /// What the client's stream needs done to the upstream's.
@@ -384,21 +388,44 @@ impl Exchange for ForwardExchange<'_> {
                 .saturating_sub(started.elapsed())
                 .max(Duration::from_millis(1))
         };
-        let (endpoint, body, upstream) = self.plan(route);
         let client = self.clients.get(&route.provider);
-        let sent = send_to(
-            &client,
-            &route.provider,
-            endpoint,
-            body,
-            self.stream,
-            timeout,
-            &self.headers,
-        )
-        .await;
-        let mut resp = match sent {
-            Ok(r) => r,
-            Err(e) => return Attempted::Failed(classify::send_error(&e)),
+        let mut ask_usage = !route.load.refuses_stream_options();
+        let (mut resp, upstream) = loop {
+            let (endpoint, body, upstream) = self.plan(route, ask_usage);
+            let sent = send_to(
+                &client,
+                &route.provider,
+                endpoint,
+                body,
+                self.stream,
+                timeout.saturating_sub(started.elapsed()),
+                &self.headers,
+            )
+            .await;
+            let resp = match sent {
+                Ok(r) => r,
+                Err(e) => return Attempted::Failed(classify::send_error(&e)),
+            };
+            // The provider refused the `stream_options` the router added: again without it,
+            // remembered for the provider (as chat does; its streams then record no tokens).
+            let status = resp.status().as_u16();
+            if ask_usage && self.asks_usage(upstream) && matches!(status, 400 | 422) {
+                let content_type = resp.headers().get(CONTENT_TYPE).cloned();
+                let mut resp = resp.timeout(remaining());
+                let error = resp.body().limit(MAX_ERROR_BODY).await.unwrap_or_default();
+                if body::refuses_stream_options(status, &error) {
+                    ask_usage = false;
+                    if route.load.mark_refuses_stream_options() {
+                        log::warn!(
+                            "provider {} refuses stream_options: its streams go without it and record no tokens",
+                            route.provider.name
+                        );
+                    }
+                    continue;
+                }
+                return Attempted::ClientError(self.error_body(upstream, status, content_type, error));
+            }
+            break (resp, upstream);
         };
         let status = resp.status().as_u16();
         let content_type = resp.headers().get(CONTENT_TYPE).cloned();

@@ -842,3 +842,48 @@ async fn hostile_bodies_on_translated_routes_are_refused_and_reach_no_upstream()
     );
     app.stop().await;
 }
+
+#[actix_rt::test]
+async fn a_provider_refusing_stream_options_still_streams_translated_messages_and_completions() {
+    let db = TestDb::sqlite();
+    let gpt = mock(
+        "gpt",
+        Behavior {
+            refuse_stream_options: true,
+            ..Behavior::ok()
+        },
+    )
+    .await;
+    let app = TestApp::start(config(&db, vec![provider("gpt", &gpt.base_url(), &["g"])])).await;
+    let r = post(&app, "/v1/messages", &[], messages_body("g", true)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let names: Vec<String> = json_events(&r.text())
+        .into_iter()
+        .filter_map(|(n, _)| n)
+        .collect();
+    assert_eq!(names.last().map(String::as_str), Some("message_stop"));
+    assert!(app.state_of("gpt").await.refuses_stream_options, "remembered");
+    // Known now: the next streams go without it at once.
+    gpt.reset_counters();
+    let r = post(
+        &app,
+        "/v1/completions",
+        &[],
+        json!({"model": "g", "prompt": "x", "stream": true}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().trim_end().ends_with("data: [DONE]"));
+    assert_eq!(
+        gpt.hits(Endpoint::Completions),
+        1,
+        "one request, without stream_options"
+    );
+    assert!(
+        last_request(&gpt, Endpoint::Completions)
+            .body
+            .get("stream_options")
+            .is_none()
+    );
+    app.stop().await;
+}

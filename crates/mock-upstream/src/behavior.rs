@@ -41,7 +41,7 @@ pub struct Behavior {
     /// ignores the flag does.
     pub ignore_stream: bool,
     /// Refuse any request carrying `stream_options` with a `400` naming it, as older Azure API
-    /// versions and several self-hosted servers do.
+    /// versions and several self-hosted servers do (chat, completions, embeddings, responses).
     pub refuse_stream_options: bool,
     /// If set, non-2xx answers carry `Location: <url>` (meant for 3xx).
     pub location: Option<String>,

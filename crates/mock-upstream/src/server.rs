@@ -314,6 +314,12 @@ impl Shared {
             sleep_ms(latency).await;
             return Err(self.json(StatusCode::BAD_REQUEST, bad("mock: bad request")));
         }
+        if b.refuse_stream_options && matches!(format, Format::OpenAi) && json.get("stream_options").is_some()
+        {
+            sleep_ms(latency).await;
+            let msg = "Unrecognized request argument supplied: stream_options";
+            return Err(self.json(StatusCode::BAD_REQUEST, bad(msg)));
+        }
         if b.status == 200 {
             if let Some(code) = scripted_fail_code(&model) {
                 sleep_ms(latency).await;

@@ -8,7 +8,7 @@
 //! | `user` `tool_result` blocks | `tool` messages, before the rest of that turn |
 //! | `assistant` text + `tool_use` blocks | `content` + `tool_calls` (`input` serialised) |
 //! | `max_tokens`, `stop_sequences`, `temperature`, `top_p` | `max_tokens`, `stop`, same |
-//! | `stream` | `stream` with `stream_options.include_usage` |
+//! | `stream` | `stream` (the router adds `stream_options.include_usage`, as for chat) |
 //! | `tools`, `tool_choice` (`auto`/`any`/`tool`/`none`), `disable_parallel_tool_use` | `tools`, `tool_choice`, `parallel_tool_calls: false` |
 //! | `metadata.user_id` | `user` |
 //!
@@ -128,9 +128,9 @@ pub fn request(body: &Value) -> Result<Value, TranslateError> {
         out.insert("parallel_tool_calls".into(), false.into());
     }
     if stream {
+        // The router adds `stream_options.include_usage` when it sends the stream, as it does
+        // for chat (token counts for `message_delta` and the usage record).
         out.insert("stream".into(), true.into());
-        // Token counts for the client's `message_delta` and for the usage record.
-        out.insert("stream_options".into(), json!({"include_usage": true}));
     }
     let mut all = Vec::with_capacity(messages_out.len() + 1);
     all.extend(system);
@@ -458,7 +458,6 @@ mod tests {
                 "temperature": 0.2,
                 "top_p": 0.8,
                 "stream": true,
-                "stream_options": {"include_usage": true},
                 "tools": [{"type": "function", "function": {"name": "look", "description": "Looks", "parameters": {"type": "object"}}}],
                 "tool_choice": "required",
                 "parallel_tool_calls": false,
