@@ -1,5 +1,5 @@
 //! The client routes beside chat: `POST /v1/messages` (Anthropic Messages), `/v1/embeddings`,
-//! `/v1/responses` and `/v1/completions`. Each parses what routing needs, translates the body
+//! `/v1/responses` and `/v1/completions`, and [`serve`], which chat shares. Each parses what routing needs, translates the body
 //! once when a provider of the other chat format may serve it, and routes through
 //! `routing::run` with a [`ForwardExchange`]; errors come in the route's own shape.
 
@@ -95,7 +95,8 @@ pub fn translation_for(
     }
 }
 
-async fn serve(
+/// Serves one request on `api` (chat too): parse, translate if needed, route, answer.
+pub async fn serve(
     api: ClientApi,
     req: &HttpRequest,
     payload: web::Payload,

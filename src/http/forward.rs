@@ -246,8 +246,7 @@ fn usage_of(api: ClientApi, body: &[u8]) -> Option<TokenUsage> {
     }
 }
 
-/// One client request on any route except native chat (which `chat.rs` sends itself, to
-/// handle providers that refuse `stream_options`).
+/// One client request on any route.
 pub struct ForwardExchange<'a> {
     pub clients: &'a UpstreamClients,
     pub api: ClientApi,
@@ -330,7 +329,11 @@ impl<'a> ForwardExchange<'a> {
                 client,
                 Box::new(messages_via_openai::stream::ToAnthropicEvents::new()),
             )),
-            (ClientApi::Completions, _) if self.include_usage != Some(true) => {
+            // The router asked for usage on the client's behalf: the client gets the stream it
+            // asked for, without the usage chunk.
+            (ClientApi::Chat, ClientApi::Chat) | (ClientApi::Completions, _)
+                if self.include_usage != Some(true) =>
+            {
                 Some((client, Box::new(crate::upstream::sse::UsageFilter::default())))
             }
             _ => None,

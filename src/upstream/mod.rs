@@ -14,7 +14,7 @@ pub mod usage;
 
 use std::time::Duration;
 
-use awc::http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use awc::http::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
 use awc::{Client, ClientResponse, Connector};
 use bytes::Bytes;
 
@@ -104,26 +104,4 @@ fn client_with(tls: std::sync::Arc<rustls::ClientConfig>, connect_timeout: Durat
         .disable_redirects()
         .no_default_headers()
         .finish()
-}
-
-/// Sends one chat completion attempt and waits for the response head (at most `timeout`).
-pub async fn send_chat(
-    client: &Client,
-    provider: &ProviderConfig,
-    body: Bytes,
-    stream: bool,
-    timeout: Duration,
-) -> Result<ClientResponse, awc::error::SendRequestError> {
-    // Typed names and static values: nothing to parse or allocate per request.
-    const JSON: HeaderValue = HeaderValue::from_static("application/json");
-    const EVENT_STREAM: HeaderValue = HeaderValue::from_static("text/event-stream");
-    let mut req = client
-        .post(provider.wire.chat_url.clone())
-        .timeout(timeout)
-        .insert_header((CONTENT_TYPE, JSON))
-        .insert_header((ACCEPT, if stream { EVENT_STREAM } else { JSON }));
-    if let Some(auth) = &provider.wire.authorization {
-        req = req.insert_header((AUTHORIZATION, auth.clone()));
-    }
-    req.send_body(body).await
 }
