@@ -180,6 +180,8 @@ mod tests {
             updated_at: row.updated_at,
             probe_model: None,
             http2: false,
+            kind: "openai".into(),
+            endpoints: None,
         };
         let backend = crate::store::Backend::from_url("postgres://u:0123456789@h/db").unwrap();
         let shown = format!(

@@ -5,8 +5,8 @@
 pub mod admin;
 pub mod auth;
 pub mod chat;
-pub mod edge;
 pub mod client_routes;
+pub mod edge;
 pub mod forward;
 pub mod models;
 pub mod probes;

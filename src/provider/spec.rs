@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::sealing::{ProviderKeys, SealError};
 pub use super::kind::{Endpoint, ProviderKind, Service};
+use crate::sealing::{ProviderKeys, SealError};
 use crate::secret::Secret;
 use crate::store::{NewProvider, ProviderRow};
 
