@@ -152,6 +152,9 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
     };
     let supervisor = Supervisor::new(deps);
     let routes = supervisor.routes();
+    routes.set_strategies(crate::supervisor::strategy::Strategies::from_config(
+        &config.routing,
+    ));
     let supervisor = supervisor.start();
     let env = |k: &str| std::env::var(k).ok();
     let not_loaded = NotLoaded::default();
@@ -226,6 +229,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
         Duration::from_millis(config.stats.flush_ms),
         config.stats.max_batch_rows,
     )
+    .with_daily_counts(routes.daily_counts())
     .start();
 
     let (admin_token, admin_token_generated) = match &config.admin_token {

@@ -19,6 +19,7 @@ mod file;
 use serde::{Deserialize, Serialize};
 
 pub use crate::provider::spec::{FieldError, ProviderSpec};
+pub use crate::supervisor::strategy::Strategy;
 
 /// The whole configuration. `Debug` redacts the tokens and keys it holds (see `edge.rs`).
 #[derive(Clone, Deserialize)]
@@ -98,6 +99,18 @@ pub struct RoutingConfig {
     /// Most simultaneous connections from one worker to one provider (8192); past it a
     /// request waits for a free connection. Each provider has its own pool and limit.
     pub max_connections_per_provider: usize,
+    /// How a model's requests are spread over its best tier (`weighted_round_robin`).
+    pub strategy: Strategy,
+    /// Per-model overrides, keyed by the public model name.
+    pub models: std::collections::BTreeMap<String, ModelRouting>,
+}
+
+/// `[routing.models."name"]`: routing settings of one model.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelRouting {
+    /// Overrides `routing.strategy` for this model.
+    pub strategy: Option<Strategy>,
 }
 
 /// `[health_check]`: initial values of the stored health-check configuration, and how probes
@@ -206,11 +219,21 @@ impl Default for RoutingConfig {
             max_cooldown_ms: 600_000,
             max_response_bytes: 32 * 1024 * 1024,
             max_connections_per_provider: 8192,
+            strategy: Strategy::default(),
+            models: std::collections::BTreeMap::new(),
         }
     }
 }
 
 impl RoutingConfig {
+    /// The strategy of `model`: its own, else the global one.
+    pub fn strategy_for(&self, model: &str) -> Strategy {
+        self.models
+            .get(model)
+            .and_then(|m| m.strategy)
+            .unwrap_or(self.strategy)
+    }
+
     /// The overall deadline of one client request, in ms.
     pub fn deadline_ms(&self) -> u64 {
         self.request_deadline_ms
@@ -365,6 +388,14 @@ impl Config {
             1,
             1_000_000,
         )?;
+        for name in r.models.keys() {
+            if name.trim().is_empty() || name.len() > 256 {
+                return Err(ConfigError::invalid(
+                    "routing.models",
+                    format!("{name:?} is not a model name (1 to 256 characters)"),
+                ));
+            }
+        }
         let h = &self.health_check;
         in_range("health_check.interval_seconds", h.interval_seconds, 1, WEEK_SECS)?;
         in_range(
@@ -436,6 +467,32 @@ mod tests {
         let e = c.validate(&|_| None).unwrap_err().to_string();
         assert!(e.contains("routing.default_cooldown_ms"), "{e}");
         assert!(Config::default().validate(&|_| None).is_ok());
+    }
+
+    #[test]
+    fn strategies_are_set_globally_and_per_model() {
+        let c: Config = toml::from_str(
+            "[routing]\nstrategy = \"least_busy\"\n[routing.models.\"gpt-4o\"]\nstrategy = \"least_used\"\n",
+        )
+        .unwrap();
+        assert!(c.validate(&|_| None).is_ok());
+        assert_eq!(c.routing.strategy_for("gpt-4o"), Strategy::LeastUsed);
+        assert_eq!(c.routing.strategy_for("other"), Strategy::LeastBusy);
+        assert_eq!(
+            Config::default().routing.strategy_for("x"),
+            Strategy::WeightedRoundRobin
+        );
+        let e = toml::from_str::<Config>("[routing]\nstrategy = \"fastest\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("strategy") && e.contains("fastest"), "{e}");
+        let e = toml::from_str::<Config>("[routing.models.m]\nstrategi = \"least_used\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("strategi"), "{e}");
+        let c: Config = toml::from_str("[routing.models.\" \"]\nstrategy = \"least_used\"\n").unwrap();
+        let e = c.validate(&|_| None).unwrap_err().to_string();
+        assert!(e.starts_with("routing.models"), "{e}");
     }
 
     #[test]

@@ -33,6 +33,11 @@ pub struct LoadCounters {
     mark_epoch: AtomicU64,
     /// Attempts still in flight that started before routing last turned away.
     stale_inflight: AtomicI64,
+    /// Decaying latency average in ms, as `f64` bits (see `latency`).
+    latency_ewma: AtomicU64,
+    /// When the last latency sample came, on the process clock (`clock_ms`, never 0); 0
+    /// before the first sample.
+    latency_at_ms: AtomicU64,
 }
 
 /// Milliseconds since the process's first call, from the monotonic clock; never 0.
@@ -81,6 +86,46 @@ impl LoadCounters {
         let add = (1u64 << SUCCESS_SHIFT) | latency_ms.min(u64::from(u32::MAX));
         self.successes.fetch_add(add, Ordering::AcqRel);
         !self.rung.swap(true, Ordering::AcqRel)
+    }
+
+    /// Adds a latency sample (a whole answer, or the first byte of a stream) to the decaying
+    /// average the latency-aware strategies rank by. Lock-free: concurrent samples retry.
+    pub fn observe_latency(&self, latency: std::time::Duration) {
+        self.observe_latency_at(latency, clock_ms());
+    }
+
+    fn observe_latency_at(&self, latency: std::time::Duration, now_ms: u64) {
+        /// Weight of a new sample: about the last five samples count.
+        const ALPHA: f64 = 0.3;
+        let sample = latency.as_secs_f64() * 1000.0;
+        let first = self.latency_at_ms.load(Ordering::Acquire) == 0;
+        let _ = self
+            .latency_ewma
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |bits| {
+                let old = f64::from_bits(bits);
+                let next = if first {
+                    sample
+                } else {
+                    old + ALPHA * (sample - old)
+                };
+                Some(next.to_bits())
+            });
+        self.latency_at_ms.store(now_ms.max(1), Ordering::Release);
+    }
+
+    /// The latency average in ms and how long ago its last sample came; `None` before the
+    /// first sample.
+    pub fn latency(&self) -> Option<(f64, std::time::Duration)> {
+        self.latency_at(clock_ms())
+    }
+
+    fn latency_at(&self, now_ms: u64) -> Option<(f64, std::time::Duration)> {
+        let at = self.latency_at_ms.load(Ordering::Acquire);
+        if at == 0 {
+            return None;
+        }
+        let avg = f64::from_bits(self.latency_ewma.load(Ordering::Acquire));
+        Some((avg, std::time::Duration::from_millis(now_ms.saturating_sub(at))))
     }
 
     /// Takes the successes added so far: (count, latency sum in ms). The next success rings
@@ -277,6 +322,21 @@ mod tests {
         c.turning_away();
         c.turned_away();
         assert!(!c.started_after_mark(u64::MAX), "absurd latencies never overflow");
+    }
+
+    #[test]
+    fn latency_average_follows_samples_and_ages() {
+        let c = LoadCounters::default();
+        assert!(c.latency_at(10).is_none());
+        c.observe_latency_at(Duration::from_millis(100), 10);
+        assert_eq!(c.latency_at(10).map(|l| l.0), Some(100.0));
+        c.observe_latency_at(Duration::from_millis(200), 10);
+        let (avg, _) = c.latency_at(10).unwrap();
+        assert!((avg - 130.0).abs() < 1e-9, "{avg}");
+        let (_, idle) = c.latency_at(5_010).unwrap();
+        assert_eq!(idle, Duration::from_secs(5));
+        c.observe_latency_at(Duration::MAX, 10);
+        assert!(c.latency_at(0).unwrap().0.is_finite());
     }
 
     #[test]

@@ -143,7 +143,12 @@ pub async fn run<E: Exchange>(
         let mut report = AttemptReport::start(state, &route, req.model);
         let t0 = Instant::now();
         let result = exchange.attempt(&route, budget.timeout).await;
-        upstream_time += t0.elapsed();
+        let took = t0.elapsed();
+        upstream_time += took;
+        if matches!(result, Attempted::Answered { .. } | Attempted::Streaming(_)) {
+            // A whole answer, or a stream's first byte: what the latency strategies rank by.
+            route.load.observe_latency(took);
+        }
         let attempts = failover.attempts();
         let served = |answer| Served {
             answer,

@@ -22,6 +22,7 @@
 pub mod aggregate;
 pub mod queue;
 pub mod recent;
+pub mod today;
 pub mod view;
 
 use std::sync::Arc;
@@ -36,6 +37,11 @@ use aggregate::Aggregate;
 pub use aggregate::{UsageRecord, UsageResult};
 pub use queue::UsageQueue;
 use recent::{MinuteCount, RecentRequests};
+use today::DailyCounts;
+
+/// How often today's stored rows are read again when nothing was written meanwhile (other
+/// instances of a fleet write too).
+const DAILY_REFRESH: Duration = Duration::from_secs(5);
 
 /// Longest wait between retries of a failed write.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -103,6 +109,11 @@ pub struct StatsActor {
     /// The oldest record of the batch being written (the lag must count it while the write
     /// is slow, which is when the lag matters).
     writing_since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Today's counts for `least_used`, kept in step with the stored rows.
+    daily: Option<Arc<DailyCounts>>,
+    /// A read of today's rows is under way / when the last one started.
+    reading: bool,
+    last_read: Option<Instant>,
 }
 
 impl StatsActor {
@@ -125,6 +136,9 @@ impl StatsActor {
             waiters_next: Vec::new(),
             failures: 0,
             retry_at: None,
+            daily: None,
+            reading: false,
+            last_read: None,
             reads_in_flight: 0,
             write_wanted: false,
             queued_reads: Vec::new(),
@@ -171,6 +185,49 @@ impl StatsActor {
         }
     }
 
+    /// Keeps `daily` in step with the stored daily rows: read at start, after each write and
+    /// every `DAILY_REFRESH`, always off the request path.
+    pub fn with_daily_counts(mut self, daily: Arc<DailyCounts>) -> Self {
+        self.daily = Some(daily);
+        self
+    }
+
+    /// Reads today's stored totals into `daily`, unless a read is under way.
+    fn refresh_daily(&mut self, ctx: &mut Context<Self>) {
+        let Some(daily) = self.daily.clone() else {
+            return;
+        };
+        if self.reading {
+            return;
+        }
+        self.reading = true;
+        self.last_read = Some(Instant::now());
+        let mark = daily.begin_read(chrono::Utc::now().date_naive());
+        let filter = store::UsageFilter {
+            from: Some(mark.date()),
+            to: Some(mark.date()),
+            ..Default::default()
+        };
+        let store = self.store.clone();
+        let read = async move { store::run(&store, move |db| db.usage(&filter)).await };
+        ctx.spawn(read.into_actor(self).map(move |result, act, _| {
+            act.reading = false;
+            match result {
+                Ok(rows) => daily.finish_read(
+                    mark,
+                    rows.into_iter().map(|r| {
+                        (
+                            r.provider_id,
+                            r.model,
+                            u64::try_from(r.total_requests).unwrap_or(0),
+                        )
+                    }),
+                ),
+                Err(e) => log::debug!("reading today's usage failed: {e}"),
+            }
+        }));
+    }
+
     fn update_lag_metric(&self) {
         let oldest = self.pending.oldest().map(|t| t.timestamp_millis().max(0) as u64);
         self.metrics.set_stats_pending_since(oldest);
@@ -206,6 +263,13 @@ impl StatsActor {
                     act.failures = 0;
                     act.retry_at = None;
                     act.last_flush_at = Some(chrono::Utc::now());
+                    if let Some(daily) = &act.daily {
+                        for r in &batch {
+                            let requests = u64::try_from(r.total_requests).unwrap_or(0);
+                            daily.add_flushed(r.provider_id, &r.model, r.date, requests);
+                        }
+                        act.refresh_daily(ctx);
+                    }
                 }
                 Err(e) => {
                     act.failures += 1;
@@ -268,6 +332,9 @@ impl StatsActor {
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
         self.drain(ctx);
+        if self.last_read.is_none_or(|t| t.elapsed() >= DAILY_REFRESH) {
+            self.refresh_daily(ctx);
+        }
         if self.retry_at.is_some_and(|t| Instant::now() < t) {
             return;
         }
@@ -282,6 +349,7 @@ impl Actor for StatsActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(16 * 1024);
+        self.refresh_daily(ctx);
         ctx.run_interval(self.flush_every, |act, ctx| act.tick(ctx));
     }
 }

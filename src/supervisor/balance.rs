@@ -1,5 +1,6 @@
-//! The routing decision as a pure function: smooth weighted round-robin among the healthy
-//! providers of the best (lowest) priority tier, with fallbacks for when none is healthy.
+//! The routing decision as a pure function: the model's strategy (smooth weighted
+//! round-robin by default, see `strategy` for the others) among the healthy providers of the
+//! best (lowest) priority tier, with fallbacks for when none is healthy.
 //!
 //! Smooth weighted round-robin (the algorithm nginx uses): every pick adds each candidate's
 //! weight to its running score, takes the highest score, and subtracts the tier's total
@@ -10,6 +11,8 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
+use super::strategy::{self, Figures, Strategy};
+
 /// One provider that serves the requested model and is not excluded.
 #[derive(Debug, Clone)]
 pub struct Candidate {
@@ -19,6 +22,25 @@ pub struct Candidate {
     pub is_healthy: bool,
     pub next_retry_at: Option<DateTime<Utc>>,
     pub cooldown_until: Option<DateTime<Utc>>,
+    /// Requests for the model today (see `Figures`).
+    pub requests_today: u64,
+    pub latency_ms: Option<f64>,
+    pub latency_idle: std::time::Duration,
+    pub inflight: u64,
+}
+
+impl Candidate {
+    /// What a strategy sees of this candidate.
+    pub fn figures(&self) -> Figures {
+        Figures {
+            id: self.id,
+            weight: self.weight,
+            requests_today: self.requests_today,
+            latency_ms: self.latency_ms,
+            latency_idle: self.latency_idle,
+            inflight: self.inflight,
+        }
+    }
 }
 
 /// The outcome of a routing decision.
@@ -40,10 +62,18 @@ pub struct RoundRobin {
 
 impl RoundRobin {
     /// Chooses among `candidates` for `model`:
-    /// 1. healthy, not cooling: weighted round-robin inside the lowest priority tier;
+    /// 1. healthy, not cooling: the model's `strategy` inside the lowest priority tier
+    ///    (`random` feeds its ties and exploration);
     /// 2. else an unhealthy one not cooling, whose retry is due soonest;
     /// 3. else, when all are cooling, how long until the first is free.
-    pub fn choose(&mut self, model: &str, candidates: &[Candidate], now: DateTime<Utc>) -> Choice {
+    pub fn choose(
+        &mut self,
+        model: &str,
+        strategy: Strategy,
+        candidates: &[Candidate],
+        now: DateTime<Utc>,
+        random: u64,
+    ) -> Choice {
         if candidates.is_empty() {
             return Choice::NoneLeft;
         }
@@ -53,6 +83,18 @@ impl RoundRobin {
             .filter(|c| c.is_healthy && !cooling(c))
             .map(|c| c.priority)
             .min();
+        if let Some(tier) = best_tier
+            && strategy != Strategy::WeightedRoundRobin
+        {
+            let figures: Vec<Figures> = candidates
+                .iter()
+                .filter(|c| c.is_healthy && !cooling(c) && c.priority == tier)
+                .map(Candidate::figures)
+                .collect();
+            if let Some(id) = strategy::choose(strategy, &figures, random) {
+                return Choice::Picked(id);
+            }
+        }
         if let Some(tier) = best_tier {
             // Look up before inserting: the model's key is allocated once, not per pick.
             if !self.scores.contains_key(model) {
@@ -119,13 +161,17 @@ mod tests {
             is_healthy: true,
             next_retry_at: None,
             cooldown_until: None,
+            requests_today: 0,
+            latency_ms: None,
+            latency_idle: std::time::Duration::ZERO,
+            inflight: 0,
         }
     }
 
     fn picks(rr: &mut RoundRobin, cands: &[Candidate], n: usize) -> HashMap<i64, usize> {
         let mut counts = HashMap::new();
         for _ in 0..n {
-            match rr.choose("m", cands, Utc::now()) {
+            match rr.choose("m", Strategy::WeightedRoundRobin, cands, Utc::now(), 0) {
                 Choice::Picked(id) => *counts.entry(id).or_default() += 1,
                 other => panic!("unexpected {other:?}"),
             }
@@ -148,10 +194,12 @@ mod tests {
         let mut rr = RoundRobin::default();
         let cands = [c(1, 2, 0), c(2, 1, 0)];
         let seq: Vec<i64> = (0..6)
-            .map(|_| match rr.choose("m", &cands, Utc::now()) {
-                Choice::Picked(id) => id,
-                _ => 0,
-            })
+            .map(
+                |_| match rr.choose("m", Strategy::WeightedRoundRobin, &cands, Utc::now(), 0) {
+                    Choice::Picked(id) => id,
+                    _ => 0,
+                },
+            )
             .collect();
         assert_eq!(seq, vec![1, 2, 1, 1, 2, 1]);
     }
@@ -178,7 +226,10 @@ mod tests {
         let mut b = c(2, 1, 0);
         b.is_healthy = false;
         b.next_retry_at = Some(now + Duration::seconds(5));
-        assert_eq!(RoundRobin::default().choose("m", &[a, b], now), Choice::Picked(2));
+        assert_eq!(
+            RoundRobin::default().choose("m", Strategy::WeightedRoundRobin, &[a, b], now, 0),
+            Choice::Picked(2)
+        );
     }
 
     #[test]
@@ -188,10 +239,62 @@ mod tests {
         a.cooldown_until = Some(now + Duration::seconds(7));
         let mut b = c(2, 1, 0);
         b.cooldown_until = Some(now + Duration::seconds(3));
-        match RoundRobin::default().choose("m", &[a, b], now) {
+        match RoundRobin::default().choose("m", Strategy::WeightedRoundRobin, &[a, b], now, 0) {
             Choice::AllCooling(d) => assert_eq!(d.as_secs(), 3 - u64::from(d.subsec_nanos() > 0)),
             other => panic!("unexpected {other:?}"),
         }
-        assert_eq!(RoundRobin::default().choose("m", &[], now), Choice::NoneLeft);
+        assert_eq!(
+            RoundRobin::default().choose("m", Strategy::WeightedRoundRobin, &[], now, 0),
+            Choice::NoneLeft
+        );
+    }
+
+    #[test]
+    fn every_strategy_keeps_to_the_best_healthy_tier() {
+        let now = Utc::now();
+        let mut busy_fast = c(1, 1, 0);
+        busy_fast.requests_today = 1000;
+        busy_fast.inflight = 100;
+        let mut sick = c(2, 1, 0);
+        sick.is_healthy = false;
+        let mut cooling = c(3, 1, 0);
+        cooling.cooldown_until = Some(now + Duration::seconds(30));
+        let fallback = c(4, 1, 1);
+        let cands = [busy_fast, sick, cooling, fallback];
+        for s in Strategy::ALL {
+            let mut rr = RoundRobin::default();
+            for r in 0..200 {
+                assert_eq!(rr.choose("m", s, &cands, now, r), Choice::Picked(1), "{s:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn strategies_choose_by_their_figure() {
+        let now = Utc::now();
+        let mut a = c(1, 1, 0);
+        a.requests_today = 9;
+        a.latency_ms = Some(50.0);
+        a.inflight = 9;
+        let mut b = c(2, 1, 0);
+        b.requests_today = 1;
+        b.latency_ms = Some(900.0);
+        b.inflight = 0;
+        let cands = [a, b];
+        let mut rr = RoundRobin::default();
+        assert_eq!(
+            rr.choose("m", Strategy::LeastUsed, &cands, now, 0),
+            Choice::Picked(2)
+        );
+        // Exploration aside (its high bits are not 0 mod 20 here).
+        assert_eq!(
+            rr.choose("m", Strategy::LowestLatency, &cands, now, 1 << 32),
+            Choice::Picked(1)
+        );
+        // 10 × 50 ms against 1 × 900 ms.
+        assert_eq!(
+            rr.choose("m", Strategy::LeastBusy, &cands, now, 0),
+            Choice::Picked(1)
+        );
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod balance;
 pub mod routes;
+pub mod strategy;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -183,6 +184,7 @@ impl Handler<RemoveProvider> for Supervisor {
     fn handle(&mut self, msg: RemoveProvider, _: &mut Context<Self>) -> bool {
         let mut table = self.routes.lock();
         table.round_robin.forget(msg.0);
+        table.daily.forget(msg.0);
         match table.providers.remove(&msg.0) {
             Some(e) => {
                 e.actor.do_send(crate::provider::Stop);
