@@ -23,6 +23,7 @@
 
 pub mod health;
 pub mod kind;
+pub mod limits;
 pub mod load;
 pub mod not_loaded;
 pub mod probe;
