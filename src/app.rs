@@ -152,6 +152,10 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
     };
     let supervisor = Supervisor::new(deps);
     let routes = supervisor.routes();
+    routes.set_queue(
+        config.routing.max_queue,
+        Duration::from_millis(config.routing.queue_timeout_ms),
+    );
     routes.set_strategies(crate::supervisor::strategy::Strategies::from_config(
         &config.routing,
     ));

@@ -52,6 +52,14 @@ pub enum ApiError {
         "the upstream answer is larger than the router's limit of {0} bytes (routing.max_response_bytes)"
     )]
     ResponseTooLarge(usize),
+    /// 429: every provider of the model is at its limits and the routing queue was full, or
+    /// the request waited `routing.queue_timeout_ms` in it.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        code: &'static str,
+        retry_after_secs: u64,
+    },
     /// 503: something the router depends on is unavailable (database, actors).
     #[error("{0}")]
     Unavailable(String),
@@ -74,6 +82,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest { code, .. } | ApiError::InvalidParam { code, .. } => code,
+            ApiError::RateLimited { code, .. } => code,
             ApiError::Unauthorized(_) => "invalid_api_key",
             ApiError::NotFound(_) => "not_found",
             ApiError::UnknownModel(_) => "model_not_found",
@@ -101,6 +110,7 @@ impl ApiError {
                 "upstream_error"
             }
             ApiError::Internal(_) => "server_error",
+            ApiError::RateLimited { .. } => "rate_limit_error",
             _ => "invalid_request_error",
         }
     }
@@ -131,6 +141,7 @@ impl ResponseError for ApiError {
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -145,6 +156,9 @@ impl ResponseError for ApiError {
         } = self
         {
             resp.insert_header(("retry-after", s.to_string()));
+        }
+        if let ApiError::RateLimited { retry_after_secs, .. } = self {
+            resp.insert_header(("retry-after", retry_after_secs.to_string()));
         }
         let mut error =
             serde_json::json!({ "message": self.to_string(), "type": self.kind(), "code": self.code() });
@@ -194,6 +208,15 @@ impl From<crate::routing::RouteError> for ApiError {
             } => ApiError::Upstream {
                 status,
                 message,
+                retry_after_secs,
+            },
+            RouteError::Queued {
+                code,
+                message,
+                retry_after_secs,
+            } => ApiError::RateLimited {
+                message,
+                code,
                 retry_after_secs,
             },
         }

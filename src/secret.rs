@@ -182,6 +182,9 @@ mod tests {
             http2: false,
             kind: "openai".into(),
             endpoints: None,
+            max_concurrency: None,
+            rpm: None,
+            tpm: None,
         };
         let backend = crate::store::Backend::from_url("postgres://u:0123456789@h/db").unwrap();
         let shown = format!(

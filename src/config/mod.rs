@@ -103,6 +103,10 @@ pub struct RoutingConfig {
     pub strategy: Strategy,
     /// Per-model overrides, keyed by the public model name.
     pub models: std::collections::BTreeMap<String, ModelRouting>,
+    /// Longest a request waits for a provider at its limits, in ms (5000).
+    pub queue_timeout_ms: u64,
+    /// Most requests waiting at once; one more is refused at once (256).
+    pub max_queue: usize,
 }
 
 /// `[routing.models."name"]`: routing settings of one model.
@@ -221,6 +225,8 @@ impl Default for RoutingConfig {
             max_connections_per_provider: 8192,
             strategy: Strategy::default(),
             models: std::collections::BTreeMap::new(),
+            queue_timeout_ms: 5_000,
+            max_queue: 256,
         }
     }
 }
@@ -388,6 +394,8 @@ impl Config {
             1,
             1_000_000,
         )?;
+        in_range("routing.queue_timeout_ms", r.queue_timeout_ms, 0, DAY_MS)?;
+        in_range("routing.max_queue", r.max_queue as u64, 0, 1_000_000)?;
         for name in r.models.keys() {
             if name.trim().is_empty() || name.len() > 256 {
                 return Err(ConfigError::invalid(

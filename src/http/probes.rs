@@ -64,5 +64,5 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .collect();
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.metrics.render(&labels))
+        .body(state.metrics.render(&labels) + &state.routes.queue_view().render_metrics())
 }

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 pub use super::kind::{Endpoint, ProviderKind, Service};
+use super::limits::{Limits, MAX_CONCURRENCY, MAX_RPM, MAX_TPM};
 use crate::sealing::{ProviderKeys, SealError};
 use crate::secret::Secret;
 use crate::store::{NewProvider, ProviderRow};
@@ -71,6 +72,15 @@ pub struct ProviderSpec {
     /// OpenAI-compatible server without `/responses`, an embeddings-only one).
     #[serde(default)]
     pub endpoints: Option<Vec<Endpoint>>,
+    /// Most requests in flight at once on this instance; `None` is unlimited.
+    #[serde(default)]
+    pub max_concurrency: Option<i64>,
+    /// Most requests started per minute on this instance; `None` is unlimited.
+    #[serde(default)]
+    pub rpm: Option<i64>,
+    /// Most tokens per minute on this instance; `None` is unlimited.
+    #[serde(default)]
+    pub tpm: Option<i64>,
 }
 
 fn default_weight() -> i64 {
@@ -101,6 +111,8 @@ pub struct ProviderConfig {
     pub kind: ProviderKind,
     /// As the operator wrote it; `None` means every endpoint of the kind.
     pub endpoints: Option<Vec<Endpoint>>,
+    /// Per-instance limits (see `limits`).
+    pub limits: Limits,
     /// What goes on the wire, prepared once instead of per request.
     pub wire: Wire,
 }
@@ -317,6 +329,20 @@ impl ProviderSpec {
             }
         };
         let wire = Wire::new(name, &base_url, &api_key, self.kind)?;
+        let limit = |field: &str, v: Option<i64>, max: i64| match v {
+            None => Ok(None),
+            Some(v) if (1..=max).contains(&v) => Ok(Some(v)),
+            Some(_) => Err(FieldError::new(
+                field,
+                format!("must be between 1 and {max}, or null for no limit"),
+            )),
+        };
+        let limits = Limits {
+            max_concurrency: limit("max_concurrency", self.max_concurrency, MAX_CONCURRENCY)?
+                .and_then(|v| u32::try_from(v).ok()),
+            rpm: limit("rpm", self.rpm, MAX_RPM)?.and_then(|v| u32::try_from(v).ok()),
+            tpm: limit("tpm", self.tpm, MAX_TPM)?.and_then(|v| u64::try_from(v).ok()),
+        };
         Ok(ProviderConfig {
             id,
             name: name.to_string(),
@@ -333,6 +359,7 @@ impl ProviderSpec {
             http2: self.http2,
             kind: self.kind,
             endpoints,
+            limits,
         })
     }
 }
@@ -397,6 +424,9 @@ impl ProviderConfig {
             http2: self.http2,
             kind: self.kind,
             endpoints: self.endpoints.clone(),
+            max_concurrency: self.limits.max_concurrency.map(i64::from),
+            rpm: self.limits.rpm.map(i64::from),
+            tpm: self.limits.tpm.and_then(|v| i64::try_from(v).ok()),
         }
     }
 }
@@ -445,6 +475,9 @@ pub fn from_row(
             .map(serde_json::from_str)
             .transpose()
             .map_err(|e| format!("stored endpoints are not valid: {e}"))?,
+        max_concurrency: row.max_concurrency.map(i64::from),
+        rpm: row.rpm.map(i64::from),
+        tpm: row.tpm,
     };
     spec.validate(row.id, default_timeout_ms, env)
         .map_err(|e| e.to_string())
@@ -475,6 +508,9 @@ pub fn to_new_row(c: &ProviderConfig, keys: &ProviderKeys) -> Result<NewProvider
             .endpoints
             .as_ref()
             .map(|e| serde_json::to_string(e).unwrap_or_else(|_| "[]".into())),
+        max_concurrency: c.limits.max_concurrency.and_then(|v| i32::try_from(v).ok()),
+        rpm: c.limits.rpm.and_then(|v| i32::try_from(v).ok()),
+        tpm: c.limits.tpm.and_then(|v| i64::try_from(v).ok()),
     })
 }
 
@@ -569,6 +605,34 @@ mod tests {
             "name": "p", "base_url": "http://h/v1", "models": ["a"], "kind": "gemini"
         }));
         assert!(bad.is_err());
+    }
+
+    #[test]
+    fn limits_are_range_checked_and_optional() {
+        let c = spec().validate(1, 1000, &no_env).unwrap();
+        assert!(c.limits.is_unlimited());
+        let mut s = spec();
+        s.max_concurrency = Some(4);
+        s.rpm = Some(600);
+        s.tpm = Some(90_000);
+        let c = s.validate(1, 1000, &no_env).unwrap();
+        assert_eq!(
+            c.limits,
+            Limits {
+                max_concurrency: Some(4),
+                rpm: Some(600),
+                tpm: Some(90_000)
+            }
+        );
+        assert_eq!(c.to_spec().validate(1, 1000, &no_env).unwrap().limits, c.limits);
+        let field = |f: fn(&mut ProviderSpec)| {
+            let mut s = spec();
+            f(&mut s);
+            s.validate(1, 1000, &no_env).unwrap_err().field
+        };
+        assert_eq!(field(|s| s.max_concurrency = Some(0)), "max_concurrency");
+        assert_eq!(field(|s| s.rpm = Some(-1)), "rpm");
+        assert_eq!(field(|s| s.tpm = Some(i64::MAX)), "tpm");
     }
 
     #[test]

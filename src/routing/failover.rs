@@ -400,6 +400,13 @@ pub enum RouteError {
         message: String,
         retry_after_secs: Option<u64>,
     },
+    /// Every provider stayed at its limits: the routing queue was full (`queue_full`) or the
+    /// wait ran out (`queue_timeout`). 429 with `Retry-After`.
+    Queued {
+        code: &'static str,
+        message: String,
+        retry_after_secs: u64,
+    },
 }
 
 impl RouteError {
@@ -408,6 +415,7 @@ impl RouteError {
             RouteError::UnknownModel(_) => 404,
             RouteError::TooLarge { .. } => 502,
             RouteError::Failed { status, .. } => *status,
+            RouteError::Queued { .. } => 429,
         }
     }
 
@@ -419,12 +427,14 @@ impl RouteError {
             RouteError::Failed { status: 504, .. } => "upstream_timeout",
             RouteError::Failed { status: 503, .. } => "no_provider_available",
             RouteError::Failed { .. } => "upstream_error",
+            RouteError::Queued { code, .. } => code,
         }
     }
 
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
             RouteError::Failed { retry_after_secs, .. } => *retry_after_secs,
+            RouteError::Queued { retry_after_secs, .. } => Some(*retry_after_secs),
             _ => None,
         }
     }
@@ -440,7 +450,7 @@ impl fmt::Display for RouteError {
                 f,
                 "the upstream answer is larger than the router's limit of {limit} bytes (routing.max_response_bytes)"
             ),
-            RouteError::Failed { message, .. } => f.write_str(message),
+            RouteError::Failed { message, .. } | RouteError::Queued { message, .. } => f.write_str(message),
         }
     }
 }

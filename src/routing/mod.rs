@@ -21,6 +21,8 @@ use crate::events::{Event, EventKind, Severity};
 use crate::http::AppState;
 use crate::provider::kind::{Endpoint, Service};
 use crate::provider::spec::ProviderConfig;
+use crate::supervisor::queue::QueueRefusal;
+use crate::supervisor::routes::Refused;
 use crate::supervisor::{PickResult, Route};
 use crate::upstream::usage::TokenUsage;
 pub use failover::{AttemptError, Budget, Failover, Phase, RouteError, StatusClass, Verdict};
@@ -132,6 +134,25 @@ pub async fn run<E: Exchange>(
             PickResult::UnknownModel => return Err(RouteError::UnknownModel(req.model.to_string())),
             PickResult::Exhausted => break,
             PickResult::CoolingDown(wait) => return Err(failover.give_up(req.model, Some(wait))),
+            PickResult::AtLimit(hint) => {
+                // Every candidate is at its limits: wait in the queue for the first free slot,
+                // within the request's deadline.
+                let left = (req.started + deadline).saturating_duration_since(Instant::now());
+                let accept = move |c: &ProviderConfig| serves.is_none_or(|s| s.admits(c));
+                match state
+                    .routes
+                    .wait(req.model, failover.excluded(), accept, left, hint)
+                    .await
+                {
+                    Ok(PickResult::Route(r)) => r,
+                    Ok(PickResult::UnknownModel) => {
+                        return Err(RouteError::UnknownModel(req.model.to_string()));
+                    }
+                    Ok(PickResult::CoolingDown(wait)) => return Err(failover.give_up(req.model, Some(wait))),
+                    Ok(PickResult::Exhausted | PickResult::AtLimit(_)) => break,
+                    Err(refused) => return Err(queue_refused(req.model, refused)),
+                }
+            }
         };
         let own_timeout = Duration::from_millis(route.provider.timeout_ms);
         let Some(budget) = failover.begin(route.provider.id, own_timeout, Instant::now()) else {
@@ -189,6 +210,29 @@ pub async fn run<E: Exchange>(
         }
     }
     Err(failover.give_up(req.model, None))
+}
+
+/// The 429 for a request the routing queue did not route.
+fn queue_refused(model: &str, refused: Refused) -> RouteError {
+    let d = refused.retry_after;
+    let retry_after_secs = (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1);
+    let (code, message) = match refused.reason {
+        QueueRefusal::Full => (
+            "queue_full",
+            format!(
+                "every provider of `{model}` is at its limits and the routing queue is full; retry later"
+            ),
+        ),
+        QueueRefusal::TimedOut => (
+            "queue_timeout",
+            format!("every provider of `{model}` stayed at its limits for the whole wait; retry later"),
+        ),
+    };
+    RouteError::Queued {
+        code,
+        message,
+        retry_after_secs,
+    }
 }
 
 /// A request moved from one provider to the next: an event and a metric.

@@ -92,6 +92,8 @@ impl AttemptReport {
         }
         // Usage: into the shared queue, ringing the stats actor only when it was empty.
         let t = tokens.unwrap_or_default();
+        // Tokens count against the provider's `tpm` budget.
+        inner.route.limiter.add_tokens(t.total_tokens, Instant::now());
         let record = UsageRecord {
             provider_id: inner.route.provider.id,
             model: inner.model,

@@ -32,6 +32,9 @@ pub struct ProviderRow {
     pub kind: String,
     /// JSON array of endpoint names, or NULL for every endpoint of the kind.
     pub endpoints: Option<String>,
+    pub max_concurrency: Option<i32>,
+    pub rpm: Option<i32>,
+    pub tpm: Option<i64>,
 }
 
 /// The writable columns of `providers`, for inserts and full updates. `Debug` redacts the key.
@@ -54,6 +57,9 @@ pub struct NewProvider {
     pub kind: String,
     /// JSON array of endpoint names, or NULL for every endpoint of the kind.
     pub endpoints: Option<String>,
+    pub max_concurrency: Option<i32>,
+    pub rpm: Option<i32>,
+    pub tpm: Option<i64>,
 }
 
 /// One row of `provider_validations`: a provider's persisted health.

@@ -20,6 +20,9 @@ diesel::table! {
         http2 -> Bool,
         kind -> Text,
         endpoints -> Nullable<Text>,
+        max_concurrency -> Nullable<Integer>,
+        rpm -> Nullable<Integer>,
+        tpm -> Nullable<BigInt>,
     }
 }
 

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 
 use super::strategy::{self, Figures, Strategy};
+use crate::provider::limits::Blocked;
 
 /// One provider that serves the requested model and is not excluded.
 #[derive(Debug, Clone)]
@@ -27,6 +28,8 @@ pub struct Candidate {
     pub latency_ms: Option<f64>,
     pub latency_idle: std::time::Duration,
     pub inflight: u64,
+    /// At one of its limits now (skipped like a cooling provider).
+    pub limited: Option<Blocked>,
 }
 
 impl Candidate {
@@ -50,6 +53,10 @@ pub enum Choice {
     Picked(i64),
     /// Every candidate is cooling down after a rate limit; the soonest is free after this.
     AllCooling(std::time::Duration),
+    /// Every candidate is at a limit or cooling, at least one at a limit: wait for a slot.
+    /// The soonest a limit or cool-down is known to end, if any is (a slot freed by a request
+    /// ending is not foreseeable).
+    AtLimit(Option<std::time::Duration>),
     /// No candidate at all.
     NoneLeft,
 }
@@ -65,7 +72,9 @@ impl RoundRobin {
     /// 1. healthy, not cooling: the model's `strategy` inside the lowest priority tier
     ///    (`random` feeds its ties and exploration);
     /// 2. else an unhealthy one not cooling, whose retry is due soonest;
-    /// 3. else, when all are cooling, how long until the first is free.
+    /// 3. else, when some are at a limit, that (the request waits for a slot);
+    /// 4. else, when all are cooling, how long until the first is free.
+    /// A provider at a limit is skipped like a cooling one.
     pub fn choose(
         &mut self,
         model: &str,
@@ -77,7 +86,7 @@ impl RoundRobin {
         if candidates.is_empty() {
             return Choice::NoneLeft;
         }
-        let cooling = |c: &Candidate| c.cooldown_until.is_some_and(|t| t > now);
+        let cooling = |c: &Candidate| c.cooldown_until.is_some_and(|t| t > now) || c.limited.is_some();
         let best_tier = candidates
             .iter()
             .filter(|c| c.is_healthy && !cooling(c))
@@ -131,6 +140,21 @@ impl RoundRobin {
         {
             return Choice::Picked(c.id);
         }
+        let cooling_left = |c: &Candidate| {
+            c.cooldown_until
+                .filter(|t| *t > now)
+                .and_then(|t| (t - now).to_std().ok())
+        };
+        if candidates.iter().any(|c| c.limited.is_some()) {
+            let soonest = candidates
+                .iter()
+                .filter_map(|c| match c.limited {
+                    Some(b) => b.free_in.max(cooling_left(c)),
+                    None => cooling_left(c),
+                })
+                .min();
+            return Choice::AtLimit(soonest);
+        }
         let soonest = candidates
             .iter()
             .filter_map(|c| c.cooldown_until)
@@ -165,6 +189,7 @@ mod tests {
             latency_ms: None,
             latency_idle: std::time::Duration::ZERO,
             inflight: 0,
+            limited: None,
         }
     }
 
@@ -296,5 +321,39 @@ mod tests {
             rr.choose("m", Strategy::LeastBusy, &cands, now, 0),
             Choice::Picked(1)
         );
+    }
+
+    #[test]
+    fn a_provider_at_its_limit_is_skipped_and_all_at_limit_waits() {
+        use crate::provider::limits::LimitReason;
+        let now = Utc::now();
+        let full = |free_in: Option<u64>| Blocked {
+            reason: LimitReason::Rpm,
+            free_in: free_in.map(std::time::Duration::from_secs),
+        };
+        let mut a = c(1, 1, 0);
+        a.limited = Some(full(None));
+        let b = c(2, 1, 1);
+        for s in Strategy::ALL {
+            let mut rr = RoundRobin::default();
+            let cands = [a.clone(), b.clone()];
+            assert_eq!(rr.choose("m", s, &cands, now, 3), Choice::Picked(2), "{s:?}");
+        }
+        let mut b = b;
+        b.limited = Some(full(Some(20)));
+        let mut rr = RoundRobin::default();
+        let cands = [a.clone(), b.clone()];
+        assert_eq!(
+            rr.choose("m", Strategy::WeightedRoundRobin, &cands, now, 0),
+            Choice::AtLimit(Some(std::time::Duration::from_secs(20)))
+        );
+        // A cooling one beside them: the wait is still for a slot.
+        let mut cool = c(3, 1, 0);
+        cool.cooldown_until = Some(now + Duration::seconds(5));
+        let cands = [a, b, cool];
+        match rr.choose("m", Strategy::LeastBusy, &cands, now, 0) {
+            Choice::AtLimit(Some(d)) => assert!(d <= std::time::Duration::from_secs(5)),
+            other => panic!("unexpected {other:?}"),
+        }
     }
 }

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use crate::provider::health::{Health, Policy};
+use crate::provider::limits::{Limiter, Permit};
 use crate::provider::spec::ProviderConfig;
 use crate::provider::{LoadCounters, ProviderActor, ProviderDeps, Reconfigure, SetPolicy};
 // The actor announces its health in its own types; the supervisor listens.
@@ -32,6 +33,10 @@ pub struct Route {
     pub upstream_model: Option<String>,
     pub actor: Addr<ProviderActor>,
     pub load: Arc<LoadCounters>,
+    /// The provider's limits, for counting tokens against `tpm`.
+    pub limiter: Arc<Limiter>,
+    /// This attempt's slot in the provider's limits; freed when the last clone is dropped.
+    pub permit: Option<Arc<Permit>>,
 }
 
 /// The answer to a pick (`Routes::pick`).
@@ -43,6 +48,9 @@ pub enum PickResult {
     Exhausted,
     /// Every remaining provider is cooling down after a rate limit.
     CoolingDown(std::time::Duration),
+    /// Every remaining provider is at a limit (or cooling): wait in the queue
+    /// (`Routes::wait`). When a limit is known to end, how soon.
+    AtLimit(Option<std::time::Duration>),
 }
 
 /// Start routing to a provider (at start-up, or added at run time).
@@ -74,6 +82,7 @@ pub struct ProviderEntry {
     pub config: Arc<ProviderConfig>,
     pub actor: Addr<ProviderActor>,
     pub load: Arc<LoadCounters>,
+    pub limiter: Arc<Limiter>,
     pub view: HealthView,
 }
 
@@ -124,6 +133,8 @@ impl Handler<HealthChanged> for Supervisor {
                 e.load.turned_away();
             }
         }
+        // A recovered provider may take waiting requests.
+        self.routes.serve_queue();
     }
 }
 
@@ -135,6 +146,7 @@ impl Handler<AddProvider> for Supervisor {
         let id = msg.config.id;
         let config = Arc::new(msg.config);
         let load = Arc::new(LoadCounters::default());
+        let limiter = Limiter::new(config.limits);
         let view = HealthView::from(&msg.health);
         let actor = ProviderActor::new(
             config.clone(),
@@ -148,13 +160,17 @@ impl Handler<AddProvider> for Supervisor {
             config,
             actor: actor.clone(),
             load,
+            limiter,
             view,
         };
-        let mut table = self.routes.lock();
-        table.round_robin.forget(id);
-        if let Some(old) = table.providers.insert(id, entry) {
-            old.actor.do_send(crate::provider::Stop);
+        {
+            let mut table = self.routes.lock();
+            table.round_robin.forget(id);
+            if let Some(old) = table.providers.insert(id, entry) {
+                old.actor.do_send(crate::provider::Stop);
+            }
         }
+        self.routes.serve_queue();
         MessageResult(actor)
     }
 }
@@ -172,9 +188,12 @@ impl Handler<UpdateProvider> for Supervisor {
             return true;
         }
         let config = Arc::new(msg.0);
+        e.limiter.set_limits(config.limits);
         e.config = config.clone();
         e.actor.do_send(Reconfigure(config));
         table.round_robin.forget(id);
+        drop(table);
+        self.routes.serve_queue();
         true
     }
 }

@@ -55,6 +55,10 @@ impl<W, R> WaitQueue<W, R> {
         self.max = max;
     }
 
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
     pub fn len(&self) -> usize {
         self.waiters.len()
     }

@@ -1,24 +1,36 @@
-//! The routing table: every registered provider with the health view routing needs, and the
-//! weighted round-robin state.
+//! The routing table: every registered provider with the health view routing needs, the
+//! strategies' state, and the queue of requests waiting for a provider at its limit.
 //!
 //! The `Supervisor` owns it and is its only writer (providers added, changed, removed; health
 //! changes from the provider actors). Workers answer their `Pick`s from it directly, under a
-//! lock held for a hash lookup and a round-robin step: a pick is on every request, and asking
+//! lock held for a hash lookup and a strategy step: a pick is on every request, and asking
 //! the supervisor's mailbox instead costs two cross-thread wake-ups, about as much CPU as the
 //! rest of the router's work on a request. One table (not a copy per worker) keeps the
-//! round-robin exact across workers.
+//! round-robin exact across workers and the limits exact across workers.
+//!
+//! Locks: the queue's before the table's, never the other way round. A `Route` holds its
+//! provider's permit and frees it on drop, which serves the queue; so no `Route` is ever
+//! dropped while either lock is held.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
 use super::balance::{Candidate, Choice, RoundRobin};
+use super::queue::{QueueRefusal, WaitQueue};
 use super::strategy::{Dice, Strategies, Strategy};
 use super::{PickResult, ProviderEntry, Route};
 use crate::provider::kind::{Endpoint, Service};
+use crate::provider::limits::LimitState;
 use crate::provider::spec::ProviderConfig;
 use crate::stats::today::DailyCounts;
+
+/// How often a waiting request looks again when nothing it waits for has a known end (a slot
+/// freed by a request ending serves the queue at once; this covers the rest, e.g. a provider
+/// that recovers).
+const WAIT_POLL: Duration = Duration::from_millis(250);
 
 /// The providers and the round-robin state, behind one lock.
 #[derive(Default)]
@@ -32,16 +44,159 @@ pub(super) struct Table {
     pub(super) dice: Dice,
 }
 
+/// What a waiting request needs routed.
+pub struct Waiting {
+    model: String,
+    exclude: Vec<i64>,
+    /// Which providers may serve it (by endpoint and format).
+    accept: Arc<dyn Fn(&ProviderConfig) -> bool + Send + Sync>,
+}
+
+/// The routing queue and its figures.
+struct Queue {
+    waiting: WaitQueue<Waiting, PickResult>,
+    timeout: Duration,
+    stats: QueueStats,
+}
+
+/// How the queue has done since start, for the load view and `/metrics`.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct QueueStats {
+    /// Requests that waited and were then routed.
+    pub served: u64,
+    /// Requests that gave up after `queue_timeout_ms`.
+    pub timed_out: u64,
+    /// Requests refused at once because `max_queue` were waiting.
+    pub refused_full: u64,
+    /// Total time waited by requests that left the queue, in ms.
+    pub wait_ms_total: u64,
+    /// Longest wait so far, in ms.
+    pub wait_ms_max: u64,
+}
+
+/// The queue as the load view shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct QueueView {
+    pub length: usize,
+    pub max_queue: usize,
+    pub queue_timeout_ms: u64,
+    /// How long the oldest waiting request has waited, in ms.
+    pub oldest_wait_ms: u64,
+    #[serde(flatten)]
+    pub stats: QueueStats,
+}
+
+impl QueueView {
+    /// The queue's lines of the Prometheus text exposition.
+    pub fn render_metrics(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::with_capacity(1024);
+        out.push_str("# HELP switchyard_queue_length Requests waiting for a provider at its limits.\n");
+        out.push_str("# TYPE switchyard_queue_length gauge\n");
+        let _ = writeln!(out, "switchyard_queue_length {}", self.length);
+        out.push_str(
+            "# HELP switchyard_queue_oldest_wait_seconds How long the oldest waiting request has waited.\n",
+        );
+        out.push_str("# TYPE switchyard_queue_oldest_wait_seconds gauge\n");
+        let _ = writeln!(
+            out,
+            "switchyard_queue_oldest_wait_seconds {}",
+            self.oldest_wait_ms as f64 / 1000.0
+        );
+        out.push_str(
+            "# HELP switchyard_queue_requests_total Requests that went through the queue, by outcome.\n",
+        );
+        out.push_str("# TYPE switchyard_queue_requests_total counter\n");
+        for (outcome, n) in [
+            ("served", self.stats.served),
+            ("timed_out", self.stats.timed_out),
+            ("refused_full", self.stats.refused_full),
+        ] {
+            let _ = writeln!(
+                out,
+                "switchyard_queue_requests_total{{outcome=\"{outcome}\"}} {n}"
+            );
+        }
+        out.push_str(
+            "# HELP switchyard_queue_wait_seconds_total Time waited in the queue by requests that left it.\n",
+        );
+        out.push_str("# TYPE switchyard_queue_wait_seconds_total counter\n");
+        let _ = writeln!(
+            out,
+            "switchyard_queue_wait_seconds_total {}",
+            self.stats.wait_ms_total as f64 / 1000.0
+        );
+        out
+    }
+}
+
+/// A request the queue did not route, with the `Retry-After` to give its client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused {
+    pub reason: QueueRefusal,
+    pub retry_after: Duration,
+}
+
+struct Inner {
+    table: Mutex<Table>,
+    queue: Mutex<Queue>,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Inner {
+            table: Mutex::default(),
+            queue: Mutex::new(Queue {
+                waiting: WaitQueue::new(crate::config::RoutingConfig::default().max_queue),
+                timeout: Duration::from_millis(crate::config::RoutingConfig::default().queue_timeout_ms),
+                stats: QueueStats::default(),
+            }),
+        }
+    }
+}
+
 /// A shared handle on the routing table.
 #[derive(Clone, Default)]
-pub struct Routes(Arc<Mutex<Table>>);
+pub struct Routes(Arc<Inner>);
 
 impl Routes {
     /// The table, for the supervisor's changes. A panic while it was held leaves nothing
     /// half-written that routing cannot use (round-robin scores at worst), so poisoning is
     /// ignored rather than turned into failed requests.
     pub(super) fn lock(&self) -> MutexGuard<'_, Table> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        self.0.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.0.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sets the queue's bounds (from `[routing]`).
+    pub fn set_queue(&self, max_queue: usize, timeout: Duration) {
+        let mut q = self.queue();
+        q.waiting.set_max(max_queue);
+        q.timeout = timeout;
+    }
+
+    /// The queue now, for the load view and metrics.
+    pub fn queue_view(&self) -> QueueView {
+        let q = self.queue();
+        QueueView {
+            length: q.waiting.len(),
+            max_queue: q.waiting.max(),
+            queue_timeout_ms: u64::try_from(q.timeout.as_millis()).unwrap_or(u64::MAX),
+            oldest_wait_ms: q
+                .waiting
+                .oldest_wait(Instant::now())
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            stats: q.stats,
+        }
+    }
+
+    /// A provider's limits and how close it is to them (this instance).
+    pub fn limit_state(&self, id: i64) -> Option<LimitState> {
+        let limiter = self.lock().providers.get(&id)?.limiter.clone();
+        Some(limiter.state(Instant::now()))
     }
 
     /// How the enabled providers of `model` serve `endpoint`: (some natively, some through
@@ -85,7 +240,9 @@ impl Routes {
 
     /// Chooses a provider for `model`, skipping the ids in `exclude`: the model's strategy
     /// among the healthy providers of the best tier (see `balance`). The chosen one's request
-    /// is counted for today at once.
+    /// is counted for today at once, and holds a slot of its provider's limits until the
+    /// `Route` is dropped. While requests for `model` wait in the queue, a new one is told to
+    /// wait too (it goes behind them: slots go in arrival order).
     pub fn pick(&self, model: &str, exclude: &[i64]) -> PickResult {
         self.pick_where(model, exclude, |_| true)
     }
@@ -98,7 +255,118 @@ impl Routes {
         exclude: &[i64],
         accept: impl Fn(&ProviderConfig) -> bool,
     ) -> PickResult {
+        if self.queue().waiting.any(|w| w.model == model) {
+            return PickResult::AtLimit(None);
+        }
+        self.pick_now(model, exclude, &accept)
+    }
+
+    /// Waits in the queue for a provider of `model` (after `pick` answered `AtLimit`), at most
+    /// `queue_timeout_ms` and `max_wait`. The answer is a route, or another final pick result
+    /// (e.g. every provider cooling), or a refusal: the queue was full or the wait ran out.
+    /// `hint`: when the limit or cool-down that blocks is known to end.
+    pub async fn wait(
+        &self,
+        model: &str,
+        exclude: &[i64],
+        accept: impl Fn(&ProviderConfig) -> bool + Send + Sync + 'static,
+        max_wait: Duration,
+        hint: Option<Duration>,
+    ) -> Result<PickResult, Refused> {
+        let started = Instant::now();
+        let joined = {
+            let mut q = self.queue();
+            let max_wait = max_wait.min(q.timeout);
+            let what = Waiting {
+                model: model.to_string(),
+                exclude: exclude.to_vec(),
+                accept: Arc::new(accept),
+            };
+            match q.waiting.join(what, started) {
+                Ok(place) => Ok((place, max_wait)),
+                Err(reason) => {
+                    q.stats.refused_full = q.stats.refused_full.saturating_add(1);
+                    Err(Refused {
+                        reason,
+                        retry_after: hint.unwrap_or(q.timeout).max(Duration::from_secs(1)),
+                    })
+                }
+            }
+        };
+        let (mut place, max_wait) = joined?;
+        // Maybe a slot freed between the pick and joining.
+        self.serve_queue();
+        let deadline = started + max_wait;
+        let poll = hint
+            .unwrap_or(WAIT_POLL)
+            .clamp(Duration::from_millis(10), WAIT_POLL);
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            let nap = poll.min(deadline - now);
+            match tokio::time::timeout(nap, &mut place.rx).await {
+                Ok(Ok(result)) => {
+                    self.record_wait(started, true);
+                    return Ok(result);
+                }
+                // The queue is never dropped while a request waits; treat it as timed out.
+                Ok(Err(_)) => break,
+                // Limits that end with time (rpm, tpm, cool-downs) free slots without any
+                // request ending: look again.
+                Err(_) => self.serve_queue(),
+            }
+        }
+        let left = self.queue().waiting.leave(place.ticket);
+        if !left {
+            // Served at the last moment: take it.
+            if let Ok(result) = place.rx.try_recv() {
+                self.record_wait(started, true);
+                return Ok(result);
+            }
+        }
+        self.record_wait(started, false);
+        Err(Refused {
+            reason: QueueRefusal::TimedOut,
+            retry_after: hint.unwrap_or(Duration::from_secs(1)).max(Duration::from_secs(1)),
+        })
+    }
+
+    fn record_wait(&self, started: Instant, served: bool) {
+        let waited = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let s = &mut self.queue().stats;
+        if served {
+            s.served = s.served.saturating_add(1);
+        } else {
+            s.timed_out = s.timed_out.saturating_add(1);
+        }
+        s.wait_ms_total = s.wait_ms_total.saturating_add(waited);
+        s.wait_ms_max = s.wait_ms_max.max(waited);
+    }
+
+    /// Offers free slots to the waiting requests, oldest first. Runs when a slot is freed, a
+    /// provider changes, and when a waiter looks again.
+    pub fn serve_queue(&self) {
+        let unclaimed = {
+            let mut q = self.queue();
+            if q.waiting.is_empty() {
+                return;
+            }
+            q.waiting
+                .serve(|w| match self.pick_now(&w.model, &w.exclude, &*w.accept) {
+                    PickResult::AtLimit(_) => None,
+                    other => Some(other),
+                })
+        };
+        // Dropped here, outside the locks: a dropped route frees its slot and serves again.
+        drop(unclaimed);
+    }
+
+    /// The pick itself (see `pick`), regardless of the queue.
+    fn pick_now(&self, model: &str, exclude: &[i64], accept: &dyn Fn(&ProviderConfig) -> bool) -> PickResult {
         let now = Utc::now();
+        let instant = std::time::Instant::now();
         let today = now.date_naive();
         let mut table = self.lock();
         let Table {
@@ -133,6 +401,7 @@ impl Routes {
                     latency_ms: latency.map(|l| l.0),
                     latency_idle: latency.map(|l| l.1).unwrap_or_default(),
                     inflight: u64::try_from(e.load.inflight()).unwrap_or(0),
+                    limited: e.limiter.check(instant).err(),
                 }
             })
             .collect();
@@ -142,8 +411,18 @@ impl Routes {
         match round_robin.choose(model, strategy, &candidates, now, dice.roll()) {
             Choice::Picked(id) => match providers.get(&id) {
                 Some(e) => {
+                    // Checked above under the same lock: the slot is free.
+                    let permit = match e.limiter.try_acquire(instant) {
+                        Ok(p) => {
+                            let routes = Arc::downgrade(&self.0);
+                            p.on_release(move || serve_after_release(&routes))
+                        }
+                        Err(b) => return PickResult::AtLimit(b.free_in),
+                    };
                     daily.count_start(id, model, today);
                     PickResult::Route(Route {
+                        limiter: e.limiter.clone(),
+                        permit: Some(Arc::new(permit)),
                         upstream_model: e
                             .config
                             .model(model)
@@ -168,7 +447,15 @@ impl Routes {
                     .and_then(|t| (t - now).to_std().ok());
                 PickResult::CoolingDown(soonest.map_or(wait, |s| s.min(wait)))
             }
+            Choice::AtLimit(free_in) => PickResult::AtLimit(free_in),
             Choice::NoneLeft => PickResult::Exhausted,
         }
+    }
+}
+
+/// A permit's release hook: serve the queue, if the table still exists.
+fn serve_after_release(routes: &Weak<Inner>) {
+    if let Some(inner) = routes.upgrade() {
+        Routes(inner).serve_queue();
     }
 }

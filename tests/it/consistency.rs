@@ -88,6 +88,9 @@ fn raw_provider(name: &str, models: &str, key_env: Option<&str>) -> NewProvider 
         http2: false,
         kind: "openai".into(),
         endpoints: None,
+        max_concurrency: None,
+        rpm: None,
+        tpm: None,
     }
 }
 

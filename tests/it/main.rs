@@ -16,6 +16,7 @@ mod formats;
 mod health;
 mod hostile;
 mod kinds;
+mod limits;
 mod routing;
 mod security;
 mod stats;

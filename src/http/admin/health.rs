@@ -94,13 +94,15 @@ pub async fn load(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, 
                 "in_flight": s.inflight,
                 "requests_per_minute": s.requests_per_minute,
                 "average_response_time_ms": s.average_response_time_ms,
+                // This instance's limits and how close the provider is to them.
+                "limits": state.routes.limit_state(s.config.id),
             });
             (load, v)
         })
         .collect();
     rows.sort_by(|a, b| b.0.total_cmp(&a.0));
     let data: Vec<_> = rows.into_iter().map(|(_, v)| v).collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "data": data })))
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "data": data, "queue": state.routes.queue_view() })))
 }
 
 /// `POST /api/health-check/force/{id}`: probes now, on this instance, and answers the outcome.

@@ -67,6 +67,9 @@ pub fn config_view(c: &ProviderConfig) -> serde_json::Value {
         "http2": c.http2,
         "kind": c.kind,
         "endpoints": c.offered_endpoints(),
+        "max_concurrency": c.limits.max_concurrency,
+        "rpm": c.limits.rpm,
+        "tpm": c.limits.tpm,
     })
 }
 

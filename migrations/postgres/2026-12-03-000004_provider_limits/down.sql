@@ -1,0 +1,3 @@
+ALTER TABLE providers DROP COLUMN tpm;
+ALTER TABLE providers DROP COLUMN rpm;
+ALTER TABLE providers DROP COLUMN max_concurrency;
