@@ -147,7 +147,10 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
         store: store.clone(),
         events: events.clone(),
         metrics: metrics.clone(),
-        policy: policy_from(&health_config),
+        policy: Policy {
+            recovery: config.health_check.recovery(),
+            ..policy_from(&health_config)
+        },
         probe: ProbeSettings::from_config(&config),
     };
     let supervisor = Supervisor::new(deps);
@@ -581,5 +584,6 @@ pub fn policy_from(row: &HealthConfigRow) -> Policy {
                 .clamp(1, crate::health_checker::MAX_SECONDS),
         ),
         auto_recovery: row.auto_recovery,
+        recovery: Default::default(),
     }
 }

@@ -240,6 +240,8 @@ impl HealthChecker {
                 max_error_count: config.max_error_count,
                 retry_after: chrono::Duration::seconds(config.retry_after_seconds as i64),
                 auto_recovery: config.auto_recovery,
+                // The supervisor keeps its own (from the file): see `UpdatePolicy`.
+                recovery: Default::default(),
             }));
         if interval_changed {
             self.schedule(ctx);

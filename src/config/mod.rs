@@ -137,6 +137,16 @@ pub struct HealthCheckSettings {
     pub probe: ProbeKind,
     /// Timeout of one probe, in ms (10000).
     pub probe_timeout_ms: u64,
+    /// Each failed retry of an unhealthy provider multiplies the wait before the next by this
+    /// (2; 1 keeps `retry_after_seconds` fixed).
+    pub retry_backoff_factor: f64,
+    /// The longest wait between retries, in seconds (86400).
+    pub max_retry_after_seconds: u64,
+    /// Failure share (0 to 1] over the last `failure_rate_window` counted outcomes that makes
+    /// a provider unhealthy, besides `max_error_count` in a row; unset: off.
+    pub failure_rate_threshold: Option<f64>,
+    /// Counted outcomes the failure rate is taken over (20).
+    pub failure_rate_window: u32,
 }
 
 /// The real API call a probe makes.
@@ -257,6 +267,24 @@ impl Default for HealthCheckSettings {
             auto_recovery: true,
             probe: ProbeKind::Chat,
             probe_timeout_ms: 10_000,
+            retry_backoff_factor: 2.0,
+            max_retry_after_seconds: 86_400,
+            failure_rate_threshold: None,
+            failure_rate_window: 20,
+        }
+    }
+}
+
+impl HealthCheckSettings {
+    /// The backoff and failure-rate settings, as the health rules use them.
+    pub fn recovery(&self) -> crate::provider::recovery::Recovery {
+        crate::provider::recovery::Recovery {
+            retry_backoff_factor: self.retry_backoff_factor,
+            max_retry_after: chrono::Duration::seconds(
+                i64::try_from(self.max_retry_after_seconds).unwrap_or(i64::MAX),
+            ),
+            failure_rate_threshold: self.failure_rate_threshold,
+            failure_rate_window: self.failure_rate_window,
         }
     }
 }
@@ -419,6 +447,36 @@ impl Config {
             10_000,
         )?;
         in_range("health_check.probe_timeout_ms", h.probe_timeout_ms, 1, DAY_MS)?;
+        let max_factor = crate::provider::recovery::MAX_FACTOR;
+        if !(1.0..=max_factor).contains(&h.retry_backoff_factor) {
+            return Err(ConfigError::invalid(
+                "health_check.retry_backoff_factor",
+                format!(
+                    "{} is out of range (allowed: 1 to {max_factor})",
+                    h.retry_backoff_factor
+                ),
+            ));
+        }
+        in_range(
+            "health_check.max_retry_after_seconds",
+            h.max_retry_after_seconds,
+            1,
+            WEEK_SECS,
+        )?;
+        if let Some(t) = h.failure_rate_threshold
+            && !(t > 0.0 && t <= 1.0)
+        {
+            return Err(ConfigError::invalid(
+                "health_check.failure_rate_threshold",
+                format!("{t} is out of range (allowed: above 0, up to 1)"),
+            ));
+        }
+        in_range(
+            "health_check.failure_rate_window",
+            u64::from(h.failure_rate_window),
+            1,
+            u64::from(crate::provider::recovery::MAX_WINDOW),
+        )?;
         in_range("stats.flush_ms", self.stats.flush_ms, 1, 3_600_000)?;
         in_range(
             "stats.max_batch_rows",
@@ -501,6 +559,37 @@ mod tests {
         let c: Config = toml::from_str("[routing.models.\" \"]\nstrategy = \"least_used\"\n").unwrap();
         let e = c.validate(&|_| None).unwrap_err().to_string();
         assert!(e.starts_with("routing.models"), "{e}");
+    }
+
+    #[test]
+    fn recovery_settings_are_range_checked() {
+        for (toml, key) in [
+            ("retry_backoff_factor = 0.5", "health_check.retry_backoff_factor"),
+            ("retry_backoff_factor = nan", "health_check.retry_backoff_factor"),
+            (
+                "max_retry_after_seconds = 0",
+                "health_check.max_retry_after_seconds",
+            ),
+            (
+                "failure_rate_threshold = 0.0",
+                "health_check.failure_rate_threshold",
+            ),
+            (
+                "failure_rate_threshold = 1.5",
+                "health_check.failure_rate_threshold",
+            ),
+            ("failure_rate_window = 0", "health_check.failure_rate_window"),
+        ] {
+            let c: Config = toml::from_str(&format!("[health_check]\n{toml}\n")).unwrap();
+            let e = c.validate(&|_| None).unwrap_err().to_string();
+            assert!(e.starts_with(key), "{toml}: {e}");
+        }
+        let c: Config = toml::from_str(
+            "[health_check]\nretry_backoff_factor = 3.0\nfailure_rate_threshold = 0.5\nfailure_rate_window = 50\n",
+        )
+        .unwrap();
+        assert!(c.validate(&|_| None).is_ok());
+        assert_eq!(c.health_check.recovery().failure_rate_window, 50);
     }
 
     #[test]

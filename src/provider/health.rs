@@ -12,6 +12,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 
+use super::recovery::{RecentOutcomes, Recovery};
 use crate::routing::AttemptError;
 use crate::store::{ValidationRow, now_naive};
 
@@ -23,12 +24,14 @@ pub fn later(now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
 }
 
 /// The thresholds that turn failures into an unhealthy state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Policy {
     pub max_error_count: u32,
     pub retry_after: Duration,
     /// Whether a successful probe may make an unhealthy provider healthy again.
     pub auto_recovery: bool,
+    /// Backoff of failed retries and the failure-rate trip (see `recovery`).
+    pub recovery: Recovery,
 }
 
 impl Default for Policy {
@@ -37,6 +40,7 @@ impl Default for Policy {
             max_error_count: 5,
             retry_after: Duration::hours(1),
             auto_recovery: true,
+            recovery: Recovery::default(),
         }
     }
 }
@@ -63,6 +67,10 @@ pub struct Health {
     pub next_retry_at: Option<DateTime<Utc>>,
     /// End of a rate-limit cool-down; not persisted.
     pub cooldown_until: Option<DateTime<Utc>>,
+    /// Counted failures since it last turned unhealthy: the backoff step. Not persisted.
+    pub failed_retries: u32,
+    /// The last counted outcomes, for the failure-rate trip. Not persisted.
+    pub recent_outcomes: RecentOutcomes,
 }
 
 /// A counted failure to record: how the attempt or probe failed (its status, its detail and,
@@ -92,6 +100,7 @@ impl Health {
 
     /// Records a successful call or probe.
     pub fn record_success(&mut self, now: DateTime<Utc>, status: Option<u16>) -> Transition {
+        self.recent_outcomes.record(false, 1);
         self.error_count = 0;
         self.consecutive_successes = self.consecutive_successes.saturating_add(1);
         self.last_success_at = Some(now);
@@ -103,6 +112,9 @@ impl Health {
         } else {
             self.is_healthy = true;
             self.next_retry_at = None;
+            self.failed_retries = 0;
+            // The failures that tripped the rate are history now.
+            self.recent_outcomes.clear();
             Transition::Recovered
         }
     }
@@ -113,6 +125,7 @@ impl Health {
             return Transition::Unchanged;
         }
         let t = self.record_success(now, Some(200));
+        self.recent_outcomes.record(false, n - 1);
         let more = u32::try_from(n - 1).unwrap_or(u32::MAX);
         self.consecutive_successes = self.consecutive_successes.saturating_add(more);
         t
@@ -137,6 +150,9 @@ impl Health {
     /// Records a counted failure.
     pub fn record_failure(&mut self, now: DateTime<Utc>, failure: &Failure, policy: &Policy) -> Transition {
         self.error_count = self.error_count.saturating_add(1);
+        self.recent_outcomes
+            .set_window(policy.recovery.failure_rate_window);
+        self.recent_outcomes.record(true, 1);
         self.consecutive_successes = 0;
         self.last_error = Some(failure.error.to_string());
         self.last_status_code = failure.error.status();
@@ -144,14 +160,22 @@ impl Health {
         if let Some(c) = failure.cooldown() {
             self.cooldown_until = Some(later(now, c));
         }
-        if self.is_healthy && self.error_count >= policy.max_error_count {
+        let tripped = self.error_count >= policy.max_error_count
+            || policy.recovery.rate_exceeded(&self.recent_outcomes);
+        if self.is_healthy && tripped {
             self.is_healthy = false;
+            self.failed_retries = 0;
             self.next_retry_at = Some(later(now, policy.retry_after));
             Transition::BecameUnhealthy
         } else {
             if !self.is_healthy {
-                // A failed retry or fallback attempt pushes the next retry out again.
-                self.next_retry_at = Some(later(now, policy.retry_after));
+                // A failed retry or fallback attempt pushes the next retry out again, each
+                // time further (up to the cap).
+                self.failed_retries = self.failed_retries.saturating_add(1);
+                let wait = policy
+                    .recovery
+                    .retry_delay(policy.retry_after, self.failed_retries);
+                self.next_retry_at = Some(later(now, wait));
             }
             Transition::Unchanged
         }
@@ -179,6 +203,7 @@ impl Health {
             last_success_at: row.last_success_at.map(|t| t.and_utc()),
             next_retry_at: row.next_retry_at.map(|t| t.and_utc()),
             cooldown_until: None,
+            ..Health::default()
         }
     }
 
@@ -234,6 +259,7 @@ mod tests {
             max_error_count: 3,
             retry_after: Duration::seconds(10),
             auto_recovery: true,
+            ..Policy::default()
         };
         let now = Utc::now();
         let mut h = Health::healthy();
@@ -256,6 +282,7 @@ mod tests {
             max_error_count: 2,
             retry_after: Duration::seconds(10),
             auto_recovery: true,
+            ..Policy::default()
         };
         let now = Utc::now();
         let mut h = Health::healthy();
@@ -299,6 +326,7 @@ mod tests {
             max_error_count: 1,
             retry_after: Duration::MAX,
             auto_recovery: true,
+            ..Policy::default()
         };
         assert_eq!(
             h.record_failure(now, &rate_limited(u64::MAX), &policy),
@@ -323,6 +351,7 @@ mod tests {
                 max_error_count: 1,
                 retry_after: Duration::seconds(5),
                 auto_recovery: true,
+                ..Policy::default()
             },
         );
         let back = Health::from_row(&h.to_row(7));
@@ -330,5 +359,75 @@ mod tests {
         assert_eq!(back.error_count, 1);
         assert_eq!(back.last_status_code, Some(503));
         assert!(back.next_retry_at.is_some());
+    }
+
+    #[test]
+    fn failed_retries_wait_longer_each_time_up_to_the_cap() {
+        let policy = Policy {
+            max_error_count: 1,
+            retry_after: Duration::seconds(10),
+            auto_recovery: true,
+            recovery: Recovery {
+                retry_backoff_factor: 3.0,
+                max_retry_after: Duration::seconds(100),
+                ..Recovery::default()
+            },
+        };
+        let now = Utc::now();
+        let mut h = Health::healthy();
+        h.record_failure(now, &fail(500), &policy);
+        let mut waits = vec![(h.next_retry_at.unwrap() - now).num_seconds()];
+        for _ in 0..4 {
+            h.record_failure(now, &fail(500), &policy);
+            waits.push((h.next_retry_at.unwrap() - now).num_seconds());
+        }
+        assert_eq!(waits, vec![10, 30, 90, 100, 100]);
+        assert_eq!(h.failed_retries, 4);
+        h.record_success(now, Some(200));
+        assert_eq!(h.failed_retries, 0, "a recovery starts the backoff over");
+        h.record_failure(now, &fail(500), &policy);
+        assert_eq!((h.next_retry_at.unwrap() - now).num_seconds(), 10);
+    }
+
+    #[test]
+    fn a_failure_rate_over_the_window_turns_unhealthy() {
+        let policy = Policy {
+            max_error_count: 100,
+            recovery: Recovery {
+                failure_rate_threshold: Some(0.3),
+                failure_rate_window: 10,
+                ..Recovery::default()
+            },
+            ..Policy::default()
+        };
+        let now = Utc::now();
+        let mut h = Health::healthy();
+        // Never two failures in a row, but 3 in 10.
+        let mut transitions = Vec::new();
+        for i in 0..10 {
+            if i % 3 == 0 && i > 0 {
+                transitions.push(h.record_failure(now, &fail(500), &policy));
+            } else {
+                h.record_successes(now, 1);
+            }
+        }
+        assert_eq!(
+            transitions.last(),
+            Some(&Transition::BecameUnhealthy),
+            "{transitions:?}"
+        );
+        assert!(!h.is_healthy);
+        let v = serde_json::to_value(&h).unwrap();
+        assert_eq!(v["recent_outcomes"]["failures"], 3);
+        // Without a threshold the same run stays healthy.
+        let mut h = Health::healthy();
+        for i in 0..10 {
+            if i % 3 == 0 && i > 0 {
+                h.record_failure(now, &fail(500), &Policy::default());
+            } else {
+                h.record_successes(now, 1);
+            }
+        }
+        assert!(h.is_healthy);
     }
 }

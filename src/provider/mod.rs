@@ -27,6 +27,7 @@ pub mod limits;
 pub mod load;
 pub mod not_loaded;
 pub mod probe;
+pub mod recovery;
 pub mod spec;
 pub mod standing;
 

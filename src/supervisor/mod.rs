@@ -243,9 +243,14 @@ impl Handler<UpdatePolicy> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, msg: UpdatePolicy, _: &mut Context<Self>) {
-        self.deps.policy = msg.0;
+        // The stored config carries no recovery settings: those of the file stay.
+        let policy = Policy {
+            recovery: self.deps.policy.recovery,
+            ..msg.0
+        };
+        self.deps.policy = policy;
         for e in self.routes.lock().providers.values() {
-            e.actor.do_send(SetPolicy(msg.0));
+            e.actor.do_send(SetPolicy(policy));
         }
     }
 }

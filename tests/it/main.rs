@@ -17,6 +17,7 @@ mod health;
 mod hostile;
 mod kinds;
 mod limits;
+mod recovery;
 mod routing;
 mod security;
 mod stats;

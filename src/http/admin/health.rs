@@ -57,7 +57,9 @@ pub async fn all(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, A
         .iter()
         .map(|s| health_view(s, figures.get(&s.config.id)))
         .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "data": data })))
+    // The backoff and failure-rate settings every provider's figures above are judged by.
+    let recovery = state.config.health_check.recovery();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "data": data, "recovery": recovery })))
 }
 
 /// `GET /api/providers/health/{id}`
