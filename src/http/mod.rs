@@ -85,6 +85,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/stats/usage"),
     ("GET", "/api/stats/recent"),
     ("GET", "/api/events"),
+    ("GET", "/api/routing/explain"),
     ("GET", "/api/openapi.json"),
 ];
 

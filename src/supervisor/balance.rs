@@ -62,7 +62,7 @@ pub enum Choice {
 }
 
 /// Running scores of the weighted round-robin, per model.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct RoundRobin {
     scores: HashMap<String, HashMap<i64, i64>>,
 }
@@ -161,6 +161,18 @@ impl RoundRobin {
             .min()
             .unwrap_or(now);
         Choice::AllCooling((soonest - now).to_std().unwrap_or_default())
+    }
+
+    /// The credit `id` would compare with on the next pick for `model` (its running score
+    /// plus its weight; the highest is chosen).
+    pub fn credit(&self, model: &str, id: i64, weight: u32) -> i64 {
+        let running = self
+            .scores
+            .get(model)
+            .and_then(|s| s.get(&id))
+            .copied()
+            .unwrap_or(0);
+        running.saturating_add(i64::from(weight.max(1)))
     }
 
     /// Forgets a provider's scores (removed or changed).

@@ -8,6 +8,7 @@
 //! only writer.
 
 pub mod balance;
+pub mod explain;
 pub mod queue;
 pub mod routes;
 pub mod strategy;

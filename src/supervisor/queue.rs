@@ -72,6 +72,11 @@ impl<W, R> WaitQueue<W, R> {
         self.waiters.iter().any(|w| matches(&w.what))
     }
 
+    /// How many waiters match.
+    pub fn count(&self, matches: impl Fn(&W) -> bool) -> usize {
+        self.waiters.iter().filter(|w| matches(&w.what)).count()
+    }
+
     /// How long the oldest waiter has waited.
     pub fn oldest_wait(&self, now: Instant) -> Option<Duration> {
         self.waiters

@@ -10,6 +10,7 @@ mod bad_input;
 mod binary;
 mod consistency;
 mod dashboard;
+mod explain;
 mod failover;
 mod fleet;
 mod formats;

@@ -6,6 +6,7 @@ pub mod events;
 pub mod health;
 pub mod providers;
 pub mod recent;
+pub mod routing;
 pub mod usage;
 
 use actix_web::{FromRequest, HttpRequest, web};
@@ -93,6 +94,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/stats/usage", web::get().to(usage::usage))
         .route("/api/stats/recent", web::get().to(recent::recent))
         .route("/api/events", web::get().to(events::events))
+        .route("/api/routing/explain", web::get().to(routing::explain))
         .route("/api/openapi.json", web::get().to(openapi));
     // The dashboard goes wherever the admin API is served.
     crate::http::ui::configure(cfg);
