@@ -22,4 +22,5 @@ mod recovery;
 mod routing;
 mod security;
 mod stats;
+mod strategies;
 mod streaming;
