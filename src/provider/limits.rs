@@ -8,7 +8,8 @@
 //! the next ones wait until the minute has room again. In a fleet each instance enforces the
 //! whole budget on its own traffic: divide the upstream's limit by the number of instances.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -102,16 +103,33 @@ impl MinuteWindow {
 #[derive(Debug)]
 struct State {
     limits: Limits,
-    inflight: u32,
     requests: MinuteWindow,
     tokens: MinuteWindow,
 }
 
+/// A hook run after a slot is freed.
+type ReleaseHook = Box<dyn Fn() + Send + Sync>;
+
 /// One provider's limiter, shared by the routing table and the requests holding its permits.
-#[derive(Debug)]
+/// A provider without limits costs one atomic add and subtract per request: its windows are
+/// counted only while a budget is set.
 pub struct Limiter {
     origin: Instant,
+    /// No limit is set: nothing to check, no window to count.
+    unlimited: AtomicBool,
+    /// Requests holding a permit.
+    inflight: AtomicU32,
     state: Mutex<State>,
+    on_release: OnceLock<ReleaseHook>,
+}
+
+impl std::fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limiter")
+            .field("inflight", &self.inflight)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What the limiter shows: the admin views and the explain view.
@@ -131,13 +149,20 @@ impl Limiter {
     pub fn new(limits: Limits) -> Arc<Self> {
         Arc::new(Limiter {
             origin: Instant::now(),
+            unlimited: AtomicBool::new(limits.is_unlimited()),
+            inflight: AtomicU32::new(0),
             state: Mutex::new(State {
                 limits,
-                inflight: 0,
                 requests: MinuteWindow::default(),
                 tokens: MinuteWindow::default(),
             }),
+            on_release: OnceLock::new(),
         })
+    }
+
+    /// Runs `f` whenever a permit is dropped (routing serves its queue). Set once.
+    pub fn on_release(&self, f: impl Fn() + Send + Sync + 'static) {
+        let _ = self.on_release.set(Box::new(f));
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -151,7 +176,9 @@ impl Limiter {
 
     /// New limits (provider updated); counts carry over.
     pub fn set_limits(&self, limits: Limits) {
-        self.lock().limits = limits;
+        let mut s = self.lock();
+        s.limits = limits;
+        self.unlimited.store(limits.is_unlimited(), Ordering::Release);
     }
 
     pub fn limits(&self) -> Limits {
@@ -165,7 +192,8 @@ impl Limiter {
             now.saturating_duration_since(self.origin).subsec_nanos(),
         )));
         let after = |secs: u64| to_next + Duration::from_secs(secs.saturating_sub(1));
-        if s.limits.max_concurrency.is_some_and(|max| s.inflight >= max) {
+        let inflight = self.inflight.load(Ordering::Acquire);
+        if s.limits.max_concurrency.is_some_and(|max| inflight >= max) {
             return Some(Blocked {
                 reason: LimitReason::MaxConcurrency,
                 free_in: None,
@@ -192,6 +220,9 @@ impl Limiter {
 
     /// Whether a request could start now, and if not, why.
     pub fn check(&self, now: Instant) -> Result<(), Blocked> {
+        if self.unlimited.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let s = self.lock();
         match self.blocked(&s, now) {
             Some(b) => Err(b),
@@ -202,22 +233,31 @@ impl Limiter {
     /// Takes a slot for one request (and counts it in the minute's requests), unless at a
     /// limit. The slot is held until the permit is dropped.
     pub fn try_acquire(self: &Arc<Self>, now: Instant) -> Result<Permit, Blocked> {
-        let mut s = self.lock();
-        if let Some(b) = self.blocked(&s, now) {
-            return Err(b);
+        if !self.unlimited.load(Ordering::Acquire) {
+            // Under the lock: two requests never both take the last slot.
+            let mut s = self.lock();
+            if let Some(b) = self.blocked(&s, now) {
+                return Err(b);
+            }
+            if s.limits.rpm.is_some() {
+                s.requests.add(self.second(now), 1);
+            }
+            self.inflight.fetch_add(1, Ordering::AcqRel);
+        } else {
+            self.inflight.fetch_add(1, Ordering::AcqRel);
         }
-        s.inflight = s.inflight.saturating_add(1);
-        s.requests.add(self.second(now), 1);
         Ok(Permit {
             limiter: self.clone(),
-            on_release: None,
         })
     }
 
-    /// Counts the tokens an answer reported against `tpm`.
+    /// Counts the tokens an answer reported against `tpm` (while one is set).
     pub fn add_tokens(&self, tokens: u64, now: Instant) {
-        if tokens > 0 {
-            self.lock().tokens.add(self.second(now), tokens);
+        if tokens > 0 && !self.unlimited.load(Ordering::Acquire) {
+            let mut s = self.lock();
+            if s.limits.tpm.is_some() {
+                s.tokens.add(self.second(now), tokens);
+            }
         }
     }
 
@@ -226,7 +266,7 @@ impl Limiter {
         let second = self.second(now);
         LimitState {
             limits: s.limits,
-            inflight: s.inflight,
+            inflight: self.inflight.load(Ordering::Acquire),
             requests_last_minute: s.requests.sum(second),
             tokens_last_minute: s.tokens.sum(second),
             at_limit: self.blocked(&s, now).map(|b| b.reason),
@@ -234,24 +274,19 @@ impl Limiter {
     }
 
     fn release(&self) {
-        let mut s = self.lock();
-        s.inflight = s.inflight.saturating_sub(1);
+        let _ = self
+            .inflight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| Some(n.saturating_sub(1)));
+        if let Some(hook) = self.on_release.get() {
+            hook();
+        }
     }
 }
 
-/// A request's slot on a provider; dropping it frees the slot and then runs `on_release`
-/// (routing hands the slot to the first waiting request).
+/// A request's slot on a provider; dropping it frees the slot and then runs the limiter's
+/// release hook (routing hands the slot to the first waiting request).
 pub struct Permit {
     limiter: Arc<Limiter>,
-    on_release: Option<Box<dyn FnOnce() + Send + Sync>>,
-}
-
-impl Permit {
-    /// Runs `f` once the slot is free again.
-    pub fn on_release(mut self, f: impl FnOnce() + Send + Sync + 'static) -> Self {
-        self.on_release = Some(Box::new(f));
-        self
-    }
 }
 
 impl std::fmt::Debug for Permit {
@@ -263,15 +298,12 @@ impl std::fmt::Debug for Permit {
 impl Drop for Permit {
     fn drop(&mut self) {
         self.limiter.release();
-        if let Some(f) = self.on_release.take() {
-            f();
-        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::AtomicUsize;
 
     use super::*;
 
@@ -308,7 +340,7 @@ mod tests {
         assert_eq!(l.state(now).at_limit, Some(LimitReason::MaxConcurrency));
         let released = Arc::new(AtomicUsize::new(0));
         let r = released.clone();
-        let a = a.on_release(move || {
+        l.on_release(move || {
             r.fetch_add(1, Ordering::SeqCst);
         });
         drop(a);

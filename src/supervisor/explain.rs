@@ -121,8 +121,14 @@ mod tests {
             Choice::Picked(2),
             "the explained first is the one picked next"
         );
-        assert_eq!(order(&real, "m", Strategy::WeightedRoundRobin, &cands, now)[0], 2);
         assert_eq!(real.credit("m", 1, 1), 2);
+        for _ in 0..8 {
+            let next = order(&real, "m", Strategy::WeightedRoundRobin, &cands, now)[0];
+            assert_eq!(
+                real.choose("m", Strategy::WeightedRoundRobin, &cands, now, 0),
+                Choice::Picked(next)
+            );
+        }
     }
 
     #[test]

@@ -148,6 +148,7 @@ impl Handler<AddProvider> for Supervisor {
         let config = Arc::new(msg.config);
         let load = Arc::new(LoadCounters::default());
         let limiter = Limiter::new(config.limits);
+        self.routes.serve_on_release(&limiter);
         let view = HealthView::from(&msg.health);
         let actor = ProviderActor::new(
             config.clone(),

@@ -13,6 +13,7 @@
 //! dropped while either lock is held.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -141,6 +142,9 @@ pub struct Refused {
 struct Inner {
     table: Mutex<Table>,
     queue: Mutex<Queue>,
+    /// The queue's length, readable without its lock: picks and freed slots look here first,
+    /// so with nobody waiting the queue costs one atomic load.
+    waiting: AtomicUsize,
 }
 
 impl Default for Inner {
@@ -152,6 +156,7 @@ impl Default for Inner {
                 timeout: Duration::from_millis(crate::config::RoutingConfig::default().queue_timeout_ms),
                 stats: QueueStats::default(),
             }),
+            waiting: AtomicUsize::new(0),
         }
     }
 }
@@ -228,6 +233,12 @@ impl Routes {
         self.lock().strategies.for_model(model)
     }
 
+    /// Makes freed slots of `limiter` serve this table's queue.
+    pub(super) fn serve_on_release(&self, limiter: &crate::provider::limits::Limiter) {
+        let routes = Arc::downgrade(&self.0);
+        limiter.on_release(move || serve_after_release(&routes));
+    }
+
     /// Today's request counts the `least_used` strategy reads, for the `StatsActor` to keep
     /// in step with the stored daily rows.
     pub fn daily_counts(&self) -> Arc<DailyCounts> {
@@ -256,7 +267,7 @@ impl Routes {
         exclude: &[i64],
         accept: impl Fn(&ProviderConfig) -> bool,
     ) -> PickResult {
-        if self.queue().waiting.any(|w| w.model == model) {
+        if self.0.waiting.load(Ordering::Acquire) > 0 && self.queue().waiting.any(|w| w.model == model) {
             return PickResult::AtLimit(None);
         }
         self.pick_now(model, exclude, &accept)
@@ -283,7 +294,9 @@ impl Routes {
                 exclude: exclude.to_vec(),
                 accept: Arc::new(accept),
             };
-            match q.waiting.join(what, started) {
+            let joined = q.waiting.join(what, started);
+            self.0.waiting.store(q.waiting.len(), Ordering::Release);
+            match joined {
                 Ok(place) => Ok((place, max_wait)),
                 Err(reason) => {
                     q.stats.refused_full = q.stats.refused_full.saturating_add(1);
@@ -319,7 +332,12 @@ impl Routes {
                 Err(_) => self.serve_queue(),
             }
         }
-        let left = self.queue().waiting.leave(place.ticket);
+        let left = {
+            let mut q = self.queue();
+            let left = q.waiting.leave(place.ticket);
+            self.0.waiting.store(q.waiting.len(), Ordering::Release);
+            left
+        };
         if !left {
             // Served at the last moment: take it.
             if let Ok(result) = place.rx.try_recv() {
@@ -349,16 +367,19 @@ impl Routes {
     /// Offers free slots to the waiting requests, oldest first. Runs when a slot is freed, a
     /// provider changes, and when a waiter looks again.
     pub fn serve_queue(&self) {
+        if self.0.waiting.load(Ordering::Acquire) == 0 {
+            return;
+        }
         let unclaimed = {
             let mut q = self.queue();
-            if q.waiting.is_empty() {
-                return;
-            }
-            q.waiting
+            let unclaimed = q
+                .waiting
                 .serve(|w| match self.pick_now(&w.model, &w.exclude, &*w.accept) {
                     PickResult::AtLimit(_) => None,
                     other => Some(other),
-                })
+                });
+            self.0.waiting.store(q.waiting.len(), Ordering::Release);
+            unclaimed
         };
         // Dropped here, outside the locks: a dropped route frees its slot and serves again.
         drop(unclaimed);
@@ -395,10 +416,7 @@ impl Routes {
                 Some(e) => {
                     // Checked above under the same lock: the slot is free.
                     let permit = match e.limiter.try_acquire(instant) {
-                        Ok(p) => {
-                            let routes = Arc::downgrade(&self.0);
-                            p.on_release(move || serve_after_release(&routes))
-                        }
+                        Ok(p) => p,
                         Err(b) => return PickResult::AtLimit(b.free_in),
                     };
                     daily.count_start(id, model, today);
