@@ -74,6 +74,7 @@ impl RoundRobin {
     /// 2. else an unhealthy one not cooling, whose retry is due soonest;
     /// 3. else, when some are at a limit, that (the request waits for a slot);
     /// 4. else, when all are cooling, how long until the first is free.
+    ///
     /// A provider at a limit is skipped like a cooling one.
     pub fn choose(
         &mut self,

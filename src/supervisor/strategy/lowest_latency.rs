@@ -42,7 +42,7 @@ pub fn choose(tier: &[Figures], random: u64) -> Option<i64> {
     })?;
     // The high bits decide exploration, the low bits which one: independent enough for
     // splitmix output.
-    if tier.len() > 1 && (random >> 32) % EXPLORE_EVERY == 0 {
+    if tier.len() > 1 && (random >> 32).is_multiple_of(EXPLORE_EVERY) {
         let others = tier.len() as u64 - 1;
         return tier
             .iter()
