@@ -185,12 +185,9 @@ impl RoundRobin {
 }
 
 #[cfg(test)]
-mod tests {
-    use chrono::Duration;
-
-    use super::*;
-
-    fn c(id: i64, weight: u32, priority: i32) -> Candidate {
+impl Candidate {
+    /// A healthy candidate without figures, for tests.
+    pub(crate) fn plain(id: i64, weight: u32, priority: i32) -> Self {
         Candidate {
             id,
             weight,
@@ -204,6 +201,17 @@ mod tests {
             inflight: 0,
             limited: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+
+    use super::*;
+
+    fn c(id: i64, weight: u32, priority: i32) -> Candidate {
+        Candidate::plain(id, weight, priority)
     }
 
     fn picks(rr: &mut RoundRobin, cands: &[Candidate], n: usize) -> HashMap<i64, usize> {

@@ -91,19 +91,7 @@ mod tests {
     use crate::provider::limits::{Blocked, LimitReason};
 
     fn c(id: i64, weight: u32, priority: i32) -> Candidate {
-        Candidate {
-            id,
-            weight,
-            priority,
-            is_healthy: true,
-            next_retry_at: None,
-            cooldown_until: None,
-            requests_today: 0,
-            latency_ms: None,
-            latency_idle: std::time::Duration::ZERO,
-            inflight: 0,
-            limited: None,
-        }
+        Candidate::plain(id, weight, priority)
     }
 
     #[test]
