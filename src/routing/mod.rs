@@ -205,7 +205,14 @@ pub async fn run<E: Exchange>(
                 if !verdict.fail_over {
                     break;
                 }
-                previous = Some((route, error));
+                // Its slot is free now: the next pick, or a wait in the queue, must not hold it.
+                previous = Some((
+                    Route {
+                        permit: None,
+                        ..route
+                    },
+                    error,
+                ));
             }
         }
     }

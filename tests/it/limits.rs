@@ -211,3 +211,49 @@ both_backends!(
     limits_are_set_and_stored_through_the_admin_api,
     limits_through_the_admin_api
 );
+
+#[actix_rt::test]
+async fn a_failed_attempt_frees_its_slot_before_waiting() {
+    let db = TestDb::sqlite();
+    let (broken, busy) = (
+        mock("broken", Behavior::status(500)).await,
+        mock("busy", Behavior::slow(800)).await,
+    );
+    let mut pb = provider("broken", &broken.base_url(), &["m"]);
+    pb.max_concurrency = Some(1);
+    let mut pq = provider("busy", &busy.base_url(), &["m"]);
+    pq.max_concurrency = Some(1);
+    pq.priority = 1;
+    let mut c = config(&db, vec![pb, pq]);
+    c.health_check.max_error_count = 100;
+    let app = TestApp::start(c).await;
+    let (held, failed_over, load) = tokio::join!(
+        // Holds "busy" (the client excludes "broken", id 1).
+        app.chat_with("m", false, &[("x-switchyard-exclude-providers", "1")]),
+        async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            // Fails on "broken", then waits for "busy".
+            app.chat("m").await
+        },
+        async {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            app.admin("GET", "/api/providers/load", None).await.json()
+        }
+    );
+    assert_eq!(held.status, 200);
+    assert_eq!(failed_over.status, 200, "{}", failed_over.text());
+    assert_eq!(failed_over.header("x-switchyard-provider"), Some("busy"));
+    assert_eq!(load["queue"]["length"], 1, "{load}");
+    let broken_row = load["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["provider_name"] == "broken")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        broken_row["limits"]["inflight"], 0,
+        "the failed attempt's slot is free while its request waits: {broken_row}"
+    );
+    app.stop().await;
+}

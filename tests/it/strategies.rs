@@ -209,3 +209,26 @@ async fn least_busy_spreads_concurrent_load() {
     );
     app.stop().await;
 }
+
+#[actix_rt::test]
+async fn a_streams_latency_is_its_first_byte() {
+    let db = TestDb::sqlite();
+    // Five chunks 200 ms apart: the whole stream takes about a second, its first byte not.
+    let slow_stream = mock("s", Behavior::streaming(5, 200)).await;
+    let mut c = config(&db, vec![provider("s", &slow_stream.base_url(), &["m"])]);
+    c.routing.strategy = Strategy::LowestLatency;
+    let app = TestApp::start(c).await;
+    let r = app.chat_with("m", true, &[]).await;
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("[DONE]"));
+    let v = app
+        .admin("GET", "/api/routing/explain?model=m", None)
+        .await
+        .json();
+    let latency = v["candidates"][0]["latency_ms"].as_f64().unwrap();
+    assert!(
+        latency < 500.0,
+        "time to first byte, not the whole stream: {latency} ms"
+    );
+    app.stop().await;
+}
