@@ -1,6 +1,8 @@
 //! Explaining a routing decision: the order in which the next request for a model would try
-//! its candidates, and why the others would be skipped. Pure: it works on a copy of the
-//! round-robin state, so explaining never moves the real one.
+//! its candidates, and why the others would be skipped (`Routes::explain`, behind
+//! `GET /api/routing/explain`). The ordering is pure (`order`): it works on a copy of the
+//! round-robin state, so explaining never moves the real one; `Routes::explain` reads the
+//! table under its lock, takes no slot and counts nothing.
 //!
 //! The order assumes every attempt fails (the next pick excludes what was tried, as failover
 //! does). Weighted round-robin is replayed exactly. The other strategies are shown by their
@@ -8,10 +10,15 @@
 //! explores one pick in twenty, so a single request may differ from that order while the
 //! traffic follows it.
 
+use std::time::Instant;
+
 use chrono::{DateTime, Utc};
 
+use super::ProviderEntry;
 use super::balance::{Candidate, Choice, RoundRobin};
+use super::routes::{Routes, candidate};
 use super::strategy::{self, Strategy};
+use crate::provider::limits::LimitState;
 
 /// Why a candidate would not be tried now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +88,165 @@ pub fn skip_reason(c: &Candidate, now: DateTime<Utc>) -> Option<Skip> {
     } else {
         None
     }
+}
+
+impl Routes {
+    /// How the next request for `model` would be routed (`GET /api/routing/explain`): its
+    /// candidates in the order it would try them, then the ones it would skip, with why.
+    /// Nothing moves: the round-robin is replayed on a copy, no slot is taken, nothing is
+    /// counted. `None` when no provider (enabled or not) lists the model.
+    pub fn explain(&self, model: &str, max_attempts: u32) -> Option<Explanation> {
+        let now = Utc::now();
+        let instant = Instant::now();
+        let (waiting_for_model, queue_length) = {
+            let q = self.queue();
+            (q.waiting.count(|w| w.model == model), q.waiting.len())
+        };
+        let table = self.lock();
+        let strategy = table.strategies.for_model(model);
+        let listed: Vec<&ProviderEntry> = table
+            .providers
+            .values()
+            .filter(|e| e.config.model(model).is_some())
+            .collect();
+        if listed.is_empty() {
+            return None;
+        }
+        let candidates: Vec<Candidate> = listed
+            .iter()
+            .filter(|e| e.config.enabled)
+            .map(|e| candidate(e, model, true, &table.daily, now, instant))
+            .collect();
+        let tried = order(&table.round_robin, model, strategy, &candidates, now);
+        let mut rows: Vec<ExplainedCandidate> = Vec::with_capacity(listed.len());
+        for e in &listed {
+            let id = e.config.id;
+            let position = tried.iter().position(|t| *t == id);
+            let c = candidates.iter().find(|c| c.id == id);
+            let score = c.and_then(|c| match strategy {
+                Strategy::WeightedRoundRobin => Some(table.round_robin.credit(model, id, c.weight) as f64),
+                _ => {
+                    // Scored among the usable candidates of its tier, itself included.
+                    let tier: Vec<_> = candidates
+                        .iter()
+                        .filter(|o| o.priority == c.priority)
+                        .filter(|o| o.id == id || (o.is_healthy && skip_reason(o, now).is_none()))
+                        .map(Candidate::figures)
+                        .collect();
+                    strategy::score(strategy, &c.figures(), &tier)
+                }
+            });
+            let skipped = match (position, c) {
+                (Some(_), _) => None,
+                (None, None) => Some("disabled".to_string()),
+                (None, Some(c)) => Some(match (skip_reason(c, now), c.limited) {
+                    (Some(Skip::AtLimit), Some(b)) => format!(
+                        "at its {} limit{}",
+                        serde_json::to_value(b.reason)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .unwrap_or_default(),
+                        if waiting_for_model > 0 {
+                            "; requests are queued"
+                        } else {
+                            ""
+                        }
+                    ),
+                    (Some(Skip::Cooling), _) => {
+                        let left = c
+                            .cooldown_until
+                            .map_or(0, |t| (t - now).num_milliseconds().max(0));
+                        format!("cooling down after a rate limit ({left} ms left)")
+                    }
+                    _ => "not reachable by the rules".to_string(),
+                }),
+            };
+            rows.push(ExplainedCandidate {
+                position: position.map(|p| p + 1),
+                within_attempt_budget: position.is_some_and(|p| p < max_attempts as usize),
+                provider_id: id,
+                provider_name: e.config.name.clone(),
+                tier: e.config.priority,
+                weight: e.config.weight,
+                standing: if !e.config.enabled {
+                    "disabled"
+                } else if e.view.is_healthy {
+                    "healthy"
+                } else {
+                    "unhealthy"
+                },
+                next_retry_at: e.view.next_retry_at,
+                cooldown_until: e.view.cooldown_until.filter(|t| *t > now),
+                limits: e.limiter.state(instant),
+                score,
+                requests_today: c.map_or(0, |c| c.requests_today),
+                latency_ms: c.and_then(|c| c.latency_ms),
+                in_flight: e.load.inflight(),
+                skipped,
+            });
+        }
+        rows.sort_by_key(|r| (r.position.is_none(), r.position, r.tier, r.provider_id));
+        Some(Explanation {
+            model: model.to_string(),
+            strategy,
+            score: match strategy {
+                Strategy::WeightedRoundRobin => {
+                    "round-robin credit: running score plus weight (highest first)"
+                }
+                Strategy::LeastUsed => "requests for the model today, every instance (lowest first)",
+                Strategy::LowestLatency => {
+                    "latency average in ms, decayed toward the tier mean when idle (lowest first)"
+                }
+                Strategy::LeastBusy => {
+                    "(in-flight + 1) x latency average in ms (lowest first; two drawn at random per pick)"
+                }
+            },
+            max_attempts,
+            queue_length,
+            waiting_for_model,
+            candidates: rows,
+        })
+    }
+}
+
+/// The answer of `Routes::explain`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Explanation {
+    pub model: String,
+    pub strategy: Strategy,
+    /// What `score` means for this strategy.
+    pub score: &'static str,
+    /// Attempts one request may make (`max_retries` + 1).
+    pub max_attempts: u32,
+    pub queue_length: usize,
+    /// Requests for this model waiting in the queue now.
+    pub waiting_for_model: usize,
+    /// Tried ones in order, then the skipped ones.
+    pub candidates: Vec<ExplainedCandidate>,
+}
+
+/// One provider of the model, as the next request would see it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExplainedCandidate {
+    /// 1 for the first tried; `None` when skipped.
+    pub position: Option<usize>,
+    /// Whether its position is within the request's attempt budget.
+    pub within_attempt_budget: bool,
+    pub provider_id: i64,
+    pub provider_name: String,
+    /// Its priority: lower tiers are tried first.
+    pub tier: i32,
+    pub weight: u32,
+    pub standing: &'static str,
+    pub next_retry_at: Option<chrono::DateTime<Utc>>,
+    pub cooldown_until: Option<chrono::DateTime<Utc>>,
+    pub limits: LimitState,
+    pub score: Option<f64>,
+    pub requests_today: u64,
+    pub latency_ms: Option<f64>,
+    pub in_flight: i64,
+    /// Why it would not be tried now.
+    pub skipped: Option<String>,
 }
 
 #[cfg(test)]

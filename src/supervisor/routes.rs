@@ -20,9 +20,8 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 
 use super::balance::{Candidate, Choice, RoundRobin};
-use super::explain::{self, Skip};
 use super::queue::{QueueRefusal, WaitQueue};
-use super::strategy::{self, Dice, Strategies, Strategy};
+use super::strategy::{Dice, Strategies, Strategy};
 use super::{PickResult, ProviderEntry, Route};
 use crate::provider::kind::{Endpoint, Service};
 use crate::provider::limits::LimitState;
@@ -48,15 +47,15 @@ pub(super) struct Table {
 
 /// What a waiting request needs routed.
 pub struct Waiting {
-    model: String,
+    pub(super) model: String,
     exclude: Vec<i64>,
     /// Which providers may serve it (by endpoint and format).
     accept: Arc<dyn Fn(&ProviderConfig) -> bool + Send + Sync>,
 }
 
 /// The routing queue and its figures.
-struct Queue {
-    waiting: WaitQueue<Waiting, PickResult>,
+pub(super) struct Queue {
+    pub(super) waiting: WaitQueue<Waiting, PickResult>,
     timeout: Duration,
     stats: QueueStats,
 }
@@ -173,7 +172,7 @@ impl Routes {
         self.0.table.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn queue(&self) -> MutexGuard<'_, Queue> {
+    pub(super) fn queue(&self) -> MutexGuard<'_, Queue> {
         self.0.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -453,127 +452,8 @@ impl Routes {
     }
 }
 
-impl Routes {
-    /// How the next request for `model` would be routed (`GET /api/routing/explain`): its
-    /// candidates in the order it would try them, then the ones it would skip, with why.
-    /// Nothing moves: the round-robin is replayed on a copy, no slot is taken, nothing is
-    /// counted. `None` when no provider (enabled or not) lists the model.
-    pub fn explain(&self, model: &str, max_attempts: u32) -> Option<Explanation> {
-        let now = Utc::now();
-        let instant = Instant::now();
-        let (waiting_for_model, queue_length) = {
-            let q = self.queue();
-            (q.waiting.count(|w| w.model == model), q.waiting.len())
-        };
-        let table = self.lock();
-        let strategy = table.strategies.for_model(model);
-        let listed: Vec<&ProviderEntry> = table
-            .providers
-            .values()
-            .filter(|e| e.config.model(model).is_some())
-            .collect();
-        if listed.is_empty() {
-            return None;
-        }
-        let candidates: Vec<Candidate> = listed
-            .iter()
-            .filter(|e| e.config.enabled)
-            .map(|e| candidate(e, model, true, &table.daily, now, instant))
-            .collect();
-        let tried = explain::order(&table.round_robin, model, strategy, &candidates, now);
-        let mut rows: Vec<ExplainedCandidate> = Vec::with_capacity(listed.len());
-        for e in &listed {
-            let id = e.config.id;
-            let position = tried.iter().position(|t| *t == id);
-            let c = candidates.iter().find(|c| c.id == id);
-            let score = c.and_then(|c| match strategy {
-                Strategy::WeightedRoundRobin => Some(table.round_robin.credit(model, id, c.weight) as f64),
-                _ => {
-                    // Scored among the usable candidates of its tier, itself included.
-                    let tier: Vec<_> = candidates
-                        .iter()
-                        .filter(|o| o.priority == c.priority)
-                        .filter(|o| o.id == id || (o.is_healthy && explain::skip_reason(o, now).is_none()))
-                        .map(Candidate::figures)
-                        .collect();
-                    strategy::score(strategy, &c.figures(), &tier)
-                }
-            });
-            let skipped = match (position, c) {
-                (Some(_), _) => None,
-                (None, None) => Some("disabled".to_string()),
-                (None, Some(c)) => Some(match (explain::skip_reason(c, now), c.limited) {
-                    (Some(Skip::AtLimit), Some(b)) => format!(
-                        "at its {} limit{}",
-                        serde_json::to_value(b.reason)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_string))
-                            .unwrap_or_default(),
-                        if waiting_for_model > 0 {
-                            "; requests are queued"
-                        } else {
-                            ""
-                        }
-                    ),
-                    (Some(Skip::Cooling), _) => {
-                        let left = c
-                            .cooldown_until
-                            .map_or(0, |t| (t - now).num_milliseconds().max(0));
-                        format!("cooling down after a rate limit ({left} ms left)")
-                    }
-                    _ => "not reachable by the rules".to_string(),
-                }),
-            };
-            rows.push(ExplainedCandidate {
-                position: position.map(|p| p + 1),
-                within_attempt_budget: position.is_some_and(|p| p < max_attempts as usize),
-                provider_id: id,
-                provider_name: e.config.name.clone(),
-                tier: e.config.priority,
-                weight: e.config.weight,
-                standing: if !e.config.enabled {
-                    "disabled"
-                } else if e.view.is_healthy {
-                    "healthy"
-                } else {
-                    "unhealthy"
-                },
-                next_retry_at: e.view.next_retry_at,
-                cooldown_until: e.view.cooldown_until.filter(|t| *t > now),
-                limits: e.limiter.state(instant),
-                score,
-                requests_today: c.map_or(0, |c| c.requests_today),
-                latency_ms: c.and_then(|c| c.latency_ms),
-                in_flight: e.load.inflight(),
-                skipped,
-            });
-        }
-        rows.sort_by_key(|r| (r.position.is_none(), r.position, r.tier, r.provider_id));
-        Some(Explanation {
-            model: model.to_string(),
-            strategy,
-            score: match strategy {
-                Strategy::WeightedRoundRobin => {
-                    "round-robin credit: running score plus weight (highest first)"
-                }
-                Strategy::LeastUsed => "requests for the model today, every instance (lowest first)",
-                Strategy::LowestLatency => {
-                    "latency average in ms, decayed toward the tier mean when idle (lowest first)"
-                }
-                Strategy::LeastBusy => {
-                    "(in-flight + 1) x latency average in ms (lowest first; two drawn at random per pick)"
-                }
-            },
-            max_attempts,
-            queue_length,
-            waiting_for_model,
-            candidates: rows,
-        })
-    }
-}
-
 /// The candidate a provider is for `model` now.
-fn candidate(
+pub(super) fn candidate(
     e: &ProviderEntry,
     model: &str,
     with_daily: bool,
@@ -599,46 +479,6 @@ fn candidate(
         inflight: u64::try_from(e.load.inflight()).unwrap_or(0),
         limited: e.limiter.check(instant).err(),
     }
-}
-
-/// The answer of `Routes::explain`.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Explanation {
-    pub model: String,
-    pub strategy: Strategy,
-    /// What `score` means for this strategy.
-    pub score: &'static str,
-    /// Attempts one request may make (`max_retries` + 1).
-    pub max_attempts: u32,
-    pub queue_length: usize,
-    /// Requests for this model waiting in the queue now.
-    pub waiting_for_model: usize,
-    /// Tried ones in order, then the skipped ones.
-    pub candidates: Vec<ExplainedCandidate>,
-}
-
-/// One provider of the model, as the next request would see it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ExplainedCandidate {
-    /// 1 for the first tried; `None` when skipped.
-    pub position: Option<usize>,
-    /// Whether its position is within the request's attempt budget.
-    pub within_attempt_budget: bool,
-    pub provider_id: i64,
-    pub provider_name: String,
-    /// Its priority: lower tiers are tried first.
-    pub tier: i32,
-    pub weight: u32,
-    pub standing: &'static str,
-    pub next_retry_at: Option<chrono::DateTime<Utc>>,
-    pub cooldown_until: Option<chrono::DateTime<Utc>>,
-    pub limits: LimitState,
-    pub score: Option<f64>,
-    pub requests_today: u64,
-    pub latency_ms: Option<f64>,
-    pub in_flight: i64,
-    /// Why it would not be tried now.
-    pub skipped: Option<String>,
 }
 
 /// A permit's release hook: serve the queue, if the table still exists.
