@@ -101,7 +101,8 @@ both_backends!(
 async fn lowest_latency_follows_speed(db: TestDb) {
     let (fast, steady) = (
         mock("fast", Behavior::slow(5)).await,
-        mock("steady", Behavior::slow(60)).await,
+        // Far apart, so that a loaded test machine's jitter cannot swap them.
+        mock("steady", Behavior::slow(150)).await,
     );
     let mut c = config(
         &db,
@@ -116,9 +117,9 @@ async fn lowest_latency_follows_speed(db: TestDb) {
     // takes nearly all.
     let served = served_by(&app, "m", 60).await;
     let to_fast = served.get("fast").copied().unwrap_or(0);
-    assert!(to_fast >= 50, "the faster takes most: {served:?}");
+    assert!(to_fast >= 45, "the faster takes most: {served:?}");
     // It slows down: traffic moves off it.
-    fast.set_behavior(Behavior::slow(250));
+    fast.set_behavior(Behavior::slow(400));
     served_by(&app, "m", 3).await;
     let served = served_by(&app, "m", 40).await;
     let to_slowed = served.get("fast").copied().unwrap_or(0);
