@@ -99,7 +99,10 @@ async fn queue_bounds_answer_429(db: TestDb) {
     assert_eq!(r.status, 429, "{}", r.text());
     assert_eq!(r.json()["error"]["code"], "queue_full");
     assert!(r.header("retry-after").is_some());
-    assert!(took < Duration::from_millis(150), "refused at once: {took:?}");
+    assert!(
+        took < Duration::from_millis(190),
+        "refused at once, not after the wait: {took:?}"
+    );
     assert_eq!(slow.chat_hits(), 1, "nothing past the cap reached the upstream");
     let load = app.admin("GET", "/api/providers/load", None).await.json();
     assert_eq!(load["queue"]["timed_out"], 1, "{load}");
