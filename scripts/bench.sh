@@ -575,12 +575,20 @@ main() {
     for c in $CONNECTIONS_LIST; do kinds+=("c$c"); CONNS_OF[c$c]="$c"; done
     if [[ "$STREAM" == 1 ]]; then kinds+=("s$STREAM_CONNECTIONS"); CONNS_OF[s$STREAM_CONNECTIONS]="$STREAM_CONNECTIONS"; fi
     kinds+=("slow$SLOW_CONNECTIONS"); CONNS_OF[slow$SLOW_CONNECTIONS]="$SLOW_CONNECTIONS"
+    # Translated (switchyard only: chat requests to an Anthropic provider on the same mock).
+    kinds+=("tr32"); CONNS_OF[tr32]=32
+    [[ "$STREAM" == 1 ]] && { kinds+=("trs32"); CONNS_OF[trs32]=32; }
     local k
     for ((round = 1; round <= TP_REPEATS; round++)); do
         log "throughput round $round/$TP_REPEATS"
         for k in "${kinds[@]}"; do
             for t in "${targets[@]}"; do
                 case "$k" in
+                    tr*) [[ "$t" == switchyard* ]] || continue ;;
+                esac
+                case "$k" in
+                    trs*) BENCH_STREAM=1 BENCH_MODEL=claude-bench throughput_run "$t" "$k" "${CONNS_OF[$k]}" ;;
+                    tr*) BENCH_MODEL=claude-bench throughput_run "$t" "$k" "${CONNS_OF[$k]}" ;;
                     slow*) BENCH_MODEL=slow-50ms throughput_run "$t" "$k" "${CONNS_OF[$k]}" ;;
                     s*) BENCH_STREAM=1 throughput_run "$t" "$k" "${CONNS_OF[$k]}" ;;
                     *) throughput_run "$t" "$k" "${CONNS_OF[$k]}" ;;
@@ -612,6 +620,7 @@ main() {
     for k in "${kinds[@]}"; do
         for t in "${targets[@]}"; do
             key="$t:$k"
+            [[ -n "${TP_RPS[$key]:-}" ]] || continue
             rps="$(median_of "${TP_RPS[$key]}")"
             rows+=("${LABEL[$t]}|$k|$(printf '%.0f' "$rps")|$(median_of "${TP_CPU[$key]}")|${TP_RSS[$key]}|$(median_of "${TP_CONNS[$key]}")|$(median_of "${TP_TW[$key]}")")
         done
@@ -645,6 +654,15 @@ main() {
         for w in $WORKERS_LIST; do
             sy="switchyard-w$w"; ng="nginx-w$w"
             for k in "${kinds[@]}"; do
+                if [[ "$k" == tr* ]]; then
+                    # Translated against native, both through switchyard.
+                    local native="c32"; [[ "$k" == trs* ]] && native="s32"
+                    [[ -n "${TP_RPS[$sy:$native]:-}" ]] || continue
+                    echo "workers=$w $k: translated $(awk -v r="$(paired_ratio "${TP_RPS[$sy:$k]}" "${TP_RPS[$sy:$native]}")" 'BEGIN { printf "%.1f", 100 * r }')% of native $native throughput;" \
+                        "CPU per request $(median_of "${TP_CPU[$sy:$k]}") us against $(median_of "${TP_CPU[$sy:$native]}") us native" \
+                        "(+$(awk -v a="$(median_of "${TP_CPU[$sy:$k]}")" -v b="$(median_of "${TP_CPU[$sy:$native]}")" 'BEGIN { printf "%.1f", a - b }') us)"
+                    continue
+                fi
                 ratio="$(paired_ratio "${TP_RPS[$sy:$k]}" "${TP_RPS[$ng:$k]}")"
                 cpu="$(paired_ratio "${TP_CPU[$sy:$k]}" "${TP_CPU[$ng:$k]}")"
                 case "$k" in
@@ -678,7 +696,8 @@ main() {
         echo
         echo "req/s: median of $TP_REPEATS rounds of wrk -t$THREADS -d${DURATION}s, targets interleaved; runs: cN = plain"
         echo "requests at N connections, sN = streams (13 events each: role, 10 text, finish, [DONE]; sent at once) at N connections, slowN = plain"
-        echo "requests to an upstream that answers 50 ms late, at N connections."
+        echo "requests to an upstream that answers 50 ms late, at N connections; trN / trsN = plain / streamed chat"
+        echo "requests translated to an Anthropic provider (the same mock's /v1/messages), switchyard only."
         echo "plain p50/p99: median of $LAT_REPEATS runs of wrk -t1 -c1 -d${LAT_DURATION}s; stream first event / whole"
         echo "stream: median of $LAT_REPEATS runs of $STREAM_REQUESTS streams over one keep-alive connection."
         echo "peak RSS: max of sampled VmRSS sum and sum of VmHWM over the process and its children"
