@@ -302,6 +302,11 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
     // upstream call is abandoned (and reported once, as neutral) rather than paid for to the
     // end. HTTP clients do not half-close while they wait for an answer.
     .h1_allow_half_closed(false)
+    // Each answer and stream chunk leaves in as few writes as the router can make, and must go
+    // out at once: with Nagle's algorithm on (the OS default, which actix keeps), a stream event
+    // written while the previous one is unacknowledged waits for the client's delayed ACK, up
+    // to 40 ms.
+    .tcp_nodelay(true)
     // actix counts connections per worker; `max_connections` is for the whole process.
     .max_connections(config.max_connections.div_ceil(workers).max(1))
     .shutdown_timeout(config.shutdown_grace_seconds)

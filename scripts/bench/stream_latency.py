@@ -15,8 +15,8 @@ import time
 host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 body = (sys.argv[4] if len(sys.argv) > 4 else
         '{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hello"}]}').encode()
-request = (b"POST /v1/chat/completions HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
-           b"content-length: %d\r\n\r\n" % len(body)) + body
+request = (b"POST /v1/chat/completions HTTP/1.1\r\nhost: %s:%d\r\ncontent-type: application/json\r\n"
+           b"content-length: %d\r\n\r\n" % (host.encode(), port, len(body))) + body
 
 sock = socket.create_connection((host, port), timeout=30)
 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

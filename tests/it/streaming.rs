@@ -203,3 +203,42 @@ async fn streams_reuse_their_upstream_connection() {
     assert_eq!(proxy.connections(), 1, "one upstream connection for six streams");
     app.stop().await;
 }
+
+/// Stream events written one by one leave at once, on both sides of the router: with Nagle's
+/// algorithm on (the OS default, which actix keeps), an event written while the previous one is
+/// unacknowledged waits for the peer's delayed ACK, and a whole stream took about 40 ms once a
+/// keep-alive connection was past the kernel's quick-ACK start.
+#[actix_rt::test]
+async fn events_written_one_by_one_are_not_held_back() {
+    let db = TestDb::sqlite();
+    let up = mock("up", Behavior::streaming(10, 0)).await;
+    let spec: switchyard::config::ProviderSpec = serde_json::from_value(serde_json::json!({
+        "name": "up", "kind": "anthropic", "base_url": up.base_url(), "models": ["c"],
+    }))
+    .unwrap();
+    let app = TestApp::start(config(&db, vec![spec])).await;
+    let body = r#"{"model":"c","stream":true,"max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"#;
+    let mut took = Vec::new();
+    for _ in 0..9 {
+        let started = Instant::now();
+        let mut resp = app
+            .client
+            .post(format!("{}/v1/messages", app.url))
+            .insert_header(("content-type", "application/json"))
+            .insert_header(("anthropic-version", "2023-06-01"))
+            .send_body(body)
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let all = resp.body().await.unwrap();
+        assert!(String::from_utf8_lossy(&all).contains("message_stop"));
+        took.push(started.elapsed());
+    }
+    took.sort();
+    let median = took[took.len() / 2];
+    assert!(
+        median < Duration::from_millis(25),
+        "median stream {median:?}: {took:?}"
+    );
+    app.stop().await;
+}

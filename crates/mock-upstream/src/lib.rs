@@ -253,6 +253,8 @@ impl MockUpstream {
                 .default_service(web::to(server::not_found))
         })
         .workers(opts.workers.max(1))
+        // Spaced stream events must leave when written, not after the peer's delayed ACK.
+        .tcp_nodelay(true)
         // Tests own the process's signals; stopping is explicit (stop() or Drop).
         .disable_signals()
         .shutdown_timeout(0);
