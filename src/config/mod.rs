@@ -532,6 +532,12 @@ mod tests {
         c.routing.default_cooldown_ms = c.routing.max_cooldown_ms + 1;
         let e = c.validate(&|_| None).unwrap_err().to_string();
         assert!(e.contains("routing.default_cooldown_ms"), "{e}");
+        for absurd in [0, usize::MAX] {
+            let mut c = Config::default();
+            c.routing.max_connections_per_provider = absurd;
+            let e = c.validate(&|_| None).unwrap_err().to_string();
+            assert!(e.contains("routing.max_connections_per_provider"), "{e}");
+        }
         assert!(Config::default().validate(&|_| None).is_ok());
     }
 
