@@ -133,7 +133,7 @@ fn reserialize(body: &[u8], model: Option<&str>, need_usage: bool) -> Bytes {
 /// The fast path: splice new values at the members' byte spans. `None` when a member that
 /// must be edited was not found by the scanner.
 fn splice(body: &[u8], model: Option<&str>, need_usage: bool) -> Option<Bytes> {
-    let members = top_level_members(body)?;
+    let members = super::json_members::members(body)?;
     let find = |key: &str| members.iter().find(|m| &body[m.key.0..m.key.1] == key.as_bytes());
     // (start, end, replacement), applied from the end so earlier spans stay valid.
     let mut edits: Vec<(usize, usize, Vec<u8>)> = Vec::new();
@@ -174,104 +174,6 @@ fn splice(body: &[u8], model: Option<&str>, need_usage: bool) -> Option<Bytes> {
         out.extend_from_slice(&tail);
     }
     Some(out.freeze())
-}
-
-/// Byte spans of one top-level member: the key without quotes, and the raw value.
-#[derive(Debug)]
-struct Member {
-    key: (usize, usize),
-    value: (usize, usize),
-}
-
-/// Spans of the top-level members of a JSON object. Assumes valid JSON; keys are compared
-/// raw, so an escaped key is not recognised (see the module doc).
-fn top_level_members(b: &[u8]) -> Option<Vec<Member>> {
-    let ws = |i: &mut usize| {
-        while *i < b.len() && b[*i].is_ascii_whitespace() {
-            *i += 1;
-        }
-    };
-    let mut i = 0;
-    ws(&mut i);
-    if b.get(i) != Some(&b'{') {
-        return None;
-    }
-    i += 1;
-    let mut members = Vec::new();
-    loop {
-        ws(&mut i);
-        match b.get(i)? {
-            b'}' => return Some(members),
-            b',' => {
-                i += 1;
-                continue;
-            }
-            b'"' => {}
-            _ => return None,
-        }
-        let key_start = i + 1;
-        i = skip_string(b, i)?;
-        let key = (key_start, i - 1);
-        ws(&mut i);
-        if b.get(i) != Some(&b':') {
-            return None;
-        }
-        i += 1;
-        ws(&mut i);
-        let value_start = i;
-        i = skip_value(b, i)?;
-        members.push(Member {
-            key,
-            value: (value_start, i),
-        });
-    }
-}
-
-/// Index just past the string that starts at `i` (on its opening quote).
-fn skip_string(b: &[u8], mut i: usize) -> Option<usize> {
-    i += 1;
-    while i < b.len() {
-        match b[i] {
-            b'\\' => i += 2,
-            b'"' => return Some(i + 1),
-            _ => i += 1,
-        }
-    }
-    None
-}
-
-/// Index just past the value that starts at `i`.
-fn skip_value(b: &[u8], mut i: usize) -> Option<usize> {
-    match b.get(i)? {
-        b'"' => skip_string(b, i),
-        b'{' | b'[' => {
-            let mut depth = 0usize;
-            while i < b.len() {
-                match b[i] {
-                    b'"' => {
-                        i = skip_string(b, i)?;
-                        continue;
-                    }
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
-                        depth -= 1;
-                        if depth == 0 {
-                            return Some(i + 1);
-                        }
-                    }
-                    _ => {}
-                }
-                i += 1;
-            }
-            None
-        }
-        _ => {
-            while i < b.len() && !matches!(b[i], b',' | b'}' | b']') && !b[i].is_ascii_whitespace() {
-                i += 1;
-            }
-            Some(i)
-        }
-    }
 }
 
 #[cfg(test)]

@@ -8,13 +8,14 @@
 pub mod body;
 pub mod classify;
 pub mod clients;
+pub mod json_members;
 pub mod sse;
 pub mod tls;
 pub mod usage;
 
 use std::time::Duration;
 
-use awc::http::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
+use awc::http::header::{ACCEPT, CONTENT_TYPE, HOST, HeaderValue};
 use awc::{Client, ClientResponse, Connector};
 use bytes::Bytes;
 
@@ -59,6 +60,9 @@ pub async fn send_to(
         .timeout(timeout)
         .insert_header((CONTENT_TYPE, JSON))
         .insert_header((ACCEPT, if stream { EVENT_STREAM } else { JSON }));
+    if let Some(host) = &provider.wire.host {
+        req = req.insert_header((HOST, host.clone()));
+    }
     if let Some((name, value)) = &provider.wire.credential {
         req = req.insert_header((name.clone(), value.clone()));
     }
