@@ -68,8 +68,28 @@ pub fn parse(body: &[u8]) -> Result<ChatHead, BodyError> {
             return Err(BodyError::NotAnObject);
         }
     }
+    // Most bodies are valid: parse them plainly. Tracking the path costs about as much as
+    // the parse and is only needed to name the member in an error, so a body that fails is
+    // parsed again with it.
+    let head: Head = match serde_json::from_slice(body) {
+        Ok(head) => head,
+        Err(_) => explain(body)?,
+    };
+    let model = head.model.ok_or(BodyError::MissingModel)?;
+    if model.trim().is_empty() {
+        return Err(BodyError::MissingModel);
+    }
+    Ok(ChatHead {
+        model: model.into_owned(),
+        stream: head.stream.unwrap_or(false),
+        include_usage: head.stream_options.and_then(|o| o.include_usage),
+    })
+}
+
+/// Parses a body that failed, naming the member whose value is wrong.
+fn explain(body: &[u8]) -> Result<Head<'_>, BodyError> {
     let de = &mut serde_json::Deserializer::from_slice(body);
-    let head: Head = serde_path_to_error::deserialize(de).map_err(|e| {
+    serde_path_to_error::deserialize(de).map_err(|e| {
         // The path names the member whose value is wrong (`stream_options.include_usage`):
         // its first segment is the `param` of the error.
         let top = e.path().iter().next().map(|seg| seg.to_string());
@@ -85,15 +105,6 @@ pub fn parse(body: &[u8]) -> Result<ChatHead, BodyError> {
             _ => "model",
         };
         BodyError::InvalidField { field, message: msg }
-    })?;
-    let model = head.model.ok_or(BodyError::MissingModel)?;
-    if model.trim().is_empty() {
-        return Err(BodyError::MissingModel);
-    }
-    Ok(ChatHead {
-        model: model.into_owned(),
-        stream: head.stream.unwrap_or(false),
-        include_usage: head.stream_options.and_then(|o| o.include_usage),
     })
 }
 
