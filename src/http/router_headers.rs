@@ -38,26 +38,55 @@ const OVERHEAD_HEADER: HeaderName = HeaderName::from_static("x-switchyard-overhe
 impl RouterHeaders {
     pub fn apply(self, resp: &mut HttpResponseBuilder, content_type: Option<HeaderValue>) {
         let overhead = self.started.elapsed().saturating_sub(self.upstream_time);
-        resp.insert_header((PROVIDER_HEADER, self.provider))
-            .insert_header((ATTEMPTS_HEADER, HeaderValue::from(self.attempts)))
-            .insert_header((OVERHEAD_HEADER, millis_header(overhead)));
+        // `append_header`: the response is new, so there is nothing to replace, and
+        // `insert_header` would look for it.
+        resp.append_header((PROVIDER_HEADER, self.provider))
+            .append_header((ATTEMPTS_HEADER, attempts_header(self.attempts)))
+            .append_header((OVERHEAD_HEADER, millis_header(overhead)));
         if let Some(ct) = content_type {
-            resp.insert_header((CONTENT_TYPE, ct));
+            resp.append_header((CONTENT_TYPE, ct));
         }
     }
 }
 
-/// A duration as milliseconds with three decimals ("0.046"), formatted without a heap string.
+/// The attempt count: the few usual ones are static values, the rest formatted.
+fn attempts_header(n: u32) -> HeaderValue {
+    const SMALL: [HeaderValue; 4] = [
+        HeaderValue::from_static("0"),
+        HeaderValue::from_static("1"),
+        HeaderValue::from_static("2"),
+        HeaderValue::from_static("3"),
+    ];
+    match SMALL.get(n as usize) {
+        Some(v) => v.clone(),
+        None => HeaderValue::from(n),
+    }
+}
+
+/// A duration as milliseconds with three decimals ("0.046"), written digit by digit into a
+/// stack buffer: `fmt` machinery cost more than the rest of the headers together.
 fn millis_header(d: Duration) -> HeaderValue {
-    use std::io::Write;
-    let micros = d.as_micros();
-    let mut buf = [0u8; 48];
-    let mut out = &mut buf[..];
-    let len = match write!(out, "{}.{:03}", micros / 1000, micros % 1000) {
-        Ok(()) => 48 - out.len(),
-        Err(_) => 0,
-    };
-    HeaderValue::from_bytes(&buf[..len]).unwrap_or(HeaderValue::from_static("0"))
+    let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    let (whole, frac) = (micros / 1000, micros % 1000);
+    // u64::MAX has 20 digits; then '.', three decimals.
+    let mut buf = [0u8; 24];
+    let mut at = buf.len();
+    for i in 0..3 {
+        at -= 1;
+        buf[at] = b'0' + (frac / 10u64.pow(i) % 10) as u8;
+    }
+    at -= 1;
+    buf[at] = b'.';
+    let mut rest = whole;
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    HeaderValue::from_bytes(&buf[at..]).unwrap_or(HeaderValue::from_static("0"))
 }
 
 /// An upstream status as actix's type (a nonsense one as 502).
@@ -96,5 +125,10 @@ mod tests {
         assert_eq!(millis_header(Duration::from_micros(46)), "0.046");
         assert_eq!(millis_header(Duration::from_micros(12_345_678)), "12345.678");
         assert_eq!(millis_header(Duration::ZERO), "0.000");
+        let max = u64::MAX;
+        assert_eq!(millis_header(Duration::MAX), format!("{}.{:03}", max / 1000, max % 1000).as_str());
+        for n in [0, 1, 3, 4, 17, u32::MAX] {
+            assert_eq!(attempts_header(n), n.to_string().as_str());
+        }
     }
 }
