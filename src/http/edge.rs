@@ -131,20 +131,29 @@ fn public_path(path: &str) -> bool {
 /// `localhost`, `*.localhost`, and loopback addresses (`127.0.0.1`, `[::1]`).
 fn loopback_name(host: &str) -> bool {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
-    host == "localhost"
-        || host.ends_with(".localhost")
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .len()
+            .checked_sub(".localhost".len())
+            .and_then(|at| host.get(at..))
+            .is_some_and(|tail| tail.eq_ignore_ascii_case(".localhost"))
         || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// The host of a `Host` value, lower-case, without its port.
-fn host_name(value: &str) -> String {
-    let v = value.trim().to_ascii_lowercase();
+/// The host of a `Host` value, without its port, as written (compare it ignoring case). A
+/// slice of the value: this runs on every request, and most are loopback names that need
+/// no lower-case copy.
+fn host_name(value: &str) -> &str {
+    let v = value.trim();
     if v.starts_with('[') {
         // `[::1]:7070`
-        return v.split(']').next().map(|h| format!("{h}]")).unwrap_or(v);
+        return match v.find(']') {
+            Some(end) => &v[..=end],
+            None => v,
+        };
     }
     match v.rsplit_once(':') {
-        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h.to_string(),
+        Some((h, port)) if port.bytes().all(|c| c.is_ascii_digit()) => h,
         _ => v,
     }
 }
@@ -166,7 +175,7 @@ impl EdgePolicy {
         if let Some(host) = host {
             let name = host_name(host);
             let check = !self.allowed_hosts.is_empty() || f.local.ip().is_loopback();
-            if check && !loopback_name(&name) && !self.allowed_hosts.contains(&name) {
+            if check && !loopback_name(name) && !self.allowed_hosts.contains(&name.to_ascii_lowercase()) {
                 return Verdict::Refuse(Refusal::Host);
             }
         }
