@@ -135,6 +135,10 @@ pub struct Wire {
     pub credential: Option<(awc::http::header::HeaderName, awc::http::header::HeaderValue)>,
     /// The provider's name as the `x-switchyard-provider` response header.
     pub name_header: awc::http::header::HeaderValue,
+    /// The `Host` header for its URLs (`host[:port]`, the port left out when it is the
+    /// scheme's usual one, as awc writes it). Sent ready-made: awc otherwise formats it into
+    /// a fresh buffer on every request.
+    pub host: Option<awc::http::header::HeaderValue>,
     pub kind: ProviderKind,
 }
 
@@ -163,8 +167,10 @@ impl Wire {
             v.set_sensitive(true);
             Some((header, v))
         };
+        let chat_url = uri(Endpoint::Chat.path())?;
         Ok(Wire {
-            chat_url: uri(Endpoint::Chat.path())?,
+            host: host_header(&chat_url),
+            chat_url,
             models_url: uri("/models")?,
             other_urls: [
                 uri(Endpoint::Messages.path())?,
@@ -193,6 +199,16 @@ impl Wire {
             Endpoint::Completions => &self.other_urls[3],
         }
     }
+}
+
+/// The `Host` header awc would write for `uri`.
+fn host_header(uri: &awc::http::Uri) -> Option<awc::http::header::HeaderValue> {
+    let host = uri.host()?;
+    let text = match uri.port_u16() {
+        None | Some(80) | Some(443) => host.to_string(),
+        Some(port) => format!("{host}:{port}"),
+    };
+    awc::http::header::HeaderValue::from_str(&text).ok()
 }
 
 /// A configuration value that was refused, with the field it concerns.
@@ -538,6 +554,16 @@ mod tests {
         assert_eq!(c.timeout_ms, 30_000);
         assert_eq!(c.model("b").unwrap().upstream(), Some("b-2024"));
         assert_eq!(c.model("a").unwrap().upstream(), None);
+    }
+
+    #[test]
+    fn the_host_header_is_the_one_awc_would_write() {
+        let h = |url: &str| host_header(&url.parse().unwrap()).map(|v| v.to_str().unwrap().to_string());
+        assert_eq!(h("http://127.0.0.1:9/v1").as_deref(), Some("127.0.0.1:9"));
+        assert_eq!(h("https://api.example.com/v1").as_deref(), Some("api.example.com"));
+        assert_eq!(h("http://api.example.com:80/v1").as_deref(), Some("api.example.com"));
+        assert_eq!(h("http://[::1]:8080/v1").as_deref(), Some("[::1]:8080"));
+        assert_eq!(h("/v1/chat"), None);
     }
 
     #[test]
