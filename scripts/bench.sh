@@ -683,8 +683,8 @@ main() {
             fi
         done
         echo
-        echo "CPU steal during throughput runs (%):$(for k in "${kinds[@]}"; do for t in "${targets[@]}"; do printf ' %s[%s]' "$t:$k" "${TP_STEAL[$t:$k]# }"; done; done)"
-        echo "other local load during throughput runs (% of all CPUs):$(for k in "${kinds[@]}"; do for t in "${targets[@]}"; do printf ' %s[%s]' "$t:$k" "${TP_OTHER[$t:$k]# }"; done; done)"
+        echo "CPU steal during throughput runs (%):$(for k in "${kinds[@]}"; do for t in "${targets[@]}"; do [[ -n "${TP_STEAL[$t:$k]+x}" ]] && printf ' %s[%s]' "$t:$k" "${TP_STEAL[$t:$k]# }"; done; done)"
+        echo "other local load during throughput runs (% of all CPUs):$(for k in "${kinds[@]}"; do for t in "${targets[@]}"; do [[ -n "${TP_OTHER[$t:$k]+x}" ]] && printf ' %s[%s]' "$t:$k" "${TP_OTHER[$t:$k]# }"; done; done)"
         if ((${#STREAM_RESULTS[@]} > 0)); then
             echo
             echo "Streaming sanity (wrk -t1 -c4 -d3s, \"stream\": true):"
