@@ -103,7 +103,8 @@ impl Iterator for Scan<'_> {
             return self.fail();
         };
         let key = (key_start, after_key - 1);
-        if memchr::memchr(b'\\', &b[key.0..key.1]).is_some() {
+        // Keys are short: a plain loop beats setting up a vector search.
+        if b[key.0..key.1].contains(&b'\\') {
             self.escaped_key = true;
         }
         let colon = skip_ws(b, after_key);

@@ -32,11 +32,48 @@ struct WithUsage {
 /// keeps it; a document broken elsewhere still yields a well-formed `usage`.
 pub fn from_json(doc: &[u8]) -> Option<TokenUsage> {
     let value = match super::json_members::find(doc, b"usage") {
-        Some((Some(value), _)) => serde_json::from_slice::<Option<TokenUsage>>(value).ok()?,
+        Some((Some(value), _)) => match plain_counts(value) {
+            Some(usage) => Some(usage),
+            None => serde_json::from_slice::<Option<TokenUsage>>(value).ok()?,
+        },
         Some((None, false)) => None,
         _ => serde_json::from_slice::<WithUsage>(doc).ok()?.usage,
     };
     value.map(TokenUsage::clamped)
+}
+
+/// The counts of a usage object whose members are plain integers (what every upstream
+/// sends), read without serde; `None` for anything else (a float, a string, an escaped key,
+/// `null`, a duplicate), which serde then judges.
+fn plain_counts(value: &[u8]) -> Option<TokenUsage> {
+    let mut scan = super::json_members::Scan::new(value)?;
+    let mut usage = TokenUsage::default();
+    let mut seen = [false; 3];
+    for m in scan.by_ref() {
+        let slot = match &value[m.key.0..m.key.1] {
+            b"prompt_tokens" => 0,
+            b"completion_tokens" => 1,
+            b"total_tokens" => 2,
+            // Other members (`prompt_tokens_details`, …) are not read.
+            key if key.contains(&b'\\') => return None,
+            _ => continue,
+        };
+        if std::mem::replace(&mut seen[slot], true) {
+            return None;
+        }
+        let digits = &value[m.value.0..m.value.1];
+        let leading_zero = digits.len() > 1 && digits[0] == b'0';
+        if digits.is_empty() || digits.len() > 20 || leading_zero || !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let n = std::str::from_utf8(digits).ok()?.parse::<u64>().ok()?;
+        match slot {
+            0 => usage.prompt_tokens = n,
+            1 => usage.completion_tokens = n,
+            _ => usage.total_tokens = n,
+        }
+    }
+    scan.complete().then_some(usage)
 }
 
 impl TokenUsage {
@@ -79,5 +116,22 @@ mod tests {
         assert_eq!(from_json(br#"{"us\u0061ge":{"total_tokens":5}}"#).unwrap().total_tokens, 5);
         assert_eq!(from_json(br#"{"usage":null}"#), None);
         assert_eq!(from_json(b"not json"), None);
+        // The plain reading and serde agree, and serde judges what is not plain.
+        for (doc, want) in [
+            (r#"{"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#, Some((1, 2, 3))),
+            (r#"{"usage":{"total_tokens":3,"prompt_tokens_details":{"cached_tokens":1}}}"#, Some((0, 0, 3))),
+            (r#"{"usage":{"prompt_tokens":1.0}}"#, None),
+            (r#"{"usage":{"prompt_tokens":"1"}}"#, None),
+            (r#"{"usage":{"prompt_tokens":-1}}"#, None),
+            (r#"{"usage":{"prompt_tokens":1,"prompt_tokens":2}}"#, None),
+            (r#"{"usage":{"prompt_tokens":99999999999999999999999}}"#, None),
+            (r#"{"usage":{}}"#, Some((0, 0, 0))),
+            (r#"{"usage":{"prompt_tokens":07}}"#, None),
+            // serde reads a struct from an array too; so did the old full parse.
+            (r#"{"usage":[1]}"#, Some((1, 0, 1))),
+        ] {
+            let got = from_json(doc.as_bytes()).map(|u| (u.prompt_tokens, u.completion_tokens, u.total_tokens));
+            assert_eq!(got, want, "{doc}");
+        }
     }
 }
