@@ -69,6 +69,16 @@ impl SseObserver {
             return;
         }
         if self.tail.is_empty() {
+            if self.format == StreamFormat::OpenAi
+                && needles().usage.find(chunk).is_none()
+                && needles().done.find(chunk).is_none()
+            {
+                // No event of this chunk can hold what the observer reads: only the
+                // trailing partial event is kept, found from the end.
+                let consumed = last_event_end(chunk).unwrap_or(0);
+                self.keep_tail(&chunk[consumed..]);
+                return;
+            }
             // The usual case: events end inside the chunk; only a trailing partial event is
             // copied, so most chunks are read in place.
             let consumed = self.read_events(chunk, 0);
@@ -236,6 +246,16 @@ pub(crate) fn find_event_end(b: &[u8]) -> Option<usize> {
     })
 }
 
+/// Index just past the last blank line in `b` (the end of its last complete event), found
+/// from the end. It may take one more empty line than [`find_event_end`] would
+/// (`"a\n\n\n"`): an empty line between events, which changes no event.
+pub(crate) fn last_event_end(b: &[u8]) -> Option<usize> {
+    memchr::memrchr_iter(b'\n', b).find_map(|i| match &b[..i] {
+        [.., b'\n'] | [.., b'\n', b'\r'] => Some(i + 1),
+        _ => None,
+    })
+}
+
 /// The byte strings the stream readers look for in every event, each with its searcher
 /// built once: `memmem` compares many bytes at a time, and building a searcher costs about as
 /// much as running it on an event. (A byte-by-byte window search here was 40% of the router's
@@ -360,6 +380,15 @@ pub struct UsageFilter {
 impl UsageFilter {
     /// What of `chunk` goes to the client now (possibly nothing).
     pub fn pass(&mut self, chunk: Bytes) -> Bytes {
+        if self.carry.is_empty() && needles().usage_object.find(&chunk).is_none() {
+            // No usage chunk here (most chunks): the complete events pass as they are.
+            let end = last_event_end(&chunk).unwrap_or(0);
+            if chunk.len() - end > MAX_EVENT_BYTES {
+                return chunk;
+            }
+            self.carry.extend_from_slice(&chunk[end..]);
+            return chunk.slice(..end);
+        }
         let data = if self.carry.is_empty() {
             chunk
         } else {
@@ -641,6 +670,27 @@ mod tests {
             );
             assert_eq!(o.bytes, all.len() as u64);
         }
+    }
+
+    #[test]
+    fn the_last_event_end_is_found_from_the_end() {
+        assert_eq!(last_event_end(b"data: a\n\ndata: b"), Some(9));
+        assert_eq!(last_event_end(b"data: a\n\ndata: b\n\n"), Some(18));
+        assert_eq!(last_event_end(b"data: a\r\n\r\nx"), Some(11));
+        assert_eq!(last_event_end(b"data: a\n\r\nx"), Some(10));
+        assert_eq!(last_event_end(b"data: a\r\ndata: b\r\n"), None);
+        assert_eq!(last_event_end(b""), None);
+        assert_eq!(last_event_end(b"\n"), None);
+        assert_eq!(last_event_end(b"\n\n"), Some(2));
+        // Over chunks of many events, the ends agree with the forward search.
+        let text = b"data: a\n\ndata: b\r\n\r\n: c\n\ndata: d";
+        let mut from = 0;
+        let mut last = None;
+        while let Some(e) = find_event_end(&text[from..]) {
+            from += e;
+            last = Some(from);
+        }
+        assert_eq!(last_event_end(text), last);
     }
 
     #[test]
