@@ -7,6 +7,7 @@
 //! window of `total weight` picks. Its state is one ring per healthy tier of each model, in
 //! the routing snapshot.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -182,16 +183,27 @@ pub fn choose(
     Choice::AllCooling((soonest - now).to_std().unwrap_or_default())
 }
 
-/// The credit `id` would compare with on the next round-robin turn of its tier (its
-/// running score plus its share; the highest goes next); its weight when it is in no tier.
-pub fn credit(tiers: &[Tier], id: i64, weight: u32) -> i64 {
+/// The credit each member of `tiers` would compare with on the next round-robin turn of its
+/// tier (its running score plus its share; the highest goes next), by provider id. A
+/// provider in no tier has none: its credit is its weight (see `credit`).
+pub fn credits(tiers: &[Tier]) -> HashMap<i64, i64> {
     tiers
         .iter()
-        .find_map(|t| {
-            let i = t.ring.members().iter().position(|m| m.0 == id)?;
-            t.ring.credits(t.ring.position(Cursor::Main)).get(i).copied()
+        .flat_map(|t| {
+            let credits = t.ring.credits(t.ring.position(Cursor::Main));
+            t.ring
+                .members()
+                .iter()
+                .map(|m| m.0)
+                .zip(credits)
+                .collect::<Vec<_>>()
         })
-        .unwrap_or(i64::from(weight.max(1)))
+        .collect()
+}
+
+/// `id`'s credit among `credits` (see `credits`), its weight when it is in no tier.
+pub fn credit(credits: &HashMap<i64, i64>, id: i64, weight: u32) -> i64 {
+    credits.get(&id).copied().unwrap_or(i64::from(weight.max(1)))
 }
 
 #[cfg(test)]
@@ -217,8 +229,6 @@ impl Candidate {
 #[cfg(test)]
 mod tests {
     use chrono::Duration;
-
-    use std::collections::HashMap;
 
     use super::*;
 

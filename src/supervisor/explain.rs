@@ -121,13 +121,18 @@ impl Routes {
             .map(|e| candidate(e, model, Reads::ALL, &daily, now, instant, clock_ms()))
             .collect();
         let tried = order(&routes.tiers, strategy, &candidates, now);
+        // Once per tier: each replays its ring's scores up to the cursor.
+        let credits = match strategy {
+            Strategy::WeightedRoundRobin => balance::credits(&routes.tiers),
+            _ => HashMap::new(),
+        };
         let mut rows: Vec<ExplainedCandidate> = Vec::with_capacity(listed.len());
         for e in listed {
             let id = e.config.id;
             let position = tried.iter().position(|t| *t == id);
             let c = candidates.iter().find(|c| c.id == id);
             let score = c.and_then(|c| match strategy {
-                Strategy::WeightedRoundRobin => Some(balance::credit(&routes.tiers, id, c.weight) as f64),
+                Strategy::WeightedRoundRobin => Some(balance::credit(&credits, id, c.weight) as f64),
                 _ => {
                     // Scored among the usable candidates of its tier, itself included.
                     let tier: Vec<_> = candidates
@@ -289,7 +294,14 @@ mod tests {
             Choice::Picked(2),
             "the explained first is the one picked next"
         );
-        assert_eq!(balance::credit(&tiers, 1, 1), 2);
+        let credits = balance::credits(&tiers);
+        assert_eq!(balance::credit(&credits, 1, 1), 2);
+        assert_eq!(balance::credit(&credits, 2, 3), 3 - 4 + 3, "the one just picked");
+        assert_eq!(
+            balance::credit(&credits, 9, 0),
+            1,
+            "in no tier: its weight, at least 1"
+        );
         for _ in 0..8 {
             let next = order(&tiers, wrr, &cands, now)[0];
             assert_eq!(
