@@ -1,5 +1,5 @@
 //! Micro-benchmark of one routing pick per strategy: the whole `Routes::pick` a request makes
-//! per attempt (table lock, candidates and their figures, the strategy, the limiter's slot,
+//! per attempt (the snapshot, candidates and their figures, the strategy, the limiter's slot,
 //! today's count) and dropping its route (which frees the slot). Prints the thread's CPU time
 //! per pick, in ns.
 //!

@@ -119,7 +119,9 @@ impl LoadCounters {
         self.latency_at(clock_ms())
     }
 
-    fn latency_at(&self, now_ms: u64) -> Option<(f64, std::time::Duration)> {
+    /// `latency` as of `now_ms` on `clock_ms`'s clock (a caller reading many providers reads
+    /// the clock once).
+    pub fn latency_at(&self, now_ms: u64) -> Option<(f64, std::time::Duration)> {
         let at = self.latency_at_ms.load(Ordering::Acquire);
         if at == 0 {
             return None;

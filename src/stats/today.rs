@@ -6,18 +6,23 @@
 //! flushed when they were read, plus every request this instance has started today. Counting
 //! at the pick, not when a request ends, keeps a burst of concurrent requests from all
 //! landing on the same provider before any of them finishes.
+//!
+//! Every pick counts here, from every worker at once: counting takes the lock shared (the
+//! count itself is atomic), so picks never wait for each other; only a new (provider, model)
+//! pair, a new day and the `StatsActor`'s reads take it exclusively.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use chrono::{NaiveDate, Utc};
 
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default)]
 struct Count {
     /// Stored requests that are not this instance's, as of the last read.
     others: u64,
-    /// Requests this instance started today.
-    started: u64,
+    /// Requests this instance started today (added to under the shared lock).
+    started: AtomicU64,
     /// Requests this instance wrote to the daily rows today.
     flushed: u64,
 }
@@ -30,15 +35,21 @@ struct Days {
 
 /// Today's request counts, shared by the routing table and the `StatsActor`.
 #[derive(Debug)]
-pub struct DailyCounts(Mutex<Days>);
+pub struct DailyCounts(RwLock<Days>);
 
 impl Default for DailyCounts {
     fn default() -> Self {
-        DailyCounts(Mutex::new(Days {
+        DailyCounts(RwLock::new(Days {
             date: Utc::now().date_naive(),
             by_provider: HashMap::new(),
         }))
     }
+}
+
+/// Adds one. One atomic add, not a compare-and-swap loop that concurrent picks would retry:
+/// wrapping would take 2^64 requests in a day.
+fn add_one(n: &AtomicU64) {
+    n.fetch_add(1, Ordering::Relaxed);
 }
 
 /// What `begin_read` saw of this instance's writes, to subtract from the rows read.
@@ -55,9 +66,15 @@ impl ReadMark {
 }
 
 impl DailyCounts {
-    fn lock(&self, today: NaiveDate) -> MutexGuard<'_, Days> {
+    /// The counts, shared; `None` when `today` is a new day (`lock` starts it).
+    fn read(&self, today: NaiveDate) -> Option<RwLockReadGuard<'_, Days>> {
         // Counts are plain numbers: a panic elsewhere cannot leave them unusable.
-        let mut d = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let d = self.0.read().unwrap_or_else(PoisonError::into_inner);
+        (d.date >= today).then_some(d)
+    }
+
+    fn lock(&self, today: NaiveDate) -> RwLockWriteGuard<'_, Days> {
+        let mut d = self.0.write().unwrap_or_else(PoisonError::into_inner);
         if d.date < today {
             // A new UTC day: yesterday's counts no longer matter.
             d.date = today;
@@ -77,18 +94,26 @@ impl DailyCounts {
 
     /// Counts one request started on `provider` for `model`.
     pub fn count_start(&self, provider: i64, model: &str, today: NaiveDate) {
+        if let Some(d) = self.read(today)
+            && let Some(c) = d.by_provider.get(&provider).and_then(|m| m.get(model))
+        {
+            add_one(&c.started);
+            return;
+        }
         let mut d = self.lock(today);
-        let c = Self::entry(&mut d, provider, model);
-        c.started = c.started.saturating_add(1);
+        add_one(&Self::entry(&mut d, provider, model).started);
     }
 
     /// Requests for `model` on `provider` today, every instance's.
     pub fn get(&self, provider: i64, model: &str, today: NaiveDate) -> u64 {
-        let d = self.lock(today);
+        // A new day has no counts yet.
+        let Some(d) = self.read(today) else {
+            return 0;
+        };
         d.by_provider
             .get(&provider)
             .and_then(|m| m.get(model))
-            .map_or(0, |c| c.others.saturating_add(c.started))
+            .map_or(0, |c| c.others.saturating_add(c.started.load(Ordering::Relaxed)))
     }
 
     /// This instance wrote `requests` more to `provider`'s row for `model` on `date`.

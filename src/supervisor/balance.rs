@@ -2,15 +2,17 @@
 //! round-robin by default, see `strategy` for the others) among the healthy providers of the
 //! best (lowest) priority tier, with fallbacks for when none is healthy.
 //!
-//! Smooth weighted round-robin (the algorithm nginx uses): every pick adds each candidate's
-//! weight to its running score, takes the highest score, and subtracts the tier's total
-//! weight from the winner. Weights 2:1 give A B A A B A…, interleaved rather than in bursts,
-//! and the spread is exact over every window of `total weight` picks.
+//! Smooth weighted round-robin (the algorithm nginx uses; see `ring`): weights 2:1 give
+//! A B A A B A…, interleaved rather than in bursts, and the spread is exact over every
+//! window of `total weight` picks. Its state is one ring per healthy tier of each model, in
+//! the routing snapshot.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use super::ring::{Cursor, Ring};
 use super::strategy::{self, Figures, Strategy};
 use crate::provider::limits::Blocked;
 
@@ -61,127 +63,147 @@ pub enum Choice {
     NoneLeft,
 }
 
-/// Running scores of the weighted round-robin, per model.
-#[derive(Debug, Default, Clone)]
-pub struct RoundRobin {
-    scores: HashMap<String, HashMap<i64, i64>>,
+/// One healthy tier of a model: its priority and its round-robin ring.
+#[derive(Debug, Clone)]
+pub struct Tier {
+    pub priority: i32,
+    pub ring: Arc<Ring>,
 }
 
-impl RoundRobin {
-    /// Chooses among `candidates` for `model`:
-    /// 1. healthy, not cooling: the model's `strategy` inside the lowest priority tier
-    ///    (`random` feeds its ties and exploration);
-    /// 2. else an unhealthy one not cooling, whose retry is due soonest;
-    /// 3. else, when some are at a limit, that (the request waits for a slot);
-    /// 4. else, when all are cooling, how long until the first is free.
-    ///
-    /// A provider at a limit is skipped like a cooling one.
-    pub fn choose(
-        &mut self,
-        model: &str,
-        strategy: Strategy,
-        candidates: &[Candidate],
-        now: DateTime<Utc>,
-        random: u64,
-    ) -> Choice {
-        if candidates.is_empty() {
-            return Choice::NoneLeft;
-        }
-        let cooling = |c: &Candidate| c.cooldown_until.is_some_and(|t| t > now) || c.limited.is_some();
-        let best_tier = candidates
+/// The tiers of a model's healthy providers `(priority, id, weight)`, best first, each with
+/// its ring. A tier whose members (ids and weights) are those of a tier in `previous` keeps
+/// that ring, cursor included: the round-robin goes on where it was when something else
+/// changed (another tier's health, another model's provider).
+pub fn tiers(healthy: impl IntoIterator<Item = (i32, i64, u32)>, previous: &[Tier]) -> Vec<Tier> {
+    let mut members: Vec<(i32, i64, u32)> = healthy.into_iter().collect();
+    members.sort_unstable();
+    members.dedup_by_key(|m| m.1);
+    let mut out: Vec<Tier> = Vec::new();
+    for chunk in members.chunk_by(|a, b| a.0 == b.0) {
+        let priority = chunk[0].0;
+        let list: Vec<(i64, u32)> = chunk.iter().map(|m| (m.1, m.2)).collect();
+        let ring = previous
             .iter()
-            .filter(|c| c.is_healthy && !cooling(c))
-            .map(|c| c.priority)
-            .min();
-        if let Some(tier) = best_tier
-            && strategy != Strategy::WeightedRoundRobin
-        {
-            let figures: Vec<Figures> = candidates
+            .find(|t| t.priority == priority && t.ring.members() == list.as_slice())
+            .map_or_else(|| Arc::new(Ring::new(list)), |t| t.ring.clone());
+        out.push(Tier { priority, ring });
+    }
+    out
+}
+
+/// Chooses among `candidates` (the request's: serving the model, not excluded), whose
+/// healthy ones are the members of `tiers`:
+/// 1. healthy, not cooling: the model's `strategy` inside the lowest priority tier
+///    (`random` feeds its ties and exploration; round-robin takes the next turn of the
+///    tier's ring, from `claim`);
+/// 2. else an unhealthy one not cooling, whose retry is due soonest;
+/// 3. else, when some are at a limit, that (the request waits for a slot);
+/// 4. else, when all are cooling, how long until the first is free.
+///
+/// A provider at a limit is skipped like a cooling one. `claim` gives the next turn of a
+/// ring's cursor: the live pick claims it (`Ring::claim`), the explain view replays.
+pub fn choose(
+    tiers: &[Tier],
+    strategy: Strategy,
+    candidates: &[Candidate],
+    now: DateTime<Utc>,
+    random: u64,
+    claim: &mut dyn FnMut(&Ring, Cursor) -> u64,
+) -> Choice {
+    if candidates.is_empty() {
+        return Choice::NoneLeft;
+    }
+    let cooling = |c: &Candidate| c.cooldown_until.is_some_and(|t| t > now) || c.limited.is_some();
+    let best_tier = candidates
+        .iter()
+        .filter(|c| c.is_healthy && !cooling(c))
+        .map(|c| c.priority)
+        .min();
+    if let Some(tier) = best_tier {
+        let in_tier = || {
+            candidates
                 .iter()
-                .filter(|c| c.is_healthy && !cooling(c) && c.priority == tier)
-                .map(Candidate::figures)
-                .collect();
+                .filter(move |c| c.is_healthy && !cooling(c) && c.priority == tier)
+        };
+        if strategy != Strategy::WeightedRoundRobin {
+            let figures: Vec<Figures> = in_tier().map(Candidate::figures).collect();
             if let Some(id) = strategy::choose(strategy, &figures, random) {
                 return Choice::Picked(id);
             }
         }
-        if let Some(tier) = best_tier {
-            // Look up before inserting: the model's key is allocated once, not per pick.
-            if !self.scores.contains_key(model) {
-                self.scores.insert(model.to_string(), HashMap::new());
-            }
-            let Some(scores) = self.scores.get_mut(model) else {
-                return Choice::NoneLeft;
-            };
-            let mut total: i64 = 0;
-            let mut best: Option<(i64, i64)> = None; // (score, id)
-            for c in candidates
+        let mut usable_ids: Vec<i64> = in_tier().map(|c| c.id).collect();
+        usable_ids.sort_unstable();
+        if let Some(ring) = tiers.iter().find(|t| t.priority == tier).map(|t| &t.ring) {
+            let usable: Vec<bool> = ring
+                .members()
                 .iter()
-                .filter(|c| c.is_healthy && !cooling(c) && c.priority == tier)
+                .map(|(id, _)| usable_ids.binary_search(id).is_ok())
+                .collect();
+            // No turn is taken when no member is usable (not the case in the best tier):
+            // a request that cannot use a tier does not move its round-robin.
+            let cursor = Cursor::for_pick(&usable, ring.members().len());
+            if let Some(i) = ring.next_usable(&usable, || claim(ring, cursor))
+                && let Some((id, _)) = ring.members().get(i)
             {
-                let w = i64::from(c.weight.max(1));
-                total += w;
-                let s = scores.entry(c.id).or_insert(0);
-                *s += w;
-                if best.is_none_or(|(bs, _)| *s > bs) {
-                    best = Some((*s, c.id));
-                }
-            }
-            if let Some((_, id)) = best {
-                if let Some(s) = scores.get_mut(&id) {
-                    *s -= total;
-                }
-                return Choice::Picked(id);
+                return Choice::Picked(*id);
             }
         }
-        if let Some(c) = candidates
-            .iter()
-            .filter(|c| !cooling(c))
-            .min_by_key(|c| (c.next_retry_at.unwrap_or(now), c.priority, c.id))
-        {
-            return Choice::Picked(c.id);
+        // Health the tiers do not know of yet (never from one snapshot): the lowest id.
+        if let Some(id) = usable_ids.first() {
+            return Choice::Picked(*id);
         }
-        let cooling_left = |c: &Candidate| {
-            c.cooldown_until
-                .filter(|t| *t > now)
-                .and_then(|t| (t - now).to_std().ok())
-        };
-        if candidates.iter().any(|c| c.limited.is_some()) {
-            let soonest = candidates
-                .iter()
-                .filter_map(|c| match c.limited {
-                    Some(b) => b.free_in.max(cooling_left(c)),
-                    None => cooling_left(c),
-                })
-                .min();
-            return Choice::AtLimit(soonest);
-        }
+    }
+    if let Some(c) = candidates
+        .iter()
+        .filter(|c| !cooling(c))
+        .min_by_key(|c| (c.next_retry_at.unwrap_or(now), c.priority, c.id))
+    {
+        return Choice::Picked(c.id);
+    }
+    let cooling_left = |c: &Candidate| {
+        c.cooldown_until
+            .filter(|t| *t > now)
+            .and_then(|t| (t - now).to_std().ok())
+    };
+    if candidates.iter().any(|c| c.limited.is_some()) {
         let soonest = candidates
             .iter()
-            .filter_map(|c| c.cooldown_until)
-            .min()
-            .unwrap_or(now);
-        Choice::AllCooling((soonest - now).to_std().unwrap_or_default())
+            .filter_map(|c| match c.limited {
+                Some(b) => b.free_in.max(cooling_left(c)),
+                None => cooling_left(c),
+            })
+            .min();
+        return Choice::AtLimit(soonest);
     }
+    let soonest = candidates
+        .iter()
+        .filter_map(|c| c.cooldown_until)
+        .min()
+        .unwrap_or(now);
+    Choice::AllCooling((soonest - now).to_std().unwrap_or_default())
+}
 
-    /// The credit `id` would compare with on the next pick for `model` (its running score
-    /// plus its weight; the highest is chosen).
-    pub fn credit(&self, model: &str, id: i64, weight: u32) -> i64 {
-        let running = self
-            .scores
-            .get(model)
-            .and_then(|s| s.get(&id))
-            .copied()
-            .unwrap_or(0);
-        running.saturating_add(i64::from(weight.max(1)))
-    }
+/// The credit each member of `tiers` would compare with on the next round-robin turn of its
+/// tier (its running score plus its share; the highest goes next), by provider id. A
+/// provider in no tier has none: its credit is its weight (see `credit`).
+pub fn credits(tiers: &[Tier]) -> HashMap<i64, i64> {
+    tiers
+        .iter()
+        .flat_map(|t| {
+            let credits = t.ring.credits(t.ring.position(Cursor::Main));
+            t.ring
+                .members()
+                .iter()
+                .map(|m| m.0)
+                .zip(credits)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
 
-    /// Forgets a provider's scores (removed or changed).
-    pub fn forget(&mut self, id: i64) {
-        for scores in self.scores.values_mut() {
-            scores.remove(&id);
-        }
-    }
+/// `id`'s credit among `credits` (see `credits`), its weight when it is in no tier.
+pub fn credit(credits: &HashMap<i64, i64>, id: i64, weight: u32) -> i64 {
+    credits.get(&id).copied().unwrap_or(i64::from(weight.max(1)))
 }
 
 #[cfg(test)]
@@ -209,6 +231,31 @@ mod tests {
     use chrono::Duration;
 
     use super::*;
+
+    /// The routing table in miniature: tiers rebuilt from the candidates' health before each
+    /// pick (as the snapshot is after each change), rings kept while their members are.
+    #[derive(Default)]
+    struct RoundRobin {
+        tiers: Vec<Tier>,
+    }
+
+    impl RoundRobin {
+        fn choose(
+            &mut self,
+            _model: &str,
+            strategy: Strategy,
+            cands: &[Candidate],
+            now: DateTime<Utc>,
+            random: u64,
+        ) -> Choice {
+            let healthy = cands
+                .iter()
+                .filter(|c| c.is_healthy)
+                .map(|c| (c.priority, c.id, c.weight));
+            self.tiers = tiers(healthy, &self.tiers);
+            choose(&self.tiers, strategy, cands, now, random, &mut |r, c| r.claim(c))
+        }
+    }
 
     fn c(id: i64, weight: u32, priority: i32) -> Candidate {
         Candidate::plain(id, weight, priority)
@@ -376,5 +423,47 @@ mod tests {
             Choice::AtLimit(Some(d)) => assert!(d <= std::time::Duration::from_secs(5)),
             other => panic!("unexpected {other:?}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod ring_tests {
+    use super::*;
+
+    #[test]
+    fn a_tier_keeps_its_ring_while_its_members_stay() {
+        let first = tiers([(0, 1, 2), (0, 2, 1), (1, 3, 1)], &[]);
+        assert_eq!(first.len(), 2);
+        first[0].ring.claim(Cursor::Main);
+        // Tier 1 lost its member, tier 0 is unchanged: its cursor carries on.
+        let second = tiers([(0, 2, 1), (0, 1, 2)], &first);
+        assert_eq!(second.len(), 1);
+        assert!(Arc::ptr_eq(&first[0].ring, &second[0].ring));
+        assert_eq!(second[0].ring.position(Cursor::Main), 1);
+        // A weight changed: a new ring.
+        let third = tiers([(0, 1, 3), (0, 2, 1)], &second);
+        assert!(!Arc::ptr_eq(&second[0].ring, &third[0].ring));
+        assert_eq!(third[0].ring.position(Cursor::Main), 0);
+    }
+
+    #[test]
+    fn a_tier_nothing_can_use_does_not_move() {
+        let t = tiers([(0, 1, 1), (0, 2, 1), (1, 3, 1)], &[]);
+        let mut excluded = Candidate::plain(3, 1, 1);
+        excluded.is_healthy = true;
+        // Only the tier-1 provider is a candidate (1 and 2 excluded): tier 0's ring stays.
+        let choice = choose(
+            &t,
+            Strategy::WeightedRoundRobin,
+            &[excluded],
+            Utc::now(),
+            0,
+            &mut |r, c| r.claim(c),
+        );
+        assert_eq!(choice, Choice::Picked(3));
+        for c in [Cursor::Main, Cursor::Restricted] {
+            assert_eq!(t[0].ring.position(c), 0);
+        }
+        assert_eq!(t[1].ring.position(Cursor::Main), 1);
     }
 }

@@ -1,8 +1,8 @@
 //! Explaining a routing decision: the order in which the next request for a model would try
 //! its candidates, and why the others would be skipped (`Routes::explain`, behind
-//! `GET /api/routing/explain`). The ordering is pure (`order`): it works on a copy of the
-//! round-robin state, so explaining never moves the real one; `Routes::explain` reads the
-//! table under its lock, takes no slot and counts nothing.
+//! `GET /api/routing/explain`). The ordering is pure (`order`): it replays the round-robin
+//! rings from their cursors without claiming a turn, so explaining never moves them;
+//! `Routes::explain` reads the routing snapshot, takes no slot and counts nothing.
 //!
 //! The order assumes every attempt fails (the next pick excludes what was tried, as failover
 //! does). Weighted round-robin is replayed exactly. The other strategies are shown by their
@@ -10,15 +10,17 @@
 //! explores one pick in twenty, so a single request may differ from that order while the
 //! traffic follows it.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
-use super::ProviderEntry;
-use super::balance::{Candidate, Choice, RoundRobin};
-use super::routes::{Routes, candidate};
+use super::balance::{self, Candidate, Choice, Tier};
+use super::ring::{Cursor, Ring};
+use super::routes::{Reads, Routes, candidate};
 use super::strategy::{self, Strategy};
 use crate::provider::limits::LimitState;
+use crate::provider::load::clock_ms;
 
 /// Why a candidate would not be tried now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,23 +32,26 @@ pub enum Skip {
 }
 
 /// The order in which `candidates` would be tried; the rest are skipped (see `skip_reason`).
-pub fn order(
-    round_robin: &RoundRobin,
-    model: &str,
-    strategy: Strategy,
-    candidates: &[Candidate],
-    now: DateTime<Utc>,
-) -> Vec<i64> {
-    let mut rr = round_robin.clone();
+/// Each ring's turns are replayed from its cursors, as the picks would claim them; the rings
+/// do not move.
+pub fn order(tiers: &[Tier], strategy: Strategy, candidates: &[Candidate], now: DateTime<Utc>) -> Vec<i64> {
+    let mut claimed: HashMap<(*const Ring, Cursor), u64> = HashMap::new();
+    let mut replay = |ring: &Ring, cursor: Cursor| {
+        let n = claimed.entry((std::ptr::from_ref(ring), cursor)).or_insert(0);
+        let turn = ring.position(cursor).wrapping_add(*n);
+        *n += 1;
+        turn
+    };
     let mut remaining: Vec<Candidate> = candidates.to_vec();
     let mut tried = Vec::new();
     while !remaining.is_empty() {
+        let round_robin = Strategy::WeightedRoundRobin;
         let next = match strategy {
-            Strategy::WeightedRoundRobin => rr.choose(model, strategy, &remaining, now, 0),
+            Strategy::WeightedRoundRobin => balance::choose(tiers, strategy, &remaining, now, 0, &mut replay),
             _ => best_by_score(strategy, &remaining, now)
                 .map(Choice::Picked)
                 // No healthy tier: the fallbacks do not depend on the strategy.
-                .unwrap_or_else(|| rr.choose(model, Strategy::WeightedRoundRobin, &remaining, now, 0)),
+                .unwrap_or_else(|| balance::choose(tiers, round_robin, &remaining, now, 0, &mut replay)),
         };
         let Choice::Picked(id) = next else {
             break;
@@ -102,29 +107,32 @@ impl Routes {
             let q = self.queue();
             (q.waiting.count(|w| w.model == model), q.waiting.len())
         };
-        let table = self.lock();
-        let strategy = table.strategies.for_model(model);
-        let listed: Vec<&ProviderEntry> = table
-            .providers
-            .values()
-            .filter(|e| e.config.model(model).is_some())
-            .collect();
+        let snapshot = self.snapshot();
+        let routes = snapshot.models.get(model)?;
+        let strategy = routes.strategy;
+        let listed = &routes.listed;
         if listed.is_empty() {
             return None;
         }
+        let daily = self.daily_counts();
         let candidates: Vec<Candidate> = listed
             .iter()
             .filter(|e| e.config.enabled)
-            .map(|e| candidate(e, model, true, &table.daily, now, instant))
+            .map(|e| candidate(e, model, Reads::ALL, &daily, now, instant, clock_ms()))
             .collect();
-        let tried = order(&table.round_robin, model, strategy, &candidates, now);
+        let tried = order(&routes.tiers, strategy, &candidates, now);
+        // Once per tier: each replays its ring's scores up to the cursor.
+        let credits = match strategy {
+            Strategy::WeightedRoundRobin => balance::credits(&routes.tiers),
+            _ => HashMap::new(),
+        };
         let mut rows: Vec<ExplainedCandidate> = Vec::with_capacity(listed.len());
-        for e in &listed {
+        for e in listed {
             let id = e.config.id;
             let position = tried.iter().position(|t| *t == id);
             let c = candidates.iter().find(|c| c.id == id);
             let score = c.and_then(|c| match strategy {
-                Strategy::WeightedRoundRobin => Some(table.round_robin.credit(model, id, c.weight) as f64),
+                Strategy::WeightedRoundRobin => Some(balance::credit(&credits, id, c.weight) as f64),
                 _ => {
                     // Scored among the usable candidates of its tier, itself included.
                     let tier: Vec<_> = candidates
@@ -260,29 +268,51 @@ mod tests {
         Candidate::plain(id, weight, priority)
     }
 
+    /// The tiers of the healthy ones among `cands`, as the snapshot holds them.
+    fn tiers_of(cands: &[Candidate]) -> Vec<Tier> {
+        let healthy = cands
+            .iter()
+            .filter(|c| c.is_healthy)
+            .map(|c| (c.priority, c.id, c.weight));
+        balance::tiers(healthy, &[])
+    }
+
     #[test]
     fn round_robin_is_replayed_without_moving() {
-        let rr = RoundRobin::default();
         let now = Utc::now();
         let cands = [c(1, 1, 0), c(2, 3, 0), c(3, 1, 1)];
-        let first = order(&rr, "m", Strategy::WeightedRoundRobin, &cands, now);
+        let tiers = tiers_of(&cands);
+        let wrr = Strategy::WeightedRoundRobin;
+        let first = order(&tiers, wrr, &cands, now);
         assert_eq!(first, vec![2, 1, 3], "the heavier first, the fallback tier last");
-        // The same again: the real state did not move.
-        assert_eq!(order(&rr, "m", Strategy::WeightedRoundRobin, &cands, now), first);
-        let mut real = rr.clone();
+        // The same again: the rings did not move.
+        assert_eq!(order(&tiers, wrr, &cands, now), first);
+        assert_eq!(tiers[0].ring.position(Cursor::Main), 0);
+        let mut claim = |r: &Ring, c: Cursor| r.claim(c);
         assert_eq!(
-            real.choose("m", Strategy::WeightedRoundRobin, &cands, now, 0),
+            balance::choose(&tiers, wrr, &cands, now, 0, &mut claim),
             Choice::Picked(2),
             "the explained first is the one picked next"
         );
-        assert_eq!(real.credit("m", 1, 1), 2);
+        let credits = balance::credits(&tiers);
+        assert_eq!(balance::credit(&credits, 1, 1), 2);
+        assert_eq!(balance::credit(&credits, 2, 3), 3 - 4 + 3, "the one just picked");
+        assert_eq!(
+            balance::credit(&credits, 9, 0),
+            1,
+            "in no tier: its weight, at least 1"
+        );
         for _ in 0..8 {
-            let next = order(&real, "m", Strategy::WeightedRoundRobin, &cands, now)[0];
+            let next = order(&tiers, wrr, &cands, now)[0];
             assert_eq!(
-                real.choose("m", Strategy::WeightedRoundRobin, &cands, now, 0),
+                balance::choose(&tiers, wrr, &cands, now, 0, &mut claim),
                 Choice::Picked(next)
             );
         }
+        // With 2 excluded (tried), the replay skips its turns as the pick would.
+        let without_2: Vec<Candidate> = cands.iter().filter(|c| c.id != 2).cloned().collect();
+        let next = order(&tiers, wrr, &without_2, now);
+        assert_eq!(next, vec![1, 3]);
     }
 
     #[test]
@@ -302,8 +332,10 @@ mod tests {
             free_in: None,
         });
         let cands = [a, b, sick, cooling.clone(), full.clone()];
-        let rr = RoundRobin::default();
-        assert_eq!(order(&rr, "m", Strategy::LeastUsed, &cands, now), vec![2, 1, 3]);
+        assert_eq!(
+            order(&tiers_of(&cands), Strategy::LeastUsed, &cands, now),
+            vec![2, 1, 3]
+        );
         assert_eq!(skip_reason(&cooling, now), Some(Skip::Cooling));
         assert_eq!(skip_reason(&full, now), Some(Skip::AtLimit));
         assert_eq!(skip_reason(&cands[0], now), None);

@@ -1,16 +1,19 @@
 //! The `Supervisor`: the registry of provider actors and the routing decision.
 //!
 //! It keeps the routing table (`routes`): every provider with the health view routing needs,
-//! updated by `HealthChanged` from the provider actors. Workers pick from that table once per
-//! attempt (`Routes::pick(model, exclude)`), so a pick is a hash lookup and a round-robin
-//! step, never a wait. Adding, updating, removing and resetting providers at run time goes
-//! through the supervisor's messages: it starts and stops `ProviderActor`s and is the table's
-//! only writer.
+//! updated by `HealthChanged` from the provider actors. Workers pick from the table's latest
+//! snapshot once per attempt (`Routes::pick(model, exclude)`), so a pick is a hash lookup and
+//! a strategy step over the model's providers, never a wait and never a lock shared by all.
+//! Adding, updating, removing and resetting providers at run time goes through the
+//! supervisor's messages: it starts and stops `ProviderActor`s and is the table's only
+//! writer, publishing a new snapshot after each change.
 
 pub mod balance;
 pub mod explain;
 pub mod queue;
+pub mod ring;
 pub mod routes;
+mod snapshot;
 pub mod strategy;
 
 use std::collections::BTreeSet;
@@ -125,14 +128,17 @@ impl Handler<HealthChanged> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, msg: HealthChanged, _: &mut Context<Self>) {
-        if let Some(e) = self.routes.lock().providers.get_mut(&msg.id) {
+        let marked = self.routes.change(|table| {
+            let e = table.providers.get_mut(&msg.id)?;
             let was_healthy = e.view.is_healthy;
             e.view = msg.view;
-            if was_healthy && !msg.view.is_healthy {
-                // From here on, picks know it is marked: a success of an attempt started
-                // later is a real success after the mark (see `provider::standing`).
-                e.load.turned_away();
-            }
+            (was_healthy && !msg.view.is_healthy).then(|| e.load.clone())
+        });
+        if let Some(load) = marked {
+            // The snapshot that marks it is published: from here on, picks know it is
+            // marked, and a success of an attempt started later is a real success after the
+            // mark (see `provider::standing`).
+            load.turned_away();
         }
         // A recovered provider may take waiting requests.
         self.routes.serve_queue();
@@ -165,13 +171,11 @@ impl Handler<AddProvider> for Supervisor {
             limiter,
             view,
         };
-        {
-            let mut table = self.routes.lock();
-            table.round_robin.forget(id);
+        self.routes.change(|table| {
             if let Some(old) = table.providers.insert(id, entry) {
                 old.actor.do_send(crate::provider::Stop);
             }
-        }
+        });
         self.routes.serve_queue();
         MessageResult(actor)
     }
@@ -182,21 +186,26 @@ impl Handler<UpdateProvider> for Supervisor {
 
     fn handle(&mut self, msg: UpdateProvider, _: &mut Context<Self>) -> bool {
         let id = msg.0.id;
-        let mut table = self.routes.lock();
-        let Some(e) = table.providers.get_mut(&id) else {
-            return false;
-        };
-        if *e.config == msg.0 {
-            return true;
+        let changed = self.routes.change(|table| {
+            let e = table.providers.get_mut(&id)?;
+            if *e.config == msg.0 {
+                return Some(false);
+            }
+            let config = Arc::new(msg.0);
+            e.limiter.set_limits(config.limits);
+            e.config = config.clone();
+            e.actor.do_send(Reconfigure(config));
+            Some(true)
+        });
+        match changed {
+            None => false,
+            Some(changed) => {
+                if changed {
+                    self.routes.serve_queue();
+                }
+                true
+            }
         }
-        let config = Arc::new(msg.0);
-        e.limiter.set_limits(config.limits);
-        e.config = config.clone();
-        e.actor.do_send(Reconfigure(config));
-        table.round_robin.forget(id);
-        drop(table);
-        self.routes.serve_queue();
-        true
     }
 }
 
@@ -204,10 +213,11 @@ impl Handler<RemoveProvider> for Supervisor {
     type Result = bool;
 
     fn handle(&mut self, msg: RemoveProvider, _: &mut Context<Self>) -> bool {
-        let mut table = self.routes.lock();
-        table.round_robin.forget(msg.0);
-        table.daily.forget(msg.0);
-        match table.providers.remove(&msg.0) {
+        let removed = self.routes.change(|table| table.providers.remove(&msg.0));
+        // After the snapshot without it: a pick that read the one before may still count a
+        // request for it, kept until the day ends (a few bytes).
+        self.routes.daily_counts().forget(msg.0);
+        match removed {
             Some(e) => {
                 e.actor.do_send(crate::provider::Stop);
                 true
@@ -221,7 +231,8 @@ impl Handler<ListProviders> for Supervisor {
     type Result = MessageResult<ListProviders>;
 
     fn handle(&mut self, _: ListProviders, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.routes.lock().providers.values().cloned().collect())
+        let snapshot = self.routes.snapshot();
+        MessageResult(snapshot.providers.values().map(|e| (**e).clone()).collect())
     }
 }
 
@@ -231,7 +242,7 @@ impl Handler<ListModels> for Supervisor {
     fn handle(&mut self, _: ListModels, _: &mut Context<Self>) -> Self::Result {
         let models: BTreeSet<String> = self
             .routes
-            .lock()
+            .snapshot()
             .providers
             .values()
             .filter(|e| e.config.enabled)
@@ -251,7 +262,7 @@ impl Handler<UpdatePolicy> for Supervisor {
             ..msg.0
         };
         self.deps.policy = policy;
-        for e in self.routes.lock().providers.values() {
+        for e in self.routes.snapshot().providers.values() {
             e.actor.do_send(SetPolicy(policy));
         }
     }

@@ -2,11 +2,13 @@
 //! strategies' state, and the queue of requests waiting for a provider at its limit.
 //!
 //! The `Supervisor` owns it and is its only writer (providers added, changed, removed; health
-//! changes from the provider actors). Workers answer their `Pick`s from it directly, under a
-//! lock held for a hash lookup and a strategy step: a pick is on every request, and asking
-//! the supervisor's mailbox instead costs two cross-thread wake-ups, about as much CPU as the
-//! rest of the router's work on a request. One table (not a copy per worker) keeps the
-//! round-robin exact across workers and the limits exact across workers.
+//! changes from the provider actors). Each change is made under the table's lock, which only
+//! writers take, and ends by publishing a new `Snapshot` of the table. Workers answer their
+//! picks from the snapshot directly, without any lock: a pick is on every request, asking the
+//! supervisor's mailbox instead costs two cross-thread wake-ups, and one lock over the whole
+//! table would serialise every worker's picks. The snapshot is shared, not copied per worker:
+//! its round-robin rings (one atomic cursor per tier) keep the round-robin exact across
+//! workers, and the providers' limiters (one lock each) keep the limits exact.
 //!
 //! Locks: the queue's before the table's, never the other way round. A `Route` holds its
 //! provider's permit and frees it on drop, which serves the queue; so no `Route` is ever
@@ -19,12 +21,16 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
-use super::balance::{Candidate, Choice, RoundRobin};
+use arc_swap::ArcSwap;
+
+use super::balance::{self, Candidate, Choice};
 use super::queue::{QueueRefusal, WaitQueue};
+use super::snapshot::Snapshot;
 use super::strategy::{Dice, Strategies, Strategy};
 use super::{PickResult, ProviderEntry, Route};
 use crate::provider::kind::{Endpoint, Service};
 use crate::provider::limits::LimitState;
+use crate::provider::load::clock_ms;
 use crate::provider::spec::ProviderConfig;
 use crate::stats::today::DailyCounts;
 
@@ -33,16 +39,15 @@ use crate::stats::today::DailyCounts;
 /// that recovers).
 const WAIT_POLL: Duration = Duration::from_millis(250);
 
-/// The providers and the round-robin state, behind one lock.
+/// How many times a pick chooses again when the slot it chose was taken by a concurrent
+/// pick between its check and its claim (the provider is then seen at its limit).
+const SLOT_RACES: usize = 4;
+
+/// The providers and the strategies: the writers' copy, behind the table's lock.
 #[derive(Default)]
 pub(super) struct Table {
     pub(super) providers: BTreeMap<i64, ProviderEntry>,
-    pub(super) round_robin: RoundRobin,
     pub(super) strategies: Strategies,
-    /// Requests per provider and model today, for `least_used` (own lock: the `StatsActor`
-    /// writes it too).
-    pub(super) daily: Arc<DailyCounts>,
-    pub(super) dice: Dice,
 }
 
 /// What a waiting request needs routed.
@@ -139,23 +144,34 @@ pub struct Refused {
 }
 
 struct Inner {
+    /// Taken by writers only.
     table: Mutex<Table>,
+    /// What picks read: replaced whole, under `table`'s lock, after each change.
+    snapshot: ArcSwap<Snapshot>,
+    /// Requests per provider and model today, for `least_used` (own lock: the `StatsActor`
+    /// writes it too).
+    daily: Arc<DailyCounts>,
+    dice: Dice,
     queue: Mutex<Queue>,
     /// The queue's length, readable without its lock: picks and freed slots look here first,
-    /// so with nobody waiting the queue costs one atomic load.
-    waiting: AtomicUsize,
+    /// so with nobody waiting the queue costs one atomic load. Shared with the limiters'
+    /// release hooks, which look before reaching for the table.
+    waiting: Arc<AtomicUsize>,
 }
 
 impl Default for Inner {
     fn default() -> Self {
         Inner {
             table: Mutex::default(),
+            snapshot: ArcSwap::default(),
+            daily: Arc::default(),
+            dice: Dice::default(),
             queue: Mutex::new(Queue {
                 waiting: WaitQueue::new(crate::config::RoutingConfig::default().max_queue),
                 timeout: Duration::from_millis(crate::config::RoutingConfig::default().queue_timeout_ms),
                 stats: QueueStats::default(),
             }),
-            waiting: AtomicUsize::new(0),
+            waiting: Arc::new(AtomicUsize::new(0)),
         }
     }
 }
@@ -165,11 +181,26 @@ impl Default for Inner {
 pub struct Routes(Arc<Inner>);
 
 impl Routes {
-    /// The table, for the supervisor's changes. A panic while it was held leaves nothing
-    /// half-written that routing cannot use (round-robin scores at worst), so poisoning is
-    /// ignored rather than turned into failed requests.
-    pub(super) fn lock(&self) -> MutexGuard<'_, Table> {
-        self.0.table.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Changes the table (the supervisor's changes) and publishes its new snapshot before
+    /// the lock is released, so snapshots are published in the order of the changes. A panic
+    /// while the lock was held leaves a table that routing can still use (the snapshot is
+    /// only replaced after `change` returns), so poisoning is ignored rather than turned into
+    /// failed requests.
+    pub(super) fn change<R>(&self, change: impl FnOnce(&mut Table) -> R) -> R {
+        let mut table = self.0.table.lock().unwrap_or_else(PoisonError::into_inner);
+        let out = change(&mut table);
+        let next = {
+            // Its rings carry over where their members are unchanged.
+            let previous = self.0.snapshot.load();
+            Snapshot::build(&table.providers, &table.strategies, &previous)
+        };
+        self.0.snapshot.store(Arc::new(next));
+        out
+    }
+
+    /// The table as of the last change, for reading without a lock.
+    pub(super) fn snapshot(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.0.snapshot.load()
     }
 
     pub(super) fn queue(&self) -> MutexGuard<'_, Queue> {
@@ -200,17 +231,20 @@ impl Routes {
 
     /// A provider's limits and how close it is to them (this instance).
     pub fn limit_state(&self, id: i64) -> Option<LimitState> {
-        let limiter = self.lock().providers.get(&id)?.limiter.clone();
+        let limiter = self.snapshot().providers.get(&id)?.limiter.clone();
         Some(limiter.state(Instant::now()))
     }
 
     /// How the enabled providers of `model` serve `endpoint`: (some natively, some through
     /// translation). Lets a handler translate a body only when a provider needs it.
     pub fn services(&self, model: &str, endpoint: Endpoint) -> (bool, bool) {
-        let table = self.lock();
+        let snapshot = self.snapshot();
         let mut found = (false, false);
-        for e in table.providers.values() {
-            if !e.config.enabled || e.config.model(model).is_none() {
+        let Some(routes) = snapshot.models.get(model) else {
+            return found;
+        };
+        for e in &routes.listed {
+            if !e.config.enabled {
                 continue;
             }
             match e.config.serves(endpoint) {
@@ -224,29 +258,39 @@ impl Routes {
 
     /// Sets the strategy of every model (from `[routing]`).
     pub fn set_strategies(&self, strategies: Strategies) {
-        self.lock().strategies = strategies;
+        self.change(|table| table.strategies = strategies);
     }
 
     /// The strategy `model` is routed by.
     pub fn strategy_for(&self, model: &str) -> Strategy {
-        self.lock().strategies.for_model(model)
+        self.snapshot().strategies.for_model(model)
     }
 
     /// Makes freed slots of `limiter` serve this table's queue.
     pub(super) fn serve_on_release(&self, limiter: &crate::provider::limits::Limiter) {
         let routes = Arc::downgrade(&self.0);
-        limiter.on_release(move || serve_after_release(&routes));
+        let waiting = self.0.waiting.clone();
+        limiter.on_release(move || {
+            // Nobody waiting (the usual case): done, without touching the table's counts.
+            if waiting.load(Ordering::Acquire) > 0 {
+                serve_after_release(&routes);
+            }
+        });
     }
 
     /// Today's request counts the `least_used` strategy reads, for the `StatsActor` to keep
     /// in step with the stored daily rows.
     pub fn daily_counts(&self) -> Arc<DailyCounts> {
-        self.lock().daily.clone()
+        self.0.daily.clone()
     }
 
     /// Requests in flight over every provider (streams included).
     pub fn inflight(&self) -> i64 {
-        self.lock().providers.values().map(|e| e.load.inflight()).sum()
+        self.snapshot()
+            .providers
+            .values()
+            .map(|e| e.load.inflight())
+            .sum()
     }
 
     /// Chooses a provider for `model`, skipping the ids in `exclude`: the model's strategy
@@ -386,82 +430,133 @@ impl Routes {
 
     /// The pick itself (see `pick`), regardless of the queue.
     fn pick_now(&self, model: &str, exclude: &[i64], accept: &dyn Fn(&ProviderConfig) -> bool) -> PickResult {
-        let now = Utc::now();
-        let instant = std::time::Instant::now();
-        let today = now.date_naive();
-        let mut table = self.lock();
-        let Table {
-            providers,
-            round_robin,
-            strategies,
-            daily,
-            dice,
-        } = &mut *table;
-        let strategy = strategies.for_model(model);
-        let mut serves_model = false;
-        let candidates: Vec<Candidate> = providers
-            .values()
-            .filter(|e| e.config.enabled && e.config.model(model).is_some() && accept(&e.config))
-            .inspect(|_| serves_model = true)
-            .filter(|e| !exclude.contains(&e.config.id))
-            // Only what the strategy reads: the daily count takes a second lock.
-            .map(|e| candidate(e, model, strategy == Strategy::LeastUsed, daily, now, instant))
-            .collect();
-        if !serves_model {
+        let snapshot = self.snapshot();
+        let Some(routes) = snapshot.models.get(model) else {
             return PickResult::UnknownModel;
-        }
-        match round_robin.choose(model, strategy, &candidates, now, dice.roll()) {
-            Choice::Picked(id) => match providers.get(&id) {
-                Some(e) => {
-                    // Checked above under the same lock: the slot is free.
-                    let permit = match e.limiter.try_acquire(instant) {
-                        Ok(p) => p,
-                        Err(b) => return PickResult::AtLimit(b.free_in),
-                    };
-                    daily.count_start(id, model, today);
-                    PickResult::Route(Route {
-                        limiter: e.limiter.clone(),
-                        permit: Some(Arc::new(permit)),
-                        upstream_model: e
-                            .config
-                            .model(model)
-                            .and_then(|m| m.upstream())
-                            .map(str::to_string),
-                        provider: e.config.clone(),
-                        actor: e.actor.clone(),
-                        load: e.load.clone(),
-                    })
-                }
-                None => PickResult::Exhausted,
-            },
-            Choice::AllCooling(wait) => {
-                // Tell the client the soonest any provider of the model is free again, the
-                // ones this request already tried included.
-                let soonest = providers
-                    .values()
-                    .filter(|e| e.config.enabled && e.config.model(model).is_some() && accept(&e.config))
-                    .filter_map(|e| e.view.cooldown_until)
-                    .filter(|t| *t > now)
-                    .min()
-                    .and_then(|t| (t - now).to_std().ok());
-                PickResult::CoolingDown(soonest.map_or(wait, |s| s.min(wait)))
+        };
+        let serving = || {
+            routes
+                .listed
+                .iter()
+                .filter(|e| e.config.enabled && accept(&e.config))
+        };
+        let mut result = PickResult::UnknownModel;
+        for _ in 0..SLOT_RACES {
+            let now = Utc::now();
+            let instant = std::time::Instant::now();
+            // Only what the strategy reads.
+            let reads = Reads::of(routes.strategy);
+            let clock_ms = if reads.latency { clock_ms() } else { 0 };
+            let mut serves_model = false;
+            let candidates: Vec<Candidate> = serving()
+                .inspect(|_| serves_model = true)
+                .filter(|e| !exclude.contains(&e.config.id))
+                .map(|e| candidate(e, model, reads, &self.0.daily, now, instant, clock_ms))
+                .collect();
+            if !serves_model {
+                return PickResult::UnknownModel;
             }
-            Choice::AtLimit(free_in) => PickResult::AtLimit(free_in),
-            Choice::NoneLeft => PickResult::Exhausted,
+            let choice = balance::choose(
+                &routes.tiers,
+                routes.strategy,
+                &candidates,
+                now,
+                // Round-robin needs no dice: no shared counter to move.
+                if routes.strategy == Strategy::WeightedRoundRobin {
+                    0
+                } else {
+                    self.0.dice.roll()
+                },
+                &mut |ring, cursor| ring.claim(cursor),
+            );
+            result = match choice {
+                Choice::Picked(id) => match routes.listed.iter().find(|e| e.config.id == id) {
+                    Some(e) => {
+                        let permit = match e.limiter.try_acquire(instant) {
+                            Ok(p) => p,
+                            // Another pick took the slot since the check: choose again, now
+                            // seeing this provider at its limit.
+                            Err(b) => {
+                                result = PickResult::AtLimit(b.free_in);
+                                continue;
+                            }
+                        };
+                        self.0.daily.count_start(id, model, now.date_naive());
+                        PickResult::Route(Route {
+                            limiter: e.limiter.clone(),
+                            permit: Some(Arc::new(permit)),
+                            upstream_model: e
+                                .config
+                                .model(model)
+                                .and_then(|m| m.upstream())
+                                .map(str::to_string),
+                            provider: e.config.clone(),
+                            actor: e.actor.clone(),
+                            load: e.load.clone(),
+                        })
+                    }
+                    None => PickResult::Exhausted,
+                },
+                Choice::AllCooling(wait) => {
+                    // Tell the client the soonest any provider of the model is free again,
+                    // the ones this request already tried included.
+                    let soonest = serving()
+                        .filter_map(|e| e.view.cooldown_until)
+                        .filter(|t| *t > now)
+                        .min()
+                        .and_then(|t| (t - now).to_std().ok());
+                    PickResult::CoolingDown(soonest.map_or(wait, |s| s.min(wait)))
+                }
+                Choice::AtLimit(free_in) => PickResult::AtLimit(free_in),
+                Choice::NoneLeft => PickResult::Exhausted,
+            };
+            break;
+        }
+        result
+    }
+}
+
+/// Which figures a candidate is read with: those its strategy ranks by (each costs atomic
+/// loads or a clock read, the daily count a lock), or all of them for the explain view.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Reads {
+    daily: bool,
+    latency: bool,
+    inflight: bool,
+}
+
+impl Reads {
+    pub(super) const ALL: Reads = Reads {
+        daily: true,
+        latency: true,
+        inflight: true,
+    };
+
+    pub(super) fn of(strategy: Strategy) -> Reads {
+        Reads {
+            daily: strategy == Strategy::LeastUsed,
+            latency: matches!(strategy, Strategy::LowestLatency | Strategy::LeastBusy),
+            inflight: strategy == Strategy::LeastBusy,
         }
     }
 }
 
-/// The candidate a provider is for `model` now.
+/// The candidate a provider is for `model` now. `clock_ms`: the load counters' clock now,
+/// read once per pick (`provider::load::clock_ms`).
 pub(super) fn candidate(
     e: &ProviderEntry,
     model: &str,
-    with_daily: bool,
+    reads: Reads,
     daily: &DailyCounts,
     now: chrono::DateTime<Utc>,
     instant: Instant,
+    clock_ms: u64,
 ) -> Candidate {
-    let latency = e.load.latency();
+    let latency = if reads.latency {
+        e.load.latency_at(clock_ms)
+    } else {
+        None
+    };
     Candidate {
         id: e.config.id,
         weight: e.config.weight,
@@ -469,14 +564,18 @@ pub(super) fn candidate(
         is_healthy: e.view.is_healthy,
         next_retry_at: e.view.next_retry_at,
         cooldown_until: e.view.cooldown_until,
-        requests_today: if with_daily {
+        requests_today: if reads.daily {
             daily.get(e.config.id, model, now.date_naive())
         } else {
             0
         },
         latency_ms: latency.map(|l| l.0),
         latency_idle: latency.map(|l| l.1).unwrap_or_default(),
-        inflight: u64::try_from(e.load.inflight()).unwrap_or(0),
+        inflight: if reads.inflight {
+            u64::try_from(e.load.inflight()).unwrap_or(0)
+        } else {
+            0
+        },
         limited: e.limiter.check(instant).err(),
     }
 }
