@@ -100,6 +100,7 @@ BENCH_STREAM=1 wrk -t2 -c"$STREAMS" -d"${SECONDS_RUN}s" --timeout 60s -s "$ROOT/
 WRK=$!
 PIDS+=("$WRK")
 PEAK="$IDLE"; OPEN_MAX=0; : >"$TMP/plain.txt"
+STARTED="$(date +%s)"
 while kill -0 "$WRK" 2>/dev/null; do
     sleep 1
     cur="$(rss_kb "$SY" 2>/dev/null || echo 0)"
@@ -110,7 +111,7 @@ while kill -0 "$WRK" 2>/dev/null; do
     # tell the opening burst (thousands of connections and requests arriving at once) from
     # the steady state with every stream open.
     r="$(plain || echo "000 10")"
-    echo "$r $open" >>"$TMP/plain.txt"
+    echo "$r $open $(($(date +%s) - STARTED))" >>"$TMP/plain.txt"
 done
 wait "$WRK" 2>/dev/null || true
 line="$(grep '^BENCH ' "$TMP/wrk.txt" | head -n 1 || true)"
@@ -120,8 +121,12 @@ errors=$(($(field non2xx) + $(field err_connect) + $(field err_read) + $(field e
 plain_ok="$(awk '$1 == 200' "$TMP/plain.txt" | wc -l)"; plain_all="$(wc -l <"$TMP/plain.txt")"
 plain_p50="$(awk '{ print $2 * 1000 }' "$TMP/plain.txt" | sort -g | awk '{ v[NR] = $1 } END { printf "%.1f", v[int((NR + 1) / 2)] }')"
 plain_max="$(awk '{ print $2 * 1000 }' "$TMP/plain.txt" | sort -g | tail -n 1)"
-# "Open" = at least 95% of the streams asked were open when the request was sent.
-plain_open="$(awk -v n="$STREAMS" '$3 >= n * 0.95 { print $2 * 1000 }' "$TMP/plain.txt" | sort -g)"
+# Steady state: after the sample that first saw at least 95% of the connections open (their
+# requests may still be queued behind each other then: the opening burst), and before the
+# first streams (20 s each) end, when wrk sends its next requests on all connections at once.
+plain_open="$(awk -v n="$STREAMS" '
+    t0 == "" && $3 >= n * 0.95 { t0 = $4; next }
+    t0 != "" && $4 > t0 && $4 < 19 { print $2 * 1000 }' "$TMP/plain.txt" | sort -g)"
 open_count="$(grep -c . <<<"$plain_open" || true)"
 open_p50="$(awk '{ v[NR] = $1 } END { if (NR) printf "%.1f", v[int((NR + 1) / 2)]; else print "-" }' <<<"$plain_open")"
 open_max="$(tail -n 1 <<<"$plain_open")"
@@ -135,6 +140,6 @@ cat <<REPORT
 | resident memory idle / peak | $((IDLE / 1024)) MB / $((PEAK / 1024)) MB |
 | memory per open stream | $(awk -v a="$PEAK" -v b="$IDLE" -v n="$OPEN_MAX" 'BEGIN { printf "%.1f KB", n ? (a - b) / n : 0 }') |
 | plain requests to another provider meanwhile | $plain_ok of $plain_all answered 200; p50 ${plain_p50} ms, max ${plain_max} ms |
-| of those, sent with every stream open (>= 95%) | ${open_count}; p50 ${open_p50} ms, max ${open_max:--} ms |
+| of those, sent in the steady state (every stream open, none ending) | ${open_count}; p50 ${open_p50} ms, max ${open_max:--} ms |
 REPORT
 ((errors == 0)) || { log "the streams had $errors errors: $(cat "$TMP/wrk.txt" | tail -n 5)"; exit 3; }
