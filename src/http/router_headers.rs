@@ -126,7 +126,10 @@ mod tests {
         assert_eq!(millis_header(Duration::from_micros(12_345_678)), "12345.678");
         assert_eq!(millis_header(Duration::ZERO), "0.000");
         let max = u64::MAX;
-        assert_eq!(millis_header(Duration::MAX), format!("{}.{:03}", max / 1000, max % 1000).as_str());
+        assert_eq!(
+            millis_header(Duration::MAX),
+            format!("{}.{:03}", max / 1000, max % 1000).as_str()
+        );
         for n in [0, 1, 3, 4, 17, u32::MAX] {
             assert_eq!(attempts_header(n), n.to_string().as_str());
         }

@@ -560,8 +560,14 @@ mod tests {
     fn the_host_header_is_the_one_awc_would_write() {
         let h = |url: &str| host_header(&url.parse().unwrap()).map(|v| v.to_str().unwrap().to_string());
         assert_eq!(h("http://127.0.0.1:9/v1").as_deref(), Some("127.0.0.1:9"));
-        assert_eq!(h("https://api.example.com/v1").as_deref(), Some("api.example.com"));
-        assert_eq!(h("http://api.example.com:80/v1").as_deref(), Some("api.example.com"));
+        assert_eq!(
+            h("https://api.example.com/v1").as_deref(),
+            Some("api.example.com")
+        );
+        assert_eq!(
+            h("http://api.example.com:80/v1").as_deref(),
+            Some("api.example.com")
+        );
         assert_eq!(h("http://[::1]:8080/v1").as_deref(), Some("[::1]:8080"));
         assert_eq!(h("/v1/chat"), None);
     }

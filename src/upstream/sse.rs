@@ -7,8 +7,8 @@
 //! which runs on a normal end, on failure, and when the client goes away.
 
 use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::sync::OnceLock;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;

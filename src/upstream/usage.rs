@@ -113,13 +113,24 @@ mod tests {
         let nested = br#"{"choices":[{"usage":{"total_tokens":9}}],"usage":{"total_tokens":4}}"#;
         assert_eq!(from_json(nested).unwrap().total_tokens, 4);
         assert_eq!(from_json(br#"{"choices":[{"usage":{"total_tokens":9}}]}"#), None);
-        assert_eq!(from_json(br#"{"us\u0061ge":{"total_tokens":5}}"#).unwrap().total_tokens, 5);
+        assert_eq!(
+            from_json(br#"{"us\u0061ge":{"total_tokens":5}}"#)
+                .unwrap()
+                .total_tokens,
+            5
+        );
         assert_eq!(from_json(br#"{"usage":null}"#), None);
         assert_eq!(from_json(b"not json"), None);
         // The plain reading and serde agree, and serde judges what is not plain.
         for (doc, want) in [
-            (r#"{"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#, Some((1, 2, 3))),
-            (r#"{"usage":{"total_tokens":3,"prompt_tokens_details":{"cached_tokens":1}}}"#, Some((0, 0, 3))),
+            (
+                r#"{"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#,
+                Some((1, 2, 3)),
+            ),
+            (
+                r#"{"usage":{"total_tokens":3,"prompt_tokens_details":{"cached_tokens":1}}}"#,
+                Some((0, 0, 3)),
+            ),
             (r#"{"usage":{"prompt_tokens":1.0}}"#, None),
             (r#"{"usage":{"prompt_tokens":"1"}}"#, None),
             (r#"{"usage":{"prompt_tokens":-1}}"#, None),
@@ -130,7 +141,8 @@ mod tests {
             // serde reads a struct from an array too; so did the old full parse.
             (r#"{"usage":[1]}"#, Some((1, 0, 1))),
         ] {
-            let got = from_json(doc.as_bytes()).map(|u| (u.prompt_tokens, u.completion_tokens, u.total_tokens));
+            let got =
+                from_json(doc.as_bytes()).map(|u| (u.prompt_tokens, u.completion_tokens, u.total_tokens));
             assert_eq!(got, want, "{doc}");
         }
     }
