@@ -103,7 +103,8 @@ supply_chain() {
     cargo deny --locked check bans licenses sources
     if cargo deny --locked fetch db >/dev/null 2>&1; then
         cargo deny --locked check advisories
-    elif [ -n "$(ls "${CARGO_HOME:-$HOME/.cargo}"/advisory-dbs 2>/dev/null)" ]; then
+    elif compgen -G "${CARGO_HOME:-$HOME/.cargo}/advisory-dbs/*/crates" >/dev/null; then
+        # (A failed fetch leaves a lock file there, so look for a database, not any entry.)
         log "advisory database not reachable: checking against the local copy"
         cargo deny --offline check advisories
     else
