@@ -175,7 +175,8 @@ impl EdgePolicy {
         if let Some(host) = host {
             let name = host_name(host);
             let check = !self.allowed_hosts.is_empty() || f.local.ip().is_loopback();
-            if check && !loopback_name(name) && !self.allowed_hosts.contains(&name.to_ascii_lowercase()) {
+            let allowed = || self.allowed_hosts.iter().any(|h| h.eq_ignore_ascii_case(name));
+            if check && !loopback_name(name) && !allowed() {
                 return Verdict::Refuse(Refusal::Host);
             }
         }

@@ -69,9 +69,8 @@ impl SseObserver {
             return;
         }
         if self.tail.is_empty() {
-            if self.format == StreamFormat::OpenAi
-                && needles().usage.find(chunk).is_none()
-                && needles().done.find(chunk).is_none()
+            let n = needles();
+            if self.format == StreamFormat::OpenAi && !contains(chunk, &n.usage) && !contains(chunk, &n.done)
             {
                 // No event of this chunk can hold what the observer reads: only the
                 // trailing partial event is kept, found from the end.
@@ -124,8 +123,8 @@ impl SseObserver {
         }
         // Most events are content deltas with neither `[DONE]` nor a usage: two SIMD
         // searches tell, and only the rare event that may hold one is split into lines.
-        let usage_here = needles().usage.find(event).is_some();
-        if !usage_here && needles().done.find(event).is_none() {
+        let usage_here = contains(event, &needles().usage);
+        if !usage_here && !contains(event, &needles().done) {
             return;
         }
         for line in lines(event) {
@@ -249,7 +248,7 @@ pub(crate) fn find_event_end(b: &[u8]) -> Option<usize> {
 /// Index just past the last blank line in `b` (the end of its last complete event), found
 /// from the end. It may take one more empty line than [`find_event_end`] would
 /// (`"a\n\n\n"`): an empty line between events, which changes no event.
-pub(crate) fn last_event_end(b: &[u8]) -> Option<usize> {
+fn last_event_end(b: &[u8]) -> Option<usize> {
     memchr::memrchr_iter(b'\n', b).find_map(|i| match &b[..i] {
         [.., b'\n'] | [.., b'\n', b'\r'] => Some(i + 1),
         _ => None,
@@ -380,7 +379,7 @@ pub struct UsageFilter {
 impl UsageFilter {
     /// What of `chunk` goes to the client now (possibly nothing).
     pub fn pass(&mut self, chunk: Bytes) -> Bytes {
-        if self.carry.is_empty() && needles().usage_object.find(&chunk).is_none() {
+        if self.carry.is_empty() && !contains(&chunk, &needles().usage_object) {
             // No usage chunk here (most chunks): the complete events pass as they are.
             let end = last_event_end(&chunk).unwrap_or(0);
             if chunk.len() - end > MAX_EVENT_BYTES {
