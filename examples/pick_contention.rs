@@ -25,35 +25,22 @@
 //! threads wait for a core whatever the pick does. Providers point at an address where
 //! nothing listens: no request is ever sent.
 
+mod bench_common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use switchyard::config::{Config, ProviderSpec, Strategy};
-use switchyard::events::EventBus;
-use switchyard::metrics::Metrics;
-use switchyard::provider::ProbeSettings;
-use switchyard::provider::health::{Health, Policy};
-use switchyard::store::{Backend, DbPool, Store};
-use switchyard::supervisor::strategy::Strategies;
-use switchyard::supervisor::{AddProvider, PickResult, Routes, Supervisor};
+use bench_common::thread_cpu;
+use switchyard::config::{ProviderSpec, Strategy};
+use switchyard::store::{Backend, DbPool};
+use switchyard::supervisor::{PickResult, Routes};
 
 const THREADS: [usize; 4] = [1, 2, 4, 8];
 const PROVIDERS: [usize; 2] = [3, 20];
 /// Picks between two looks at the clock.
 const BATCH: u64 = 256;
-
-/// CPU time of this thread: on a busy machine wall time would count other processes' turns.
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec.max(0) as u64, ts.tv_nsec.clamp(0, 999_999_999) as u32)
-}
 
 fn spec(i: usize) -> ProviderSpec {
     let v = serde_json::json!({
@@ -150,38 +137,9 @@ fn main() {
     System::new().block_on(async move {
         let pool = DbPool::connect(&Backend::from_url(&url).expect("url"), 1).expect("pool");
         switchyard::store::migrations::run(&pool).expect("migrations");
-        let config = Config::default();
         for n in PROVIDERS {
-            let pool = pool.clone();
-            let deps = switchyard::provider::ProviderDeps {
-                store: SyncArbiter::start(1, move || Store::new(pool.clone())),
-                events: EventBus::default(),
-                metrics: Arc::new(Metrics::default()),
-                policy: Policy::default(),
-                probe: ProbeSettings::from_config(&config),
-            };
-            let supervisor = Supervisor::new(deps);
-            let routes = supervisor.routes();
-            let supervisor = supervisor.start();
-            routes.set_strategies(Strategies {
-                global: strategy,
-                models: Default::default(),
-            });
-            for i in 0..n {
-                let config = spec(i).validate(i as i64 + 1, 30_000, &|_| None).expect("valid");
-                let health = Health::healthy();
-                supervisor
-                    .send(AddProvider { config, health })
-                    .await
-                    .expect("added");
-            }
-            // Figures to rank by: each provider measured.
-            for _ in 0..n {
-                if let PickResult::Route(r) = routes.pick("m", &[]) {
-                    r.load
-                        .observe_latency(Duration::from_millis(40 + 10 * r.provider.id as u64));
-                }
-            }
+            let specs = (0..n).map(spec).collect();
+            let (routes, _supervisor) = bench_common::table(&pool, strategy, specs, n).await;
             for threads in THREADS {
                 measure(&routes, n, threads, run);
             }

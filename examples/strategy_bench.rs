@@ -10,31 +10,15 @@
 //!
 //! Providers point at an address where nothing listens: no request is ever sent.
 
-use std::sync::Arc;
-use std::time::Duration;
+mod bench_common;
 
 use actix::prelude::*;
-use switchyard::config::{Config, ProviderSpec, Strategy};
-use switchyard::events::EventBus;
-use switchyard::metrics::Metrics;
-use switchyard::provider::ProbeSettings;
-use switchyard::provider::health::{Health, Policy};
-use switchyard::store::{Backend, DbPool, Store};
-use switchyard::supervisor::strategy::Strategies;
-use switchyard::supervisor::{AddProvider, PickResult, Supervisor};
+use bench_common::thread_cpu;
+use switchyard::config::{ProviderSpec, Strategy};
+use switchyard::store::{Backend, DbPool};
+use switchyard::supervisor::PickResult;
 
 const PICKS: u32 = 200_000;
-
-/// CPU time of this thread: on a busy machine wall time would count other processes' turns.
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec.max(0) as u64, ts.tv_nsec.clamp(0, 999_999_999) as u32)
-}
 
 fn spec(i: usize, limited: bool) -> ProviderSpec {
     let mut v = serde_json::json!({
@@ -53,43 +37,12 @@ fn main() {
     System::new().block_on(async move {
         let pool = DbPool::connect(&Backend::from_url(&url).expect("url"), 1).expect("pool");
         switchyard::store::migrations::run(&pool).expect("migrations");
-        let config = Config::default();
         println!("| providers | limits | strategy | ns/pick |");
         println!("|---:|---|---|---:|");
         for (n, limited) in [(3, false), (3, true), (10, false), (10, true)] {
             for strategy in Strategy::ALL {
-                let pool = pool.clone();
-                let deps = switchyard::provider::ProviderDeps {
-                    store: SyncArbiter::start(1, move || Store::new(pool.clone())),
-                    events: EventBus::default(),
-                    metrics: Arc::new(Metrics::default()),
-                    policy: Policy::default(),
-                    probe: ProbeSettings::from_config(&config),
-                };
-                let supervisor = Supervisor::new(deps);
-                let routes = supervisor.routes();
-                let supervisor = supervisor.start();
-                routes.set_strategies(Strategies {
-                    global: strategy,
-                    models: Default::default(),
-                });
-                for i in 0..n {
-                    let config = spec(i, limited)
-                        .validate(i as i64 + 1, 30_000, &|_| None)
-                        .expect("valid");
-                    let health = Health::healthy();
-                    supervisor
-                        .send(AddProvider { config, health })
-                        .await
-                        .expect("added");
-                }
-                // Figures to rank by: each provider measured, a little load.
-                for _ in 0..3 {
-                    if let PickResult::Route(r) = routes.pick("m", &[]) {
-                        r.load
-                            .observe_latency(Duration::from_millis(40 + 10 * r.provider.id as u64));
-                    }
-                }
+                let specs = (0..n).map(|i| spec(i, limited)).collect();
+                let (routes, supervisor) = bench_common::table(&pool, strategy, specs, 3).await;
                 let t0 = thread_cpu();
                 for _ in 0..PICKS {
                     match routes.pick("m", &[]) {
