@@ -4,6 +4,12 @@
 # fast provider every second must still be served at once.
 #
 #   scripts/bench-streams.sh [--streams 9000] [--seconds 30] [--workers 2] [--no-build]
+#                            [--target switchyard|floor]
+#
+# --target floor measures the stack floor instead (examples/stack_floor.rs: actix-web + awc
+# with nothing of switchyard's, see scripts/bench.sh) in front of the slow upstream alone;
+# its plain requests go to that upstream, which answers them at once. The difference between
+# the two runs is what switchyard itself holds per stream.
 #
 # Prints switchyard's resident memory idle and at the peak, the memory per open stream, the
 # streams' errors (wrk), and the plain requests' latency during the run. Everything runs on
@@ -17,18 +23,22 @@ STREAMS=9000
 SECONDS_RUN=30
 WORKERS=2
 BUILD=1
+TARGET=switchyard
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --streams) STREAMS="$2"; shift 2 ;;
         --seconds) SECONDS_RUN="$2"; shift 2 ;;
         --workers) WORKERS="$2"; shift 2 ;;
         --no-build) BUILD=0; shift ;;
-        -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --target) TARGET="$2"; shift 2 ;;
+        -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "bench-streams: unknown argument $1" >&2; exit 2 ;;
     esac
 done
 
+[[ "$TARGET" == switchyard || "$TARGET" == floor ]] || { echo "bench-streams: --target is switchyard or floor" >&2; exit 2; }
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+FLOOR_BIN="$TARGET_DIR/release/examples/stack_floor"
 SWITCHYARD_BIN="$TARGET_DIR/release/switchyard"
 MOCK_BIN="$TARGET_DIR/release/examples/mock_upstream"
 TMP="$(mktemp -d /tmp/switchyard-streams.XXXXXX)"
@@ -56,7 +66,7 @@ rss_kb() { awk '$1 == "VmRSS:" { print $2 }' "/proc/$1/status"; }
 command -v wrk >/dev/null || { [[ "$(id -u)" == 0 ]] && apt-get install -y -qq wrk >/dev/null; } || die "wrk is missing"
 ulimit -n "$(ulimit -Hn)"
 if [[ "$BUILD" == 1 ]]; then
-    (cd "$ROOT" && CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release --bin switchyard --example mock_upstream)
+    (cd "$ROOT" && CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release --bin switchyard --example mock_upstream --example stack_floor)
 fi
 
 SLOW_PORT="$(free_port)"; FAST_PORT="$(free_port)"; PORT="$(free_port)"
@@ -79,21 +89,33 @@ name = "fast"
 base_url = "http://127.0.0.1:$FAST_PORT/v1"
 models = ["fast-model"]
 TOML
-DATABASE_URL="sqlite://$TMP/bench.db" SWITCHYARD_LISTEN="127.0.0.1:$PORT" \
-    SWITCHYARD_ADMIN_TOKEN="bench-admin-token-0123456789" RUST_LOG=warn \
-    "$SWITCHYARD_BIN" --config "$TMP/switchyard.toml" >"$TMP/switchyard.log" 2>&1 &
-SY=$!
-PIDS+=("$SY")
-wait_http "http://127.0.0.1:$PORT/healthz" || die "switchyard did not start"
+PLAIN_MODEL=fast-model
+PLAIN_WHAT="plain requests to another provider meanwhile"
+if [[ "$TARGET" == floor ]]; then
+    "$FLOOR_BIN" --port "$PORT" --upstream "http://127.0.0.1:$SLOW_PORT" --workers "$WORKERS" >"$TMP/floor.log" 2>&1 &
+    SY=$!
+    PIDS+=("$SY")
+    # It serves only POST /v1/chat/completions; any answer (a 404 here) means it is up.
+    wait_http "http://127.0.0.1:$PORT/" || die "the stack floor did not start"
+    PLAIN_MODEL=gpt-4o-mini
+    PLAIN_WHAT="plain requests to the same (slow-streaming) upstream meanwhile"
+else
+    DATABASE_URL="sqlite://$TMP/bench.db" SWITCHYARD_LISTEN="127.0.0.1:$PORT" \
+        SWITCHYARD_ADMIN_TOKEN="bench-admin-token-0123456789" RUST_LOG=warn \
+        "$SWITCHYARD_BIN" --config "$TMP/switchyard.toml" >"$TMP/switchyard.log" 2>&1 &
+    SY=$!
+    PIDS+=("$SY")
+    wait_http "http://127.0.0.1:$PORT/healthz" || die "switchyard did not start"
+fi
 plain() {
     curl -s -o /dev/null -w '%{http_code} %{time_total}\n' --max-time 10 \
         -H 'content-type: application/json' \
-        -d '{"model":"fast-model","messages":[{"role":"user","content":"hi"}]}' \
+        -d '{"model":"'"$PLAIN_MODEL"'","messages":[{"role":"user","content":"hi"}]}' \
         "http://127.0.0.1:$PORT/v1/chat/completions"
 }
 plain >/dev/null
 IDLE="$(rss_kb "$SY")"
-log "switchyard idle: $((IDLE / 1024)) MB; opening $STREAMS streams for ${SECONDS_RUN}s"
+log "$TARGET idle: $((IDLE / 1024)) MB; opening $STREAMS streams for ${SECONDS_RUN}s"
 
 BENCH_STREAM=1 wrk -t2 -c"$STREAMS" -d"${SECONDS_RUN}s" --timeout 60s -s "$ROOT/scripts/bench/chat.lua" \
     "http://127.0.0.1:$PORT/v1/chat/completions" >"$TMP/wrk.txt" 2>&1 &
@@ -134,12 +156,13 @@ cat <<REPORT
 
 | figure | value |
 |---|---|
+| target | $TARGET |
 | streams asked (wrk connections) | $STREAMS |
 | client connections open at the peak | $OPEN_MAX |
 | streams completed / errors | $(field requests) / $errors |
 | resident memory idle / peak | $((IDLE / 1024)) MB / $((PEAK / 1024)) MB |
 | memory per open stream | $(awk -v a="$PEAK" -v b="$IDLE" -v n="$OPEN_MAX" 'BEGIN { printf "%.1f KB", n ? (a - b) / n : 0 }') |
-| plain requests to another provider meanwhile | $plain_ok of $plain_all answered 200; p50 ${plain_p50} ms, max ${plain_max} ms |
+| $PLAIN_WHAT | $plain_ok of $plain_all answered 200; p50 ${plain_p50} ms, max ${plain_max} ms |
 | of those, sent in the steady state (every stream open, none ending) | ${open_count}; p50 ${open_p50} ms, max ${open_max:--} ms |
 REPORT
 ((errors == 0)) || { log "the streams had $errors errors: $(cat "$TMP/wrk.txt" | tail -n 5)"; exit 3; }

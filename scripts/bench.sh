@@ -18,6 +18,11 @@
 # and <= 0.1 ms added p50 / 1 ms added p99 over nginx for first event and whole stream).
 # The 9,000-open-streams memory run is its own command: scripts/bench-streams.sh.
 #
+# A fourth target, the stack floor (examples/stack_floor.rs: actix-web in front and awc to
+# the mock, configured as switchyard is, with no routing, usage, health or checks), runs in
+# the same rounds. It tells what the required HTTP stack costs by itself: the summary gives
+# the floor against nginx, and switchyard against the floor (what switchyard itself adds).
+#
 # Method, because the machine is small and shared (wrk, proxy and mock on the same cores):
 # every server runs for the whole benchmark and the targets are measured in interleaved
 # rounds (medians kept); each latency run of a proxy is paired with a run of the mock right
@@ -27,7 +32,7 @@
 # Everything runs on 127.0.0.1 with ports picked free at run time; every process started is
 # stopped on exit. Exit status: 0 ok, 1 a server failed to start or a tool is missing,
 # 3 some responses were errors (non-2xx or socket errors), so the numbers are suspect.
-# A missed target is reported, not an error. With the defaults a run takes about 7 minutes.
+# A missed target is reported, not an error. With the defaults a run takes about 9 minutes.
 #
 # Environment: CARGO_TARGET_DIR is honoured (binaries are looked up there).
 set -euo pipefail
@@ -56,7 +61,7 @@ OUT=""
 ADMIN_TOKEN="bench-admin-token-0123456789"
 START_TIMEOUT=30        # seconds a server gets to answer before we give up
 
-usage() { sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -82,6 +87,7 @@ done
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 SWITCHYARD_BIN="$TARGET_DIR/release/switchyard"
 MOCK_BIN="$TARGET_DIR/release/examples/mock_upstream"
+FLOOR_BIN="$TARGET_DIR/release/examples/stack_floor"
 NGINX_BIN="${NGINX_BIN:-/usr/sbin/nginx}"
 WRK_BIN="${WRK_BIN:-$(command -v wrk || echo /usr/bin/wrk)}"
 CLK_TCK="$(getconf CLK_TCK)"
@@ -225,10 +231,11 @@ wait_quiet() {
 build() {
     if [[ "$BUILD" == 1 ]]; then
         log "building release binaries in $TARGET_DIR (first build takes minutes)"
-        (cd "$ROOT" && CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release --bin switchyard --example mock_upstream)
+        (cd "$ROOT" && CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release --bin switchyard --example mock_upstream --example stack_floor)
     fi
     [[ -x "$SWITCHYARD_BIN" ]] || die "no $SWITCHYARD_BIN (run without --no-build)"
     [[ -x "$MOCK_BIN" ]] || die "no $MOCK_BIN (run without --no-build)"
+    [[ -x "$FLOOR_BIN" ]] || die "no $FLOOR_BIN (run without --no-build)"
 }
 
 # ---------------------------------------------------------------------------------------
@@ -290,6 +297,20 @@ start_switchyard() {
     wait_http switchyard "http://127.0.0.1:$SWITCHYARD_PORT/healthz" "$SWITCHYARD_PID" \
         "$dir/switchyard.log" || die "switchyard failed to start"
     log "switchyard on :$SWITCHYARD_PORT (pid $SWITCHYARD_PID, $workers workers)"
+}
+
+# The stack floor: actix-web + awc with nothing of switchyard's (examples/stack_floor.rs).
+start_floor() {
+    local workers="$1"
+    FLOOR_PORT="$(free_port)"
+    "$FLOOR_BIN" --port "$FLOOR_PORT" --upstream "http://127.0.0.1:$MOCK_PORT" --workers "$workers" \
+        >"$TMP/floor-w$workers.log" 2>&1 &
+    FLOOR_PID=$!
+    PIDS+=("$FLOOR_PID")
+    # It serves only POST /v1/chat/completions; any answer (a 404 here) means it is up.
+    wait_http "stack floor" "http://127.0.0.1:$FLOOR_PORT/" "$FLOOR_PID" "$TMP/floor-w$workers.log" \
+        || die "the stack floor failed to start"
+    log "stack floor on :$FLOOR_PORT (pid $FLOOR_PID, $workers workers)"
 }
 
 # ---------------------------------------------------------------------------------------
@@ -565,7 +586,11 @@ main() {
         URL[switchyard-w$w]="http://127.0.0.1:$SWITCHYARD_PORT$chat"; PID_OF[switchyard-w$w]="$SWITCHYARD_PID"
         LABEL[switchyard-w$w]="switchyard (workers=$w)"
         SWITCHYARD_DB_OF[w$w]="$SWITCHYARD_DB"
-        proxies+=("nginx-w$w" "switchyard-w$w")
+        start_mock "floor-w$w"
+        start_floor "$w"
+        URL[floor-w$w]="http://127.0.0.1:$FLOOR_PORT$chat"; PID_OF[floor-w$w]="$FLOOR_PID"
+        LABEL[floor-w$w]="actix-web + awc floor (workers=$w)"
+        proxies+=("nginx-w$w" "switchyard-w$w" "floor-w$w")
     done
     targets+=("${proxies[@]}")
 
@@ -650,9 +675,9 @@ main() {
         echo "|---|---|---:|---:|---:|---:|"
         for r in "${lat_rows[@]}"; do echo "| ${r//|/ | } |"; done
         echo
-        local ratio cpu sy ng
+        local ratio cpu sy ng fl
         for w in $WORKERS_LIST; do
-            sy="switchyard-w$w"; ng="nginx-w$w"
+            sy="switchyard-w$w"; ng="nginx-w$w"; fl="floor-w$w"
             for k in "${kinds[@]}"; do
                 if [[ "$k" == tr* ]]; then
                     # Translated against native, both through switchyard.
@@ -672,6 +697,12 @@ main() {
                             "CPU per stream ${cpu}x nginx's" ;;
                     *) echo "workers=$w $k: throughput $(awk -v r="$ratio" 'BEGIN { printf "%.1f", 100 * r }')% of nginx; CPU per request ${cpu}x nginx's" ;;
                 esac
+                # The same run of the stack floor: what actix-web + awc cost by themselves, and
+                # what switchyard adds on top of them.
+                echo "    stack floor $(awk -v r="$(paired_ratio "${TP_RPS[$fl:$k]}" "${TP_RPS[$ng:$k]}")" 'BEGIN { printf "%.1f", 100 * r }')% of nginx," \
+                    "CPU $(paired_ratio "${TP_CPU[$fl:$k]}" "${TP_CPU[$ng:$k]}")x nginx's;" \
+                    "switchyard $(awk -v r="$(paired_ratio "${TP_RPS[$sy:$k]}" "${TP_RPS[$fl:$k]}")" 'BEGIN { printf "%.1f", 100 * r }')% of the floor," \
+                    "CPU $(paired_ratio "${TP_CPU[$sy:$k]}" "${TP_CPU[$fl:$k]}")x the floor's"
             done
             if [[ "$STREAM" == 1 ]]; then
                 for f in first whole; do
@@ -698,6 +729,7 @@ main() {
         echo "requests at N connections, sN = streams (13 events each: role, 10 text, finish, [DONE]; sent at once) at N connections, slowN = plain"
         echo "requests to an upstream that answers 50 ms late, at N connections; trN / trsN = plain / streamed chat"
         echo "requests translated to an Anthropic provider (the same mock's /v1/messages), switchyard only."
+        echo "actix-web + awc floor: examples/stack_floor.rs, the required HTTP stack with nothing of switchyard's."
         echo "plain p50/p99: median of $LAT_REPEATS runs of wrk -t1 -c1 -d${LAT_DURATION}s; stream first event / whole"
         echo "stream: median of $LAT_REPEATS runs of $STREAM_REQUESTS streams over one keep-alive connection."
         echo "peak RSS: max of sampled VmRSS sum and sum of VmHWM over the process and its children"
