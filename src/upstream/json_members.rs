@@ -202,6 +202,31 @@ mod tests {
     }
 
     #[test]
+    fn strings_end_right_on_either_side_of_the_short_search() {
+        // An escaped quote or backslash at every position of strings of every length up to
+        // beyond the vector searches' block sizes, and the same documents cut short.
+        for len in 0..80 {
+            for esc in 0..=len {
+                for escape in [&br#"\""#[..], br"\\"] {
+                    let mut s = vec![b'x'; len];
+                    s.splice(esc..esc, escape.iter().copied());
+                    let mut doc = br#"{"k":""#.to_vec();
+                    doc.extend_from_slice(&s);
+                    doc.extend_from_slice(br#"","usage":{"total_tokens":7}}"#);
+                    let (value, _) = find(&doc, b"usage").unwrap();
+                    assert_eq!(
+                        value.unwrap(),
+                        br#"{"total_tokens":7}"#,
+                        "len {len} escape at {esc}"
+                    );
+                    let cut = &doc[..6 + s.len()];
+                    assert_eq!(find(cut, b"usage"), None, "unterminated, len {len}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn the_last_duplicate_wins_and_escaped_keys_are_flagged() {
         let (v, _) = find(br#"{"k":1,"k":2}"#, b"k").unwrap();
         assert_eq!(v.unwrap(), b"2");
