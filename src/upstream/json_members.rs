@@ -42,6 +42,60 @@ pub fn find<'a>(b: &'a [u8], key: &[u8]) -> Option<(Option<&'a [u8]>, bool)> {
     scan.complete().then_some((found, scan.escaped_key))
 }
 
+/// Like [`find`], walking back from the object's closing brace: only the members after the
+/// last one named `key` are read. Answers put `usage` last or near it, so this reads a few
+/// dozen bytes whatever the answer's length, where [`find`] walks every member before it.
+///
+/// `Some(Some(value))`: the last member named `key`; `Some(None)`: no member has that name
+/// (every member was walked); `None`: the walk met something it cannot read (a key written
+/// with escapes, a byte out of place), and the caller walks forward instead. Going backwards,
+/// a quote ends a string's content when an even number of backslashes precedes it. Like
+/// [`find`] it does not validate: of a document that is not valid JSON it may read a `usage`
+/// from the tail. Bounded: each byte is looked at a bounded number of times; no recursion.
+pub fn find_last<'a>(b: &'a [u8], key: &[u8]) -> Option<Option<&'a [u8]>> {
+    let open = skip_ws(b, 0);
+    if b.get(open) != Some(&b'{') {
+        return None;
+    }
+    let close = rskip_ws(b, b.len()).checked_sub(1)?;
+    if close <= open || b[close] != b'}' {
+        return None;
+    }
+    // Everything read lies strictly between the braces.
+    let lo = open + 1;
+    let mut end = rskip_ws_from(b, lo, close);
+    if end == lo {
+        return Some(None);
+    }
+    loop {
+        let value_start = rskip_value(b, lo, end)?;
+        let colon = rskip_ws_from(b, lo, value_start).checked_sub(1)?;
+        if colon < lo || b[colon] != b':' {
+            return None;
+        }
+        let key_close = rskip_ws_from(b, lo, colon).checked_sub(1)?;
+        if key_close < lo || b[key_close] != b'"' {
+            return None;
+        }
+        let key_open = rstring_start(b, lo, key_close)?;
+        let name = &b[key_open + 1..key_close];
+        if name.contains(&b'\\') {
+            return None;
+        }
+        if name == key {
+            return Some(Some(&b[value_start..end]));
+        }
+        let before = rskip_ws_from(b, lo, key_open);
+        if before == lo {
+            return Some(None);
+        }
+        if b[before - 1] != b',' {
+            return None;
+        }
+        end = rskip_ws_from(b, lo, before - 1);
+    }
+}
+
 /// A walk over the members of one object; yields until the closing brace or a malformed
 /// byte (then `complete` is false).
 pub struct Scan<'a> {
@@ -143,6 +197,74 @@ fn skip_string(b: &[u8], i: usize) -> Option<usize> {
     }
 }
 
+/// Index just past the last non-whitespace byte before `end`, or 0.
+fn rskip_ws(b: &[u8], end: usize) -> usize {
+    rskip_ws_from(b, 0, end)
+}
+
+/// Index just past the last non-whitespace byte of `b[lo..end]`, or `lo`.
+fn rskip_ws_from(b: &[u8], lo: usize, mut end: usize) -> usize {
+    while end > lo && b[end - 1].is_ascii_whitespace() {
+        end -= 1;
+    }
+    end
+}
+
+/// The opening quote of the string whose closing quote is at `close`, not before `lo`: the
+/// nearest quote before it that an even number of backslashes precedes.
+fn rstring_start(b: &[u8], lo: usize, close: usize) -> Option<usize> {
+    let mut hi = close;
+    loop {
+        let q = lo + memchr::memrchr(b'"', b.get(lo..hi)?)?;
+        let backslashes = b[lo..q].iter().rev().take_while(|&&c| c == b'\\').count();
+        if backslashes % 2 == 0 {
+            return Some(q);
+        }
+        hi = q;
+    }
+}
+
+/// Where the value that ends just before `end` starts, not before `lo`; `None` if it does
+/// not start there.
+fn rskip_value(b: &[u8], lo: usize, end: usize) -> Option<usize> {
+    if end <= lo {
+        return None;
+    }
+    match b[end - 1] {
+        b'"' => rstring_start(b, lo, end - 1),
+        b'}' | b']' => {
+            let mut depth = 0usize;
+            let mut i = end - 1;
+            loop {
+                match b[i] {
+                    b'"' => i = rstring_start(b, lo, i)?,
+                    b'}' | b']' => depth += 1,
+                    b'{' | b'[' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(i);
+                        }
+                    }
+                    _ => {}
+                }
+                if i == lo {
+                    return None;
+                }
+                i -= 1;
+            }
+        }
+        b',' | b'{' | b'[' | b':' => None,
+        _ => {
+            let mut i = end;
+            while i > lo && !matches!(b[i - 1], b',' | b'{' | b'[' | b':') && !b[i - 1].is_ascii_whitespace()
+            {
+                i -= 1;
+            }
+            Some(i)
+        }
+    }
+}
+
 /// Index just past the value that starts at `i`; `None` if it does not end.
 fn skip_value(b: &[u8], mut i: usize) -> Option<usize> {
     match b.get(i)? {
@@ -202,7 +324,7 @@ mod tests {
     }
 
     #[test]
-    fn strings_end_right_on_either_side_of_the_short_search() {
+    fn strings_with_an_escape_anywhere_end_where_they_end() {
         // An escaped quote or backslash at every position of strings of every length up to
         // beyond the vector searches' block sizes, and the same documents cut short.
         for len in 0..80 {
@@ -224,6 +346,172 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A small deterministic generator of JSON documents with what makes walking hard:
+    /// escapes, runs of backslashes, nested containers, duplicate and escaped keys.
+    struct Gen(u64);
+
+    impl Gen {
+        fn next(&mut self, n: u64) -> u64 {
+            // xorshift64*
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+        }
+
+        fn ws(&mut self, out: &mut String) {
+            out.push_str(["", " ", "\n  ", "\t"][self.next(4) as usize]);
+        }
+
+        fn string(&mut self, out: &mut String) {
+            out.push('"');
+            for _ in 0..self.next(12) {
+                out.push_str(
+                    [
+                        "x", "\\\"", "\\\\", "\\\\\\\"", "\\n", "\\u0041", "}", "]", "{", ",", ":", "usage",
+                    ][self.next(12) as usize],
+                );
+            }
+            out.push('"');
+        }
+
+        fn key(&mut self, out: &mut String) {
+            let k = [
+                "usage",
+                "usage",
+                "id",
+                "choices",
+                "us\\u0061ge",
+                "a\\\"b",
+                "x\\\\",
+            ][self.next(7) as usize];
+            out.push('"');
+            out.push_str(k);
+            out.push('"');
+        }
+
+        fn value(&mut self, out: &mut String, depth: u32) {
+            let pick = if depth >= 4 { self.next(5) } else { self.next(7) };
+            match pick {
+                0 => out.push_str("null"),
+                1 => out.push_str(["true", "false"][self.next(2) as usize]),
+                2 => out.push_str(["0", "-1.5e3", "42", "7"][self.next(4) as usize]),
+                3 | 4 => self.string(out),
+                5 => {
+                    out.push('[');
+                    for i in 0..self.next(4) {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        self.ws(out);
+                        self.value(out, depth + 1);
+                        self.ws(out);
+                    }
+                    out.push(']');
+                }
+                _ => self.object(out, depth + 1),
+            }
+        }
+
+        fn object(&mut self, out: &mut String, depth: u32) {
+            out.push('{');
+            for i in 0..self.next(5) {
+                if i > 0 {
+                    out.push(',');
+                }
+                self.ws(out);
+                self.key(out);
+                self.ws(out);
+                out.push(':');
+                self.ws(out);
+                self.value(out, depth);
+                self.ws(out);
+            }
+            out.push('}');
+        }
+    }
+
+    #[test]
+    fn walking_back_finds_what_walking_forward_and_serde_find() {
+        let mut g = Gen(0x9e37_79b9_7f4a_7c15);
+        let mut found = 0;
+        for _ in 0..20_000 {
+            let mut doc = String::new();
+            g.ws(&mut doc);
+            g.object(&mut doc, 0);
+            g.ws(&mut doc);
+            let b = doc.as_bytes();
+            let parsed: serde_json::Value = serde_json::from_str(&doc).expect("generated JSON is valid");
+            let (forward, escaped) = find(b, b"usage").expect("the forward walk reads valid JSON");
+            match find_last(b, b"usage") {
+                Some(back) => {
+                    // Walking back gives up on escaped keys; what it does answer is exact.
+                    if !escaped {
+                        assert_eq!(back, forward, "{doc}");
+                    }
+                    let want = parsed.get("usage");
+                    let got = back.map(|v| serde_json::from_slice::<serde_json::Value>(v).unwrap());
+                    assert_eq!(got.as_ref(), want, "{doc}");
+                    found += usize::from(back.is_some());
+                }
+                None => {
+                    let escaped_keys = members(b)
+                        .unwrap()
+                        .iter()
+                        .any(|m| b[m.key.0..m.key.1].contains(&b'\\'));
+                    assert!(escaped_keys, "gave up on a document without escaped keys: {doc}");
+                }
+            }
+        }
+        assert!(found > 1_000, "the generator rarely put usage last: {found}");
+    }
+
+    #[test]
+    fn walking_back_over_broken_documents_gives_up_without_panicking() {
+        let mut g = Gen(7);
+        for _ in 0..3_000 {
+            let mut doc = String::new();
+            g.object(&mut doc, 0);
+            let b = doc.as_bytes();
+            // Every cut, and a few bytes replaced by structural ones.
+            for cut in 0..b.len() {
+                let _ = find_last(&b[..cut], b"usage");
+                let _ = find_last(&b[cut..], b"usage");
+            }
+            let mut bad = b.to_vec();
+            for _ in 0..3 {
+                let at = g.next(bad.len() as u64) as usize;
+                bad[at] = b"\"\\{}[],:"[g.next(8) as usize];
+                let _ = find_last(&bad, b"usage");
+            }
+        }
+        for doc in [
+            &b""[..],
+            b"{",
+            b"}",
+            b"{}",
+            b" { } ",
+            b"{\"",
+            b"\"}",
+            b"{\"usage\"}",
+            b"{:1}",
+            b"{,}",
+        ] {
+            let _ = find_last(doc, b"usage");
+        }
+        assert_eq!(find_last(b" { } ", b"usage"), Some(None));
+        assert_eq!(
+            find_last(br#"{"usage":{"total_tokens":1}}"#, b"usage"),
+            Some(Some(&br#"{"total_tokens":1}"#[..]))
+        );
+        assert_eq!(find_last(br#"{"a":"\\\"usage\":1}"}"#, b"usage"), Some(None));
+        // A long run of backslashes before a quote is counted once, not once per quote.
+        let mut long = br#"{"usage":1,"s":""#.to_vec();
+        long.extend(std::iter::repeat_n(b'\\', 200_000));
+        long.extend_from_slice(br#""}"#);
+        let _ = find_last(&long, b"usage");
     }
 
     #[test]

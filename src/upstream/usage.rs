@@ -3,6 +3,8 @@
 
 use serde::Deserialize;
 
+use super::json_members;
+
 /// The most tokens one request may report per field: a billion is far beyond any model's
 /// context and leaves a day's sums of a busy fleet far from `i64::MAX`. An upstream that says
 /// more is clamped here, so one absurd answer can never make the usage write fail.
@@ -31,7 +33,13 @@ struct WithUsage {
 /// misread (escapes), gets the full parse. The last `usage` member counts, as JSON.parse
 /// keeps it; a document broken elsewhere still yields a well-formed `usage`.
 pub fn from_json(doc: &[u8]) -> Option<TokenUsage> {
-    let value = match super::json_members::find(doc, b"usage") {
+    // Walking back from the end reads only what follows `usage` (usually nothing); what that
+    // walk cannot read is walked forward, and what neither can is parsed whole.
+    let found = match json_members::find_last(doc, b"usage") {
+        Some(found) => Some((found, false)),
+        None => json_members::find(doc, b"usage"),
+    };
+    let value = match found {
         Some((Some(value), _)) => match plain_counts(value) {
             Some(usage) => Some(usage),
             None => serde_json::from_slice::<Option<TokenUsage>>(value).ok()?,
@@ -46,7 +54,7 @@ pub fn from_json(doc: &[u8]) -> Option<TokenUsage> {
 /// sends), read without serde; `None` for anything else (a float, a string, an escaped key,
 /// `null`, a duplicate), which serde then judges.
 fn plain_counts(value: &[u8]) -> Option<TokenUsage> {
-    let mut scan = super::json_members::Scan::new(value)?;
+    let mut scan = json_members::Scan::new(value)?;
     let mut usage = TokenUsage::default();
     let mut seen = [false; 3];
     for m in scan.by_ref() {
