@@ -11,7 +11,7 @@
 //! count itself is atomic), so picks never wait for each other; only a new (provider, model)
 //! pair, a new day and the `StatsActor`'s reads take it exclusively.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 

@@ -9,7 +9,9 @@
 //! depends on the clock (cool-downs, retry times, limits that end with time) is judged at the
 //! pick from the values here.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
 
 use super::ProviderEntry;

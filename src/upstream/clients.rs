@@ -8,8 +8,8 @@
 //! changed or removed provider's client is dropped, with its idle connections, the next time
 //! a new client is built, so the set never outgrows the providers in use.
 
+use foldhash::{HashMap, HashMapExt};
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
