@@ -28,8 +28,8 @@ struct WithUsage {
 }
 
 /// The `usage` of a JSON document, if it has one. Only that member is parsed: the rest is
-/// skipped by the member scanner, about a tenth of what a parse that skips it costs (this
-/// runs on every answer). A document the scanner cannot walk, or whose keys it may have
+/// skipped by the member scanner, walking back from the end (this runs on every answer, and
+/// `usage` comes last). A document the scanner cannot walk, or whose keys it may have
 /// misread (escapes), gets the full parse. The last `usage` member counts, as JSON.parse
 /// keeps it; a document broken elsewhere still yields a well-formed `usage`.
 pub fn from_json(doc: &[u8]) -> Option<TokenUsage> {
