@@ -153,14 +153,11 @@ impl Iterator for Scan<'_> {
             }
         }
         let key_start = self.i + 1;
-        let Some(after_key) = skip_string(b, self.i) else {
+        let Some((after_key, escaped)) = string_end(b, self.i) else {
             return self.fail();
         };
         let key = (key_start, after_key - 1);
-        // Keys are short: a plain loop beats setting up a vector search.
-        if b[key.0..key.1].contains(&b'\\') {
-            self.escaped_key = true;
-        }
+        self.escaped_key |= escaped;
         let colon = skip_ws(b, after_key);
         if b.get(colon) != Some(&b':') {
             return self.fail();
@@ -186,13 +183,21 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
 
 /// Index just past the string that starts at `i` (on its opening quote).
 fn skip_string(b: &[u8], i: usize) -> Option<usize> {
+    string_end(b, i).map(|(end, _)| end)
+}
+
+/// Like [`skip_string`], also saying whether the string holds an escape (the search finds
+/// the backslashes anyway, so a key needs no second pass to know it).
+fn string_end(b: &[u8], i: usize) -> Option<(usize, bool)> {
     let mut i = i + 1;
+    let mut escaped = false;
     loop {
         i += memchr::memchr2(b'"', b'\\', b.get(i..)?)?;
         if b[i] == b'\\' {
+            escaped = true;
             i += 2;
         } else {
-            return Some(i + 1);
+            return Some((i + 1, escaped));
         }
     }
 }

@@ -62,8 +62,8 @@ fn plain_counts(value: &[u8]) -> Option<TokenUsage> {
             b"prompt_tokens" => 0,
             b"completion_tokens" => 1,
             b"total_tokens" => 2,
-            // Other members (`prompt_tokens_details`, …) are not read.
-            key if key.contains(&b'\\') => return None,
+            // Other members (`prompt_tokens_details`, …) are not read; a key written with
+            // escapes (it may spell one of the three) leaves the object to serde.
             _ => continue,
         };
         if std::mem::replace(&mut seen[slot], true) {
@@ -74,14 +74,17 @@ fn plain_counts(value: &[u8]) -> Option<TokenUsage> {
         if digits.is_empty() || digits.len() > 20 || leading_zero || !digits.iter().all(u8::is_ascii_digit) {
             return None;
         }
-        let n = std::str::from_utf8(digits).ok()?.parse::<u64>().ok()?;
+        // At most 20 ASCII digits (checked above); a count past u64 is not plain.
+        let n = digits
+            .iter()
+            .try_fold(0u64, |n, d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))?;
         match slot {
             0 => usage.prompt_tokens = n,
             1 => usage.completion_tokens = n,
             _ => usage.total_tokens = n,
         }
     }
-    scan.complete().then_some(usage)
+    (scan.complete() && !scan.escaped_key).then_some(usage)
 }
 
 impl TokenUsage {
@@ -145,6 +148,8 @@ mod tests {
             (r#"{"usage":{"prompt_tokens":1,"prompt_tokens":2}}"#, None),
             (r#"{"usage":{"prompt_tokens":99999999999999999999999}}"#, None),
             (r#"{"usage":{}}"#, Some((0, 0, 0))),
+            (r#"{"usage":{"total_t\u006fkens":5}}"#, Some((0, 0, 5))),
+            (r#"{"usage":{"prompt_tokens":18446744073709551616}}"#, None),
             (r#"{"usage":{"prompt_tokens":07}}"#, None),
             // serde reads a struct from an array too; so did the old full parse.
             (r#"{"usage":[1]}"#, Some((1, 0, 1))),
