@@ -153,6 +153,12 @@ pub async fn read_body(
         return Ok(Bytes::new());
     };
     too_large(first.len())?;
+    // All the declared bytes are here: the decoder gives no more, so the body is whole
+    // without waiting for its end to be signalled (a second poll, which would usually find
+    // it pending and arm the body's deadline timer, to end a moment later).
+    if declared == Some(first.len()) {
+        return Ok(first);
+    }
     let Some(second) = next().await? else {
         return Ok(first);
     };
