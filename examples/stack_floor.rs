@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{App, HttpResponse, HttpServer, web};
-use awc::{Client, Connector};
+use awc::Client;
 use bytes::Bytes;
 
 #[global_allocator]
@@ -65,16 +65,6 @@ async fn proxy(body: Bytes, upstream: web::Data<Upstream>) -> HttpResponse {
         Ok(bytes) => out.body(bytes),
         Err(e) => HttpResponse::BadGateway().body(e.to_string()),
     }
-}
-
-fn client() -> Client {
-    let connector = Connector::new().timeout(Duration::from_secs(5)).limit(8192);
-    Client::builder()
-        .connector(connector)
-        .disable_timeout()
-        .disable_redirects()
-        .no_default_headers()
-        .finish()
 }
 
 struct Args {
@@ -135,7 +125,9 @@ fn main() -> ExitCode {
     let run = actix_web::rt::System::new().block_on(async move {
         let server = HttpServer::new(move || {
             let upstream = Upstream {
-                client: client(),
+                // Switchyard's own client set-up (connect timeout and pool limit as its
+                // defaults): the floor differs from the router only by what runs around it.
+                client: switchyard::upstream::build_client(Duration::from_secs(5), 8192),
                 url: url.clone(),
             };
             App::new()

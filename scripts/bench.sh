@@ -32,7 +32,7 @@
 # Everything runs on 127.0.0.1 with ports picked free at run time; every process started is
 # stopped on exit. Exit status: 0 ok, 1 a server failed to start or a tool is missing,
 # 3 some responses were errors (non-2xx or socket errors), so the numbers are suspect.
-# A missed target is reported, not an error. With the defaults a run takes about 9 minutes.
+# A missed target is reported, not an error. With the defaults a run takes about 16 minutes.
 #
 # Environment: CARGO_TARGET_DIR is honoured (binaries are looked up there).
 set -euo pipefail
