@@ -10,7 +10,7 @@ use crate::error::{AnthropicError, ApiError};
 use crate::supervisor::ListModels;
 
 pub async fn list_models(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let anthropic = req.headers().contains_key("anthropic-version");
+    let anthropic = req.headers().contains_key(crate::upstream::ANTHROPIC_VERSION);
     match models(&req, &state).await {
         Ok(models) if anthropic => HttpResponse::Ok().json(anthropic_list(models)),
         Ok(models) => HttpResponse::Ok().json(openai_list(models)),

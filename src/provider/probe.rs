@@ -11,8 +11,8 @@ use super::kind::{Endpoint, ProviderKind};
 use super::spec::ProviderConfig;
 use crate::config::ProbeKind;
 use crate::routing::failover::{AttemptError, Phase, StatusClass, classify_status, has_openai_error};
-use crate::upstream::DEFAULT_ANTHROPIC_VERSION;
 use crate::upstream::classify;
+use crate::upstream::{ANTHROPIC_VERSION, DEFAULT_ANTHROPIC_VERSION};
 
 /// How probes are made.
 #[derive(Debug, Clone, Copy)]
@@ -108,7 +108,7 @@ pub async fn probe(config: &ProviderConfig, settings: ProbeSettings) -> ProbeRes
                 req = req.insert_header((name.clone(), value.clone()));
             }
             if anthropic {
-                req = req.insert_header(("anthropic-version", DEFAULT_ANTHROPIC_VERSION));
+                req = req.insert_header((ANTHROPIC_VERSION, DEFAULT_ANTHROPIC_VERSION));
             }
             req.send().await
         }
@@ -139,7 +139,7 @@ pub async fn probe(config: &ProviderConfig, settings: ProbeSettings) -> ProbeRes
                 req = req.insert_header((name.clone(), value.clone()));
             }
             if anthropic {
-                req = req.insert_header(("anthropic-version", DEFAULT_ANTHROPIC_VERSION));
+                req = req.insert_header((ANTHROPIC_VERSION, DEFAULT_ANTHROPIC_VERSION));
             }
             req.send_body(body.to_string()).await
         }

@@ -15,12 +15,18 @@ pub mod usage;
 
 use std::time::Duration;
 
-use awc::http::header::{ACCEPT, CONTENT_TYPE, HOST, HeaderValue};
+use awc::http::header::{ACCEPT, CONTENT_TYPE, HOST, HeaderName, HeaderValue};
 use awc::{Client, ClientResponse, Connector};
 use bytes::Bytes;
 
 use crate::provider::kind::{Endpoint, ProviderKind};
 use crate::provider::spec::ProviderConfig;
+
+/// Anthropic's version header, as a prepared name: looking a header up by `&str` parses and
+/// hashes the name again on every request.
+pub const ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
+/// Anthropic's beta-features header.
+pub const ANTHROPIC_BETA: HeaderName = HeaderName::from_static("anthropic-beta");
 
 /// The Anthropic API version sent when the client named none.
 pub const DEFAULT_ANTHROPIC_VERSION: HeaderValue = HeaderValue::from_static("2023-06-01");
@@ -36,8 +42,8 @@ pub struct ClientHeaders {
 impl ClientHeaders {
     pub fn from_request(headers: &awc::http::header::HeaderMap) -> Self {
         ClientHeaders {
-            anthropic_version: headers.get("anthropic-version").cloned(),
-            anthropic_beta: headers.get("anthropic-beta").cloned(),
+            anthropic_version: headers.get(ANTHROPIC_VERSION).cloned(),
+            anthropic_beta: headers.get(ANTHROPIC_BETA).cloned(),
         }
     }
 }
@@ -71,9 +77,9 @@ pub async fn send_to(
             .anthropic_version
             .clone()
             .unwrap_or(DEFAULT_ANTHROPIC_VERSION);
-        req = req.insert_header(("anthropic-version", version));
+        req = req.insert_header((ANTHROPIC_VERSION, version));
         if let Some(beta) = &client_headers.anthropic_beta {
-            req = req.insert_header(("anthropic-beta", beta.clone()));
+            req = req.insert_header((ANTHROPIC_BETA, beta.clone()));
         }
     }
     req.send_body(body).await
