@@ -65,6 +65,18 @@ pub enum RequestOutcome {
 }
 
 impl RequestOutcome {
+    /// Every outcome, in the order the metric lists them.
+    const ALL: [RequestOutcome; 3] = [
+        RequestOutcome::Success,
+        RequestOutcome::Failure,
+        RequestOutcome::ClientError,
+    ];
+
+    /// Its place in `ALL`.
+    fn index(self) -> usize {
+        self as usize
+    }
+
     fn label(self) -> &'static str {
         match self {
             RequestOutcome::Success => "success",
@@ -77,7 +89,9 @@ impl RequestOutcome {
 /// Every metric of one process.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(i64, String, RequestOutcome), u64>>,
+    /// By provider, then model (looked up by `&str`: counting copies no string), then
+    /// outcome in `RequestOutcome::ALL`'s order.
+    requests: Mutex<BTreeMap<i64, BTreeMap<String, [u64; 3]>>>,
     latency: Mutex<BTreeMap<i64, Histogram>>,
     failovers: AtomicU64,
     /// Counted attempt failures by cause (`AttemptError::cause`), a fixed small set.
@@ -107,9 +121,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Metrics {
     /// One finished upstream attempt (called by the `StatsActor`).
     pub fn count_request(&self, provider_id: i64, model: &str, outcome: RequestOutcome, latency: Duration) {
-        *lock(&self.requests)
-            .entry((provider_id, model.to_string(), outcome))
-            .or_default() += 1;
+        let mut requests = lock(&self.requests);
+        let models = requests.entry(provider_id).or_default();
+        let counts = match models.get_mut(model) {
+            Some(c) => c,
+            None => models.entry(model.to_owned()).or_default(),
+        };
+        counts[outcome.index()] += 1;
+        drop(requests);
         lock(&self.latency)
             .entry(provider_id)
             .or_default()
@@ -170,14 +189,18 @@ impl Metrics {
         let mut out = String::with_capacity(4096);
         out.push_str("# HELP switchyard_requests_total Upstream attempts by provider, model and outcome.\n");
         out.push_str("# TYPE switchyard_requests_total counter\n");
-        for ((id, model, outcome), n) in lock(&self.requests).iter() {
-            let _ = writeln!(
-                out,
-                "switchyard_requests_total{{provider=\"{}\",provider_id=\"{id}\",model=\"{}\",outcome=\"{}\"}} {n}",
-                name_of(*id),
-                escape(model),
-                outcome.label()
-            );
+        for (id, models) in lock(&self.requests).iter() {
+            for (model, counts) in models {
+                for (outcome, n) in RequestOutcome::ALL.iter().zip(counts).filter(|(_, n)| **n > 0) {
+                    let _ = writeln!(
+                        out,
+                        "switchyard_requests_total{{provider=\"{}\",provider_id=\"{id}\",model=\"{}\",outcome=\"{}\"}} {n}",
+                        name_of(*id),
+                        escape(model),
+                        outcome.label()
+                    );
+                }
+            }
         }
         out.push_str("# HELP switchyard_upstream_latency_seconds Time of upstream attempts.\n");
         out.push_str("# TYPE switchyard_upstream_latency_seconds histogram\n");
@@ -283,5 +306,34 @@ mod tests {
             r#"switchyard_upstream_latency_seconds_bucket{provider="p\"1",provider_id="1",le="0.025"} 1"#
         ));
         assert!(text.contains("switchyard_recovery_seconds_count 0"));
+    }
+
+    #[test]
+    fn request_counts_by_provider_model_and_outcome_in_order() {
+        for (i, o) in RequestOutcome::ALL.iter().enumerate() {
+            assert_eq!(o.index(), i);
+        }
+        let m = Metrics::default();
+        let ms = Duration::from_millis(1);
+        m.count_request(2, "b", RequestOutcome::ClientError, ms);
+        m.count_request(2, "a", RequestOutcome::Failure, ms);
+        m.count_request(2, "a", RequestOutcome::Success, ms);
+        m.count_request(2, "a", RequestOutcome::Failure, ms);
+        m.count_request(1, "b", RequestOutcome::Success, ms);
+        let text = m.render(&[]);
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("switchyard_requests_total{"))
+            .map(|l| l.split_once(",model=").unwrap().1)
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                r#""b",outcome="success"} 1"#,
+                r#""a",outcome="success"} 1"#,
+                r#""a",outcome="failure"} 2"#,
+                r#""b",outcome="client_error"} 1"#,
+            ]
+        );
     }
 }

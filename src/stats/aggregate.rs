@@ -2,9 +2,9 @@
 //! bounded by providers × models × days pending, not by the number of requests, so holding it
 //! through a database outage costs little memory and drops nothing.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
+
+use foldhash::HashMap;
 
 use crate::store::UsageRow;
 
@@ -34,17 +34,16 @@ pub struct UsageRecord {
     pub latency_ms: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Key {
-    provider_id: i64,
-    model: String,
-    date: NaiveDate,
-}
-
 /// Totals waiting to be written.
+///
+/// Keyed by (provider, day), then by model: a record finds its row by its model's `&str`, so
+/// adding to a row that exists (nearly every record) copies no string. Every request's record
+/// passes through here.
 #[derive(Debug, Default)]
 pub struct Aggregate {
-    rows: HashMap<Key, UsageRow>,
+    rows: HashMap<(i64, NaiveDate), HashMap<String, UsageRow>>,
+    /// Rows over all (provider, day) entries.
+    len: usize,
     /// When the oldest pending record was added.
     oldest: Option<DateTime<Utc>>,
 }
@@ -70,40 +69,42 @@ impl Aggregate {
             completion_tokens: tokens(r.completion_tokens),
             total_tokens: tokens(r.total_tokens),
             total_response_time_ms: to_i64(r.latency_ms),
-            ..UsageRow::zero(r.provider_id, r.model.clone(), r.at.date_naive(), at)
+            // The model is the key's, given apart: an empty `String` does not allocate.
+            ..UsageRow::zero(r.provider_id, String::new(), r.at.date_naive(), at)
         };
-        self.absorb(increment);
+        self.absorb(&r.model, &increment);
         self.oldest.get_or_insert(r.at);
     }
 
-    fn absorb(&mut self, increment: UsageRow) {
-        let key = Key {
-            provider_id: increment.provider_id,
-            model: increment.model.clone(),
-            date: increment.date,
-        };
-        match self.rows.get_mut(&key) {
-            Some(row) => row.absorb(&increment),
+    /// Adds `increment`'s counts to the row of (its provider, `model`, its day).
+    fn absorb(&mut self, model: &str, increment: &UsageRow) {
+        let models = self
+            .rows
+            .entry((increment.provider_id, increment.date))
+            .or_default();
+        match models.get_mut(model) {
+            Some(row) => row.absorb(increment),
             None => {
                 let mut row = UsageRow::zero(
-                    key.provider_id,
-                    key.model.clone(),
-                    key.date,
+                    increment.provider_id,
+                    model.to_owned(),
+                    increment.date,
                     increment.last_used_at,
                 );
-                row.absorb(&increment);
-                self.rows.insert(key, row);
+                row.absorb(increment);
+                models.insert(model.to_owned(), row);
+                self.len += 1;
             }
         }
     }
 
     /// Distinct rows pending.
     pub fn len(&self) -> usize {
-        self.rows.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+        self.len == 0
     }
 
     /// When the oldest pending record arrived.
@@ -114,13 +115,18 @@ impl Aggregate {
     /// Empties the aggregate into increments ready for the additive upsert.
     pub fn take(&mut self) -> Vec<UsageRow> {
         self.oldest = None;
-        self.rows.drain().map(|(_, row)| row).collect()
+        let mut out = Vec::with_capacity(self.len);
+        self.len = 0;
+        for (_, models) in self.rows.drain() {
+            out.extend(models.into_values());
+        }
+        out
     }
 
     /// Puts increments that could not be written back, so the next flush retries them.
     pub fn merge_back(&mut self, batch: Vec<UsageRow>, since: Option<DateTime<Utc>>) {
         for row in batch {
-            self.absorb(row);
+            self.absorb(&row.model, &row);
         }
         self.oldest = match (self.oldest, since) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -130,7 +136,7 @@ impl Aggregate {
 
     /// A copy of the pending increments (for admin views that add unflushed usage).
     pub fn snapshot(&self) -> Vec<UsageRow> {
-        self.rows.values().cloned().collect()
+        self.rows.values().flat_map(|m| m.values().cloned()).collect()
     }
 }
 
@@ -173,6 +179,37 @@ mod tests {
         assert_eq!(rows[0].prompt_tokens, 5);
         assert_eq!(rows[0].avg_response_time_ms, 10.0);
         assert_eq!(rows[1].total_tokens, 4);
+    }
+
+    #[test]
+    fn one_row_per_provider_model_and_day() {
+        let mut a = Aggregate::default();
+        let mut other_model = rec(1, UsageResult::Success, 2);
+        other_model.model = "n".into();
+        let mut yesterday = rec(1, UsageResult::Success, 4);
+        yesterday.at -= chrono::Duration::days(1);
+        for r in [
+            rec(1, UsageResult::Success, 1),
+            other_model.clone(),
+            yesterday,
+            other_model,
+        ] {
+            a.add(&r);
+        }
+        assert_eq!(a.len(), 3);
+        assert_eq!(a.snapshot().len(), 3);
+        let mut rows = a.take();
+        assert_eq!((a.is_empty(), a.len(), a.snapshot().len()), (true, 0, 0));
+        rows.sort_by(|x, y| (x.date, &x.model).cmp(&(y.date, &y.model)));
+        let seen: Vec<_> = rows
+            .iter()
+            .map(|r| (r.model.as_str(), r.total_requests, r.prompt_tokens))
+            .collect();
+        assert_eq!(seen, [("m", 1, 4), ("m", 1, 1), ("n", 2, 4)]);
+        // Written back after a failed flush: the same three rows, none doubled or lost.
+        a.merge_back(rows, None);
+        assert_eq!(a.len(), 3);
+        assert_eq!(a.take().iter().map(|r| r.total_requests).sum::<i64>(), 4);
     }
 
     #[test]
