@@ -393,6 +393,9 @@ impl Exchange for ForwardExchange<'_> {
         };
         let client = self.clients.get(&route.provider);
         let mut ask_usage = !route.load.refuses_stream_options();
+        // The whole budget for the first send (no time has passed); a second send gets what
+        // is left.
+        let mut send_timeout = timeout;
         let (mut resp, upstream) = loop {
             let (endpoint, body, upstream) = self.plan(route, ask_usage);
             let sent = send_to(
@@ -401,7 +404,7 @@ impl Exchange for ForwardExchange<'_> {
                 endpoint,
                 body,
                 self.stream,
-                timeout.saturating_sub(started.elapsed()),
+                send_timeout,
                 &self.headers,
             )
             .await;
@@ -418,6 +421,7 @@ impl Exchange for ForwardExchange<'_> {
                 let error = resp.body().limit(MAX_ERROR_BODY).await.unwrap_or_default();
                 if body::refuses_stream_options(status, &error) {
                     ask_usage = false;
+                    send_timeout = remaining();
                     if route.load.mark_refuses_stream_options() {
                         log::warn!(
                             "provider {} refuses stream_options: its streams go without it and record no tokens",

@@ -155,14 +155,15 @@ pub async fn run<E: Exchange>(
             }
         };
         let own_timeout = Duration::from_millis(route.provider.timeout_ms);
-        let Some(budget) = failover.begin(route.provider.id, own_timeout, Instant::now()) else {
+        // One clock read for the attempt's start: its budget, its report and its latency.
+        let t0 = Instant::now();
+        let Some(budget) = failover.begin(route.provider.id, own_timeout, t0) else {
             break;
         };
         if let Some((from, why)) = previous.take() {
             announce_switch(state, &from, &route, &why);
         }
-        let mut report = AttemptReport::start(state, &route, req.model);
-        let t0 = Instant::now();
+        let mut report = AttemptReport::start(state, &route, req.model, t0);
         let result = exchange.attempt(&route, budget.timeout).await;
         let took = t0.elapsed();
         upstream_time += took;

@@ -47,14 +47,14 @@ struct Inner {
 }
 
 impl AttemptReport {
-    /// An attempt of `model` on `route`, starting now.
-    pub(super) fn start(state: &AppState, route: &Route, model: &str) -> Self {
+    /// An attempt of `model` on `route`, starting at `started` (now).
+    pub(super) fn start(state: &AppState, route: &Route, model: &str, started: Instant) -> Self {
         AttemptReport {
             inner: Some(Inner {
                 _inflight: route.load.start(),
                 route: route.clone(),
                 model: model.to_string(),
-                started: Instant::now(),
+                started,
                 stats: state.stats.clone(),
                 usage: state.usage.clone(),
             }),
@@ -66,7 +66,9 @@ impl AttemptReport {
         let Some(inner) = self.inner.take() else {
             return;
         };
-        let latency_ms = u64::try_from(inner.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let now = Instant::now();
+        let took = now.saturating_duration_since(inner.started);
+        let latency_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
         let (kind, result, tokens) = match how {
             Settled::Success(tokens) => (OutcomeKind::Success { status: 200 }, UsageResult::Success, tokens),
             Settled::Neutral => (OutcomeKind::Neutral, UsageResult::Neutral, None),
@@ -93,7 +95,7 @@ impl AttemptReport {
         // Usage: into the shared queue, ringing the stats actor only when it was empty.
         let t = tokens.unwrap_or_default();
         // Tokens count against the provider's `tpm` budget.
-        inner.route.limiter.add_tokens(t.total_tokens, Instant::now());
+        inner.route.limiter.add_tokens(t.total_tokens, now);
         let record = UsageRecord {
             provider_id: inner.route.provider.id,
             model: inner.model,
