@@ -33,7 +33,7 @@ use actix_web::middleware::Next;
 use actix_web::{HttpMessage, HttpResponse, ResponseError, web};
 use bytes::Bytes;
 use futures_util::Stream;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Sleep;
 
 use crate::config::Config;
 use crate::error::ApiError;
@@ -296,8 +296,8 @@ pub async fn edge<B: MessageBody + 'static>(
             payload: Box::pin(BodyDeadline {
                 inner: payload,
                 limit: policy.body_timeout,
-                deadline: Instant::now() + policy.body_timeout,
                 sleep: None,
+                yielded: false,
                 expired: false,
             }),
         });
@@ -345,13 +345,19 @@ fn has_body(headers: &HeaderMap) -> bool {
 }
 
 /// A request body that must have arrived by a deadline; after it, the reader gets a
-/// `TimedOut` error (answered 408). The timer is armed only once the body is waited for, so a
-/// body that is already there (most are) costs none.
+/// `TimedOut` error (answered 408).
+///
+/// The timer is armed only when the body is really waited for, so a body that is already
+/// there (most are) costs none. The handler reads the body before the connection has handed
+/// over the bytes that came with the head, so the first wait yields once instead: the task is
+/// polled again after the hand-over, and only a body still missing then arms the timer. The
+/// deadline counts from that arming.
 struct BodyDeadline {
     inner: Payload,
     limit: Duration,
-    deadline: Instant,
     sleep: Option<Pin<Box<Sleep>>>,
+    /// The one free wait has been used.
+    yielded: bool,
     expired: bool,
 }
 
@@ -367,10 +373,16 @@ impl Stream for BodyDeadline {
             Poll::Pending => {}
             ready => return ready,
         }
-        let deadline = this.deadline;
+        if this.sleep.is_none() && !this.yielded {
+            // Once only: a body that never comes is bounded by the timer armed next time.
+            this.yielded = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        let limit = this.limit;
         let sleep = this
             .sleep
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
         match sleep.as_mut().poll(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(()) => {

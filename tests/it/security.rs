@@ -621,6 +621,54 @@ async fn a_body_sent_one_byte_a_second_gets_408() {
     app.stop().await;
 }
 
+/// Sends a chat request's head, waits `pause`, then sends the body (or nothing, with `None`),
+/// and returns the start of the answer.
+fn head_then_body(url: &str, pause: Duration, send_body: bool) -> String {
+    let mut s = raw(url);
+    let body = br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
+    write!(
+        s,
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    std::thread::sleep(pause);
+    if send_body {
+        s.write_all(body).unwrap();
+    }
+    let mut buf = [0u8; 4096];
+    let n = s.read(&mut buf).unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[actix_rt::test]
+async fn a_body_that_never_comes_gets_408_and_one_that_comes_late_is_served() {
+    let db = TestDb::sqlite();
+    let m = mock("slow", Behavior::ok()).await;
+    let mut c = config(&db, vec![provider("slow", &m.base_url(), &["m"])]);
+    c.client_body_timeout_ms = 1_000;
+    let app = TestApp::start(c).await;
+    let url = app.url.clone();
+    let started = Instant::now();
+    let (never, late) = actix_web::rt::task::spawn_blocking(move || {
+        let never = head_then_body(&url, Duration::ZERO, false);
+        // The body comes after the head, within the limit: the wait is the timer's.
+        let late = head_then_body(&url, Duration::from_millis(300), true);
+        (never, late)
+    })
+    .await
+    .unwrap();
+    assert!(never.starts_with("HTTP/1.1 408"), "{never}");
+    assert!(late.starts_with("HTTP/1.1 200"), "{late}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(m.chat_hits(), 1);
+    app.stop().await;
+}
+
 #[actix_rt::test]
 async fn connections_are_capped() {
     let db = TestDb::sqlite();
