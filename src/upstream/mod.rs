@@ -61,25 +61,26 @@ pub async fn send_to(
 ) -> Result<ClientResponse, awc::error::SendRequestError> {
     const JSON: HeaderValue = HeaderValue::from_static("application/json");
     const EVENT_STREAM: HeaderValue = HeaderValue::from_static("text/event-stream");
-    let mut req = client
-        .post(provider.wire.url(endpoint).clone())
-        .timeout(timeout)
-        .insert_header((CONTENT_TYPE, JSON))
-        .insert_header((ACCEPT, if stream { EVENT_STREAM } else { JSON }));
+    let mut req = client.post(provider.wire.url(endpoint).clone()).timeout(timeout);
+    // Into the header map in place: the builder's `insert_header` moves the whole request
+    // (several hundred bytes) at each call.
+    let headers = req.headers_mut();
+    headers.insert(CONTENT_TYPE, JSON);
+    headers.insert(ACCEPT, if stream { EVENT_STREAM } else { JSON });
     if let Some(host) = &provider.wire.host {
-        req = req.insert_header((HOST, host.clone()));
+        headers.insert(HOST, host.clone());
     }
     if let Some((name, value)) = &provider.wire.credential {
-        req = req.insert_header((name.clone(), value.clone()));
+        headers.insert(name.clone(), value.clone());
     }
     if provider.kind == ProviderKind::Anthropic {
         let version = client_headers
             .anthropic_version
             .clone()
             .unwrap_or(DEFAULT_ANTHROPIC_VERSION);
-        req = req.insert_header((ANTHROPIC_VERSION, version));
+        headers.insert(ANTHROPIC_VERSION, version);
         if let Some(beta) = &client_headers.anthropic_beta {
-            req = req.insert_header((ANTHROPIC_BETA, beta.clone()));
+            headers.insert(ANTHROPIC_BETA, beta.clone());
         }
     }
     req.send_body(body).await
