@@ -38,7 +38,8 @@ pub struct UsageRecord {
 ///
 /// Keyed by (provider, day), then by model: a record finds its row by its model's `&str`, so
 /// adding to a row that exists (nearly every record) copies no string. Every request's record
-/// passes through here.
+/// passes through here. foldhash, not SipHash: a record exists only for an attempt on a
+/// configured provider's model, so clients cannot choose the keys.
 #[derive(Debug, Default)]
 pub struct Aggregate {
     rows: HashMap<(i64, NaiveDate), HashMap<String, UsageRow>>,
