@@ -569,25 +569,47 @@ fn raw(url: &str) -> std::net::TcpStream {
     s
 }
 
-#[actix_rt::test]
-async fn a_body_sent_one_byte_a_second_gets_408() {
+/// The body every slow-body test sends.
+const CHAT_BODY: &[u8] = br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
+
+/// A router whose request bodies must arrive within `timeout_ms`, in front of one provider
+/// serving `m` (the database is returned to outlive the router).
+async fn slow_body_app(timeout_ms: u64) -> (TestDb, mock_upstream::MockUpstream, TestApp) {
     let db = TestDb::sqlite();
     let m = mock("slow", Behavior::ok()).await;
     let mut c = config(&db, vec![provider("slow", &m.base_url(), &["m"])]);
-    c.client_body_timeout_ms = 1_500;
+    c.client_body_timeout_ms = timeout_ms;
     let app = TestApp::start(c).await;
+    (db, m, app)
+}
+
+/// Opens a raw connection and sends the head of a chat request announcing `CHAT_BODY`.
+fn chat_head(url: &str) -> std::net::TcpStream {
+    let mut s = raw(url);
+    write!(
+        s,
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        CHAT_BODY.len()
+    )
+    .unwrap();
+    s
+}
+
+/// The start of the answer on `s` (empty if none came).
+fn first_read(s: &mut std::net::TcpStream) -> String {
+    let mut buf = [0u8; 4096];
+    let n = s.read(&mut buf).unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[actix_rt::test]
+async fn a_body_sent_one_byte_a_second_gets_408() {
+    let (_db, m, app) = slow_body_app(1_500).await;
     let url = app.url.clone();
     let started = Instant::now();
     let answer = actix_web::rt::task::spawn_blocking(move || {
-        let mut s = raw(&url);
-        let body = br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
-        write!(
-            s,
-            "POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-            body.len()
-        )
-        .unwrap();
-        for b in body.iter() {
+        let mut s = chat_head(&url);
+        for b in CHAT_BODY.iter() {
             if s.write_all(&[*b]).is_err() {
                 break;
             }
@@ -601,12 +623,7 @@ async fn a_body_sent_one_byte_a_second_gets_408() {
                 break;
             }
         }
-        let mut out = String::new();
-        let mut buf = [0u8; 4096];
-        if let Ok(n) = s.read(&mut buf) {
-            out.push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-        out
+        first_read(&mut s)
     })
     .await
     .unwrap();
@@ -621,33 +638,20 @@ async fn a_body_sent_one_byte_a_second_gets_408() {
     app.stop().await;
 }
 
-/// Sends a chat request's head, waits `pause`, then sends the body (or nothing, with `None`),
-/// and returns the start of the answer.
+/// Sends a chat request's head, waits `pause`, then sends the body (or, unless `send_body`,
+/// nothing), and returns the start of the answer.
 fn head_then_body(url: &str, pause: Duration, send_body: bool) -> String {
-    let mut s = raw(url);
-    let body = br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
-    write!(
-        s,
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
+    let mut s = chat_head(url);
     std::thread::sleep(pause);
     if send_body {
-        s.write_all(body).unwrap();
+        s.write_all(CHAT_BODY).unwrap();
     }
-    let mut buf = [0u8; 4096];
-    let n = s.read(&mut buf).unwrap_or(0);
-    String::from_utf8_lossy(&buf[..n]).into_owned()
+    first_read(&mut s)
 }
 
 #[actix_rt::test]
 async fn a_body_that_never_comes_gets_408_and_one_that_comes_late_is_served() {
-    let db = TestDb::sqlite();
-    let m = mock("slow", Behavior::ok()).await;
-    let mut c = config(&db, vec![provider("slow", &m.base_url(), &["m"])]);
-    c.client_body_timeout_ms = 1_000;
-    let app = TestApp::start(c).await;
+    let (_db, m, app) = slow_body_app(1_000).await;
     let url = app.url.clone();
     let started = Instant::now();
     let (never, late) = actix_web::rt::task::spawn_blocking(move || {
