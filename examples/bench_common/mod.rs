@@ -60,8 +60,9 @@ pub async fn table(
     }
     for _ in 0..warm {
         if let PickResult::Route(r) = routes.pick("m", &[]) {
-            r.load
-                .observe_latency(Duration::from_millis(40 + 10 * r.provider.id as u64));
+            r.entry
+                .load
+                .observe_latency(Duration::from_millis(40 + 10 * r.entry.config.id as u64));
         }
     }
     (routes, supervisor)

@@ -291,7 +291,7 @@ impl<'a> ForwardExchange<'a> {
     /// Where and what to send to `route`: (endpoint, body, the upstream's API).
     /// `ask_usage` is false once the provider is known to refuse `stream_options`.
     fn plan(&self, route: &Route, ask_usage: bool) -> (Endpoint, Bytes, ClientApi) {
-        let translated = route.provider.serves(self.api.endpoint()) == Some(Service::Translated);
+        let translated = route.entry.config.serves(self.api.endpoint()) == Some(Service::Translated);
         let (api, src) = match (self.api, translated, &self.translated) {
             (ClientApi::Chat, true, Some(t)) => (ClientApi::Messages, t),
             (ClientApi::Messages, true, Some(t)) => (ClientApi::Chat, t),
@@ -391,8 +391,8 @@ impl Exchange for ForwardExchange<'_> {
                 .saturating_sub(started.elapsed())
                 .max(Duration::from_millis(1))
         };
-        let client = self.clients.get(&route.provider);
-        let mut ask_usage = !route.load.refuses_stream_options();
+        let client = self.clients.get(&route.entry.config);
+        let mut ask_usage = !route.entry.load.refuses_stream_options();
         // The whole budget for the first send (no time has passed); a second send gets what
         // is left.
         let mut send_timeout = timeout;
@@ -400,7 +400,7 @@ impl Exchange for ForwardExchange<'_> {
             let (endpoint, body, upstream) = self.plan(route, ask_usage);
             let sent = send_to(
                 &client,
-                &route.provider,
+                &route.entry.config,
                 endpoint,
                 body,
                 self.stream,
@@ -422,10 +422,10 @@ impl Exchange for ForwardExchange<'_> {
                 if body::refuses_stream_options(status, &error) {
                     ask_usage = false;
                     send_timeout = remaining();
-                    if route.load.mark_refuses_stream_options() {
+                    if route.entry.load.mark_refuses_stream_options() {
                         log::warn!(
                             "provider {} refuses stream_options: its streams go without it and record no tokens",
-                            route.provider.name
+                            route.entry.config.name
                         );
                     }
                     continue;
@@ -450,7 +450,7 @@ impl Exchange for ForwardExchange<'_> {
                 Err(e) => return Attempted::Failed(e),
             };
             if let (ClientApi::Responses, Some(owners)) = (self.api, self.owners) {
-                owners.remember_answer(&body, route.provider.id);
+                owners.remember_answer(&body, route.entry.config.id);
             }
             return match self.answer(upstream, status, content_type, body) {
                 Ok((answer, usage)) => Attempted::Answered { answer, usage },
@@ -465,7 +465,7 @@ impl Exchange for ForwardExchange<'_> {
             Err(e) => return Attempted::Failed(e),
         };
         if let (ClientApi::Responses, Some(owners)) = (self.api, self.owners) {
-            owners.remember_stream_start(&first, route.provider.id);
+            owners.remember_stream_start(&first, route.entry.config.id);
         }
         let transform = self.transform(upstream);
         let content_type = if transform.is_some() {
@@ -478,7 +478,7 @@ impl Exchange for ForwardExchange<'_> {
             content_type,
             first,
             rest: resp,
-            idle: Duration::from_millis(route.provider.timeout_ms),
+            idle: Duration::from_millis(route.entry.config.timeout_ms),
             upstream: upstream.stream_format(),
             transform,
         })

@@ -154,10 +154,10 @@ pub async fn run<E: Exchange>(
                 }
             }
         };
-        let own_timeout = Duration::from_millis(route.provider.timeout_ms);
+        let own_timeout = Duration::from_millis(route.entry.config.timeout_ms);
         // One clock read for the attempt's start: its budget, its report and its latency.
         let t0 = Instant::now();
-        let Some(budget) = failover.begin(route.provider.id, own_timeout, t0) else {
+        let Some(budget) = failover.begin(route.entry.config.id, own_timeout, t0) else {
             break;
         };
         if let Some((from, why)) = previous.take() {
@@ -169,12 +169,12 @@ pub async fn run<E: Exchange>(
         upstream_time += took;
         if matches!(result, Attempted::Answered { .. } | Attempted::Streaming(_)) {
             // A whole answer, or a stream's first byte: what the latency strategies rank by.
-            route.load.observe_latency(took);
+            route.entry.load.observe_latency(took);
         }
         let attempts = failover.attempts();
         let served = |answer| Served {
             answer,
-            provider: route.provider.wire.name_header.clone(),
+            provider: route.entry.config.wire.name_header.clone(),
             attempts,
             upstream_time,
         };
@@ -195,9 +195,9 @@ pub async fn run<E: Exchange>(
                 log::debug!(
                     "attempt {} on provider {} failed: {error}",
                     failover.attempts(),
-                    route.provider.name
+                    route.entry.config.name
                 );
-                let verdict = failover.failed(&route.provider.name, error.clone(), budget);
+                let verdict = failover.failed(&route.entry.config.name, error.clone(), budget);
                 report.settle(if verdict.counts {
                     Settled::Failure(error.clone())
                 } else {
@@ -252,13 +252,13 @@ fn announce_switch(state: &AppState, from: &Route, to: &Route, why: &AttemptErro
             Severity::Medium,
             format!(
                 "request moved from {} to {}",
-                from.provider.name, to.provider.name
+                from.entry.config.name, to.entry.config.name
             ),
         )
-        .provider(to.provider.id, &to.provider.name)
+        .provider(to.entry.config.id, &to.entry.config.name)
         .details(serde_json::json!({
-            "from_provider_id": from.provider.id,
-            "from_provider_name": from.provider.name,
+            "from_provider_id": from.entry.config.id,
+            "from_provider_name": from.entry.config.name,
             "reason": why.to_string(),
             "cause": why.cause(),
         })),

@@ -51,7 +51,7 @@ impl AttemptReport {
     pub(super) fn start(state: &AppState, route: &Route, model: &str, started: Instant) -> Self {
         AttemptReport {
             inner: Some(Inner {
-                _inflight: route.load.start(),
+                _inflight: route.entry.load.start(),
                 route: route.clone(),
                 model: model.to_string(),
                 started,
@@ -83,11 +83,11 @@ impl AttemptReport {
         // it may change routing.
         match kind {
             OutcomeKind::Success { .. } => {
-                if inner.route.load.add_success(latency_ms) {
-                    inner.route.actor.do_send(DrainSuccesses);
+                if inner.route.entry.load.add_success(latency_ms) {
+                    inner.route.entry.actor.do_send(DrainSuccesses);
                 }
             }
-            other => inner.route.actor.do_send(Outcome {
+            other => inner.route.entry.actor.do_send(Outcome {
                 kind: other,
                 latency_ms,
             }),
@@ -95,9 +95,9 @@ impl AttemptReport {
         // Usage: into the shared queue, ringing the stats actor only when it was empty.
         let t = tokens.unwrap_or_default();
         // Tokens count against the provider's `tpm` budget.
-        inner.route.limiter.add_tokens(t.total_tokens, now);
+        inner.route.entry.limiter.add_tokens(t.total_tokens, now);
         let record = UsageRecord {
-            provider_id: inner.route.provider.id,
+            provider_id: inner.route.entry.config.id,
             model: inner.model,
             at: Utc::now(),
             result,

@@ -32,13 +32,13 @@ pub use routes::Routes;
 /// A provider chosen for one attempt: everything the worker needs to call it and report.
 #[derive(Clone)]
 pub struct Route {
-    pub provider: Arc<ProviderConfig>,
+    /// The provider as the pick's snapshot holds it: configuration, actor, shared counters
+    /// and limits behind one `Arc`. A route is cloned into its attempt's report and dropped
+    /// twice; each count moved is an atomic on a cache line both workers share, so one count
+    /// instead of five. Its `view` is the snapshot's: the pick has judged it already.
+    pub entry: Arc<ProviderEntry>,
     /// The model name to send upstream when it differs from the requested one.
     pub upstream_model: Option<String>,
-    pub actor: Addr<ProviderActor>,
-    pub load: Arc<LoadCounters>,
-    /// The provider's limits, for counting tokens against `tpm`.
-    pub limiter: Arc<Limiter>,
     /// This attempt's slot in the provider's limits; freed when the last clone is dropped.
     pub permit: Option<Arc<Permit>>,
 }

@@ -483,16 +483,13 @@ impl Routes {
                         };
                         self.0.daily.count_start(id, model, now.date_naive());
                         PickResult::Route(Route {
-                            limiter: e.limiter.clone(),
                             permit: Some(Arc::new(permit)),
                             upstream_model: e
                                 .config
                                 .model(model)
                                 .and_then(|m| m.upstream())
                                 .map(str::to_string),
-                            provider: e.config.clone(),
-                            actor: e.actor.clone(),
-                            load: e.load.clone(),
+                            entry: e.clone(),
                         })
                     }
                     None => PickResult::Exhausted,
