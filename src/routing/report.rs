@@ -9,7 +9,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use actix::Addr;
 use chrono::Utc;
 
 use super::failover::AttemptError;
@@ -17,7 +16,7 @@ use crate::http::AppState;
 use crate::provider::health::Failure;
 use crate::provider::load::InflightGuard;
 use crate::provider::{DrainSuccesses, Outcome, OutcomeKind};
-use crate::stats::{DrainUsage, StatsActor, UsageQueue, UsageRecord, UsageResult};
+use crate::stats::{UsageQueue, UsageRecord, UsageResult};
 use crate::supervisor::Route;
 use crate::upstream::sse::{SseObserver, StreamEnd, StreamReport};
 use crate::upstream::usage::TokenUsage;
@@ -41,7 +40,6 @@ struct Inner {
     route: Route,
     model: String,
     started: Instant,
-    stats: Addr<StatsActor>,
     usage: Arc<UsageQueue>,
     _inflight: InflightGuard,
 }
@@ -55,7 +53,6 @@ impl AttemptReport {
                 route: route.clone(),
                 model: model.to_string(),
                 started,
-                stats: state.stats.clone(),
                 usage: state.usage.clone(),
             }),
         }
@@ -92,7 +89,7 @@ impl AttemptReport {
                 latency_ms,
             }),
         }
-        // Usage: into the shared queue, ringing the stats actor only when it was empty.
+        // Usage: into the shared queue, which rings the stats actor only when it was empty.
         let t = tokens.unwrap_or_default();
         // Tokens count against the provider's `tpm` budget.
         inner.route.entry.limiter.add_tokens(t.total_tokens, now);
@@ -106,9 +103,7 @@ impl AttemptReport {
             total_tokens: t.total_tokens,
             latency_ms,
         };
-        if inner.usage.push(record) {
-            inner.stats.do_send(DrainUsage);
-        }
+        inner.usage.push(record);
     }
 }
 

@@ -349,6 +349,7 @@ impl Actor for StatsActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(16 * 1024);
+        self.queue.attach(ctx.address().downgrade());
         self.refresh_daily(ctx);
         ctx.run_interval(self.flush_every, |act, ctx| act.tick(ctx));
     }
