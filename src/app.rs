@@ -99,6 +99,17 @@ pub struct Running {
 pub async fn start(config: Config, options: StartOptions) -> Result<Running, StartupError> {
     // awc's rustls needs a process-wide crypto provider; a second install is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // The listeners first: a taken port is the whole error, before any actor exists.
+    let bind_error = |addr: &String| {
+        let addr = addr.clone();
+        move |source| StartupError::Bind { addr, source }
+    };
+    let listeners = http::listen::bind_all(&config.listen).map_err(bind_error(&config.listen))?;
+    // The admin listener's address is known before the edge is made (port 0 in tests).
+    let admin_listener = match &config.admin_listen {
+        Some(a) => Some(http::listen::bind_first(a).map_err(bind_error(a))?),
+        None => None,
+    };
     let config = Arc::new(config);
     let keys =
         Arc::new(ProviderKeys::from_config(&config).map_err(|e| StartupError::Security(e.to_string()))?);
@@ -260,16 +271,6 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
         admin_failures: Arc::default(),
         responses: Default::default(),
     });
-    // The admin listener is bound first, so the edge knows its address (port 0 in tests).
-    let admin_listener = match &config.admin_listen {
-        Some(addr) => Some(
-            std::net::TcpListener::bind(addr).map_err(|source| StartupError::Bind {
-                addr: addr.clone(),
-                source,
-            })?,
-        ),
-        None => None,
-    };
     let admin_addr = match &admin_listener {
         Some(l) => Some(l.local_addr().map_err(|source| StartupError::Bind {
             addr: config.admin_listen.clone().unwrap_or_default(),
@@ -310,19 +311,14 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Sta
     // actix counts connections per worker; `max_connections` is for the whole process.
     .max_connections(config.max_connections.div_ceil(workers).max(1))
     .shutdown_timeout(config.shutdown_grace_seconds)
-    .disable_signals()
-    .bind(&config.listen)
-    .map_err(|source| StartupError::Bind {
-        addr: config.listen.clone(),
-        source,
-    })?;
-    let server = match admin_listener {
-        Some(l) => server.listen(l).map_err(|source| StartupError::Bind {
-            addr: config.admin_listen.clone().unwrap_or_default(),
-            source,
-        })?,
-        None => server,
-    };
+    .disable_signals();
+    let mut server = server;
+    for l in listeners {
+        server = server.listen(l).map_err(bind_error(&config.listen))?;
+    }
+    if let (Some(l), Some(a)) = (admin_listener, &config.admin_listen) {
+        server = server.listen(l).map_err(bind_error(a))?;
+    }
     let addr = server
         .addrs()
         .first()

@@ -8,6 +8,7 @@ pub mod chat;
 pub mod client_routes;
 pub mod edge;
 pub mod forward;
+pub mod listen;
 pub mod models;
 pub mod probes;
 pub mod responses;

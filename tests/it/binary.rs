@@ -123,3 +123,34 @@ async fn raises_its_open_files_limit_to_the_hard_limit() {
     instance.signal("-TERM");
     assert_eq!(instance.wait_exit(Duration::from_secs(30)).await.code(), Some(0));
 }
+
+/// A port that is taken ends start-up with that error alone, exit code 1: nothing else has
+/// started yet to fail on the way out. For the public and for the admin listener.
+#[actix_rt::test]
+async fn a_taken_port_is_one_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap().to_string();
+    for (listen, admin) in [(taken.as_str(), None), ("127.0.0.1:0", Some(taken.as_str()))] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"));
+        cmd.current_dir(dir.path())
+            .env_remove("DATABASE_URL")
+            .env("SWITCHYARD_ADMIN_TOKEN", crate::support::ADMIN_TOKEN)
+            .env("SWITCHYARD_LISTEN", listen)
+            .kill_on_drop(true);
+        if let Some(a) = admin {
+            cmd.env("SWITCHYARD_ADMIN_LISTEN", a);
+        }
+        let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
+            .await
+            .expect("it exits at once")
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(&format!("cannot start: cannot listen on {taken}")),
+            "{err}"
+        );
+        assert!(!err.contains("panic"), "{err}");
+    }
+}
