@@ -32,10 +32,10 @@ impl UsageQueue {
     /// A ring before the actor started is not lost: the actor also empties the queue on
     /// every flush tick.
     pub fn push(&self, record: UsageRecord) {
-        if self.append(record) {
-            if let Some(actor) = self.actor.get().and_then(WeakAddr::upgrade) {
-                actor.do_send(DrainUsage);
-            }
+        if self.append(record)
+            && let Some(actor) = self.actor.get().and_then(WeakAddr::upgrade)
+        {
+            actor.do_send(DrainUsage);
         }
     }
 
