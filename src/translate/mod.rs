@@ -219,19 +219,18 @@ fn string<'a>(v: &'a Value, field: &'static str, what: &str) -> Result<&'a str, 
         .ok_or_else(|| TranslateError::invalid(field, format!("{what} must be a string")))
 }
 
-/// One SSE event as bytes: `event: {name}` (when given) and one `data:` line.
-pub fn sse_event(name: Option<&str>, data: &Value) -> Vec<u8> {
-    let mut out = Vec::with_capacity(128);
+/// Appends one SSE event to `out`: `event: {name}` (when given) and one `data:` line.
+pub fn write_sse_event(out: &mut Vec<u8>, name: Option<&str>, data: &impl serde::Serialize) {
     if let Some(n) = name {
         out.extend_from_slice(b"event: ");
         out.extend_from_slice(n.as_bytes());
         out.push(b'\n');
     }
     out.extend_from_slice(b"data: ");
-    // Serialising a `Value` cannot fail.
-    let _ = serde_json::to_writer(&mut out, data);
+    // The translators' values are JSON values and structs of strings and numbers, which
+    // always serialise.
+    let _ = serde_json::to_writer(&mut *out, data);
     out.extend_from_slice(b"\n\n");
-    out
 }
 
 #[cfg(test)]

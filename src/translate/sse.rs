@@ -94,7 +94,12 @@ impl SseSplitter {
 
 /// An event's fields; `None` for an event without data (a comment, a keep-alive).
 fn parse(raw: &[u8]) -> Option<Event> {
-    let text = String::from_utf8_lossy(raw);
+    // Valid UTF-8 (every event of a well-behaved upstream) is checked a word at a time;
+    // the lossy decoder walks byte by byte and is only for the rest.
+    let text = match std::str::from_utf8(raw) {
+        Ok(t) => std::borrow::Cow::Borrowed(t),
+        Err(_) => String::from_utf8_lossy(raw),
+    };
     let mut name = None;
     let mut data: Option<String> = None;
     for line in text.lines() {

@@ -12,10 +12,49 @@
 //! `ping` and thinking deltas produce nothing; an `error` event is the observer's to report
 //! (it ends the stream with an error event in the client's format).
 
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::translate::sse::{Event, TranslateEvent, Translating};
-use crate::translate::{Tokens, finish_reason_from_anthropic, sse_event};
+use crate::translate::{Tokens, finish_reason_from_anthropic, write_sse_event};
+
+/// One `chat.completion.chunk`, written straight from its parts (in OpenAI's member order):
+/// every event of a stream makes one, and building it as a `Value` first cost a map insert
+/// per member and a copy of the id and model each time.
+#[derive(Serialize)]
+struct ChunkOut<'a, D> {
+    id: &'a str,
+    object: &'static str,
+    created: i64,
+    model: &'a str,
+    choices: [ChoiceOut<'a, D>; 1],
+}
+
+#[derive(Serialize)]
+struct ChoiceOut<'a, D> {
+    index: u32,
+    delta: D,
+    /// Always `null`: Anthropic gives no log probabilities.
+    logprobs: (),
+    finish_reason: Option<&'a str>,
+}
+
+/// `delta: {role: "assistant", content: ""}`, the first chunk.
+#[derive(Serialize)]
+struct RoleDelta {
+    role: &'static str,
+    content: &'static str,
+}
+
+/// `delta: {content: …}`: the text as the upstream sent it.
+#[derive(Serialize)]
+struct ContentDelta<'a, T: ?Sized> {
+    content: &'a T,
+}
+
+/// `delta: {}`, with the finish reason.
+#[derive(Serialize)]
+struct EmptyDelta {}
 
 /// The translator's state: a few counters, whatever the stream's length.
 #[derive(Debug)]
@@ -49,12 +88,20 @@ impl ToChatChunks {
         })
     }
 
-    fn chunk(&self, delta: Value, finish: Option<&str>, out: &mut Vec<u8>) {
-        let c = json!({
-            "id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
-        });
-        out.extend_from_slice(&sse_event(None, &c));
+    fn chunk(&self, delta: impl Serialize, finish: Option<&str>, out: &mut Vec<u8>) {
+        let c = ChunkOut {
+            id: &self.id,
+            object: "chat.completion.chunk",
+            created: self.created,
+            model: &self.model,
+            choices: [ChoiceOut {
+                index: 0,
+                delta,
+                logprobs: (),
+                finish_reason: finish,
+            }],
+        };
+        write_sse_event(out, None, &c);
     }
 
     /// Translates one event, appending what the client receives to `out`.
@@ -74,7 +121,11 @@ impl ToChatChunks {
                 if let Some(u) = m.get("usage") {
                     self.tokens = Tokens::from_anthropic(u);
                 }
-                self.chunk(json!({"role": "assistant", "content": ""}), None, out);
+                let role = RoleDelta {
+                    role: "assistant",
+                    content: "",
+                };
+                self.chunk(role, None, out);
             }
             Some("content_block_start") => {
                 let block = &data["content_block"];
@@ -93,7 +144,7 @@ impl ToChatChunks {
                             .and_then(Value::as_str)
                             .filter(|t| !t.is_empty())
                         {
-                            self.chunk(json!({"content": t}), None, out);
+                            self.chunk(ContentDelta { content: t }, None, out);
                         }
                     }
                     _ => {}
@@ -103,7 +154,13 @@ impl ToChatChunks {
                 let delta = &data["delta"];
                 match delta.get("type").and_then(Value::as_str) {
                     Some("text_delta") => {
-                        self.chunk(json!({"content": delta["text"]}), None, out);
+                        self.chunk(
+                            ContentDelta {
+                                content: &delta["text"],
+                            },
+                            None,
+                            out,
+                        );
                     }
                     Some("input_json_delta") => {
                         if let Some(index) = self.open_tool {
@@ -126,13 +183,13 @@ impl ToChatChunks {
             }
             Some("message_stop") => {
                 let finish = finish_reason_from_anthropic(self.stop_reason.as_deref());
-                self.chunk(json!({}), Some(finish), out);
+                self.chunk(EmptyDelta {}, Some(finish), out);
                 if self.include_usage {
                     let c = json!({
                         "id": self.id, "object": "chat.completion.chunk", "created": self.created,
                         "model": self.model, "choices": [], "usage": self.tokens.to_openai(),
                     });
-                    out.extend_from_slice(&sse_event(None, &c));
+                    write_sse_event(out, None, &c);
                 }
                 out.extend_from_slice(b"data: [DONE]\n\n");
                 self.finished = true;

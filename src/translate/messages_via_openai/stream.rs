@@ -15,7 +15,7 @@
 use serde_json::{Value, json};
 
 use crate::translate::sse::{Event, TranslateEvent, Translating};
-use crate::translate::{Tokens, sse_event, stop_reason_from_openai};
+use crate::translate::{Tokens, stop_reason_from_openai, write_sse_event};
 
 /// The block being streamed.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,7 +46,7 @@ impl ToAnthropicEvents {
     }
 
     fn emit(name: &str, data: Value, out: &mut Vec<u8>) {
-        out.extend_from_slice(&sse_event(Some(name), &data));
+        write_sse_event(out, Some(name), &data);
     }
 
     fn start(&mut self, chunk: &Value, out: &mut Vec<u8>) {
