@@ -12,7 +12,10 @@
 //! `ping` and thinking deltas produce nothing; an `error` event is the observer's to report
 //! (it ends the stream with an error event in the client's format).
 
-use serde::Serialize;
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::translate::sse::{Event, TranslateEvent, Translating};
@@ -109,17 +112,17 @@ impl ToChatChunks {
         if self.finished {
             return;
         }
-        let Ok(data) = serde_json::from_str::<Value>(&e.data) else {
+        let Ok(data) = serde_json::from_str::<Members>(&e.data) else {
             return;
         };
-        let kind = data.get("type").and_then(Value::as_str).or(e.name.as_deref());
-        match kind {
+        let kind = text_of(data.kind);
+        match kind.as_deref().or(e.name.as_deref()) {
             Some("message_start") => {
-                let m = &data["message"];
-                self.id = m.get("id").and_then(Value::as_str).unwrap_or("").to_string();
-                self.model = m.get("model").and_then(Value::as_str).unwrap_or("").to_string();
-                if let Some(u) = m.get("usage") {
-                    self.tokens = Tokens::from_anthropic(u);
+                let m = Members::of(data.message);
+                self.id = text_of(m.id).unwrap_or_default().into_owned();
+                self.model = text_of(m.model).unwrap_or_default().into_owned();
+                if let Some(u) = value_of(m.usage) {
+                    self.tokens = Tokens::from_anthropic(&u);
                 }
                 let role = RoleDelta {
                     role: "assistant",
@@ -128,45 +131,46 @@ impl ToChatChunks {
                 self.chunk(role, None, out);
             }
             Some("content_block_start") => {
-                let block = &data["content_block"];
-                match block.get("type").and_then(Value::as_str) {
+                let block = Members::of(data.content_block);
+                match text_of(block.kind).as_deref() {
                     Some("tool_use") => {
                         let index = self.tool_calls;
                         self.tool_calls += 1;
                         self.open_tool = Some(index);
-                        let call = json!({"index": index, "id": block["id"], "type": "function",
-                            "function": {"name": block["name"], "arguments": ""}});
-                        self.chunk(json!({"tool_calls": [call]}), None, out);
+                        let call = ToolStart {
+                            index,
+                            id: block.id,
+                            kind: "function",
+                            function: FunctionStart {
+                                name: block.name,
+                                arguments: "",
+                            },
+                        };
+                        self.chunk(ToolCallsDelta { tool_calls: [call] }, None, out);
                     }
                     Some("text") => {
-                        if let Some(t) = block
-                            .get("text")
-                            .and_then(Value::as_str)
-                            .filter(|t| !t.is_empty())
-                        {
-                            self.chunk(ContentDelta { content: t }, None, out);
+                        if let Some(t) = text_of(block.text).filter(|t| !t.is_empty()) {
+                            self.chunk(ContentDelta { content: &*t }, None, out);
                         }
                     }
                     _ => {}
                 }
             }
             Some("content_block_delta") => {
-                let delta = &data["delta"];
-                match delta.get("type").and_then(Value::as_str) {
+                let delta = Members::of(data.delta);
+                match text_of(delta.kind).as_deref() {
                     Some("text_delta") => {
-                        self.chunk(
-                            ContentDelta {
-                                content: &delta["text"],
-                            },
-                            None,
-                            out,
-                        );
+                        self.chunk(ContentDelta { content: &delta.text }, None, out);
                     }
                     Some("input_json_delta") => {
                         if let Some(index) = self.open_tool {
-                            let call =
-                                json!({"index": index, "function": {"arguments": delta["partial_json"]}});
-                            self.chunk(json!({"tool_calls": [call]}), None, out);
+                            let call = ToolArguments {
+                                index,
+                                function: FunctionArguments {
+                                    arguments: delta.partial_json,
+                                },
+                            };
+                            self.chunk(ToolCallsDelta { tool_calls: [call] }, None, out);
                         }
                     }
                     _ => {}
@@ -174,11 +178,11 @@ impl ToChatChunks {
             }
             Some("content_block_stop") => self.open_tool = None,
             Some("message_delta") => {
-                if let Some(r) = data["delta"].get("stop_reason").and_then(Value::as_str) {
-                    self.stop_reason = Some(r.to_string());
+                if let Some(r) = text_of(Members::of(data.delta).stop_reason) {
+                    self.stop_reason = Some(r.into_owned());
                 }
-                if let Some(u) = data.get("usage") {
-                    self.tokens.merge_delta(u);
+                if let Some(u) = value_of(data.usage) {
+                    self.tokens.merge_delta(&u);
                 }
             }
             Some("message_stop") => {
@@ -197,6 +201,96 @@ impl ToChatChunks {
             _ => {}
         }
     }
+}
+
+/// The members of an Anthropic event (or of its `message`, `content_block` or `delta`) that
+/// the translator reads, each as its raw JSON text: an event is walked once and builds no
+/// map. What is passed on (a text, a tool's id and name, its argument pieces) goes out as
+/// the upstream wrote it. A member of an unexpected type reads as absent (see `text_of`),
+/// as a lookup in a `Value` would; only data that is not one JSON object, or that names a
+/// member twice, drops the event.
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct Members<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<&'a RawValue>,
+    #[serde(borrow)]
+    message: Option<&'a RawValue>,
+    #[serde(borrow)]
+    content_block: Option<&'a RawValue>,
+    #[serde(borrow)]
+    delta: Option<&'a RawValue>,
+    #[serde(borrow)]
+    usage: Option<&'a RawValue>,
+    #[serde(borrow)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    model: Option<&'a RawValue>,
+    #[serde(borrow)]
+    name: Option<&'a RawValue>,
+    #[serde(borrow)]
+    text: Option<&'a RawValue>,
+    #[serde(borrow)]
+    partial_json: Option<&'a RawValue>,
+    #[serde(borrow)]
+    stop_reason: Option<&'a RawValue>,
+}
+
+impl<'a> Members<'a> {
+    /// The members of a nested object; none when it is absent or not an object.
+    fn of(raw: Option<&'a RawValue>) -> Members<'a> {
+        raw.and_then(|r| serde_json::from_str(r.get()).ok())
+            .unwrap_or_default()
+    }
+}
+
+/// A member's string; `None` when it is absent or not a string. Borrowed unless it holds
+/// escapes.
+fn text_of(raw: Option<&RawValue>) -> Option<Cow<'_, str>> {
+    let r = raw?.get();
+    match serde_json::from_str::<&str>(r) {
+        Ok(s) => Some(Cow::Borrowed(s)),
+        Err(_) => serde_json::from_str::<String>(r).ok().map(Cow::Owned),
+    }
+}
+
+/// A member as a `Value` (a usage object: twice a stream).
+fn value_of(raw: Option<&RawValue>) -> Option<Value> {
+    serde_json::from_str(raw?.get()).ok()
+}
+
+/// `delta: {tool_calls: [call]}`.
+#[derive(Serialize)]
+struct ToolCallsDelta<C> {
+    tool_calls: [C; 1],
+}
+
+/// A tool call's first chunk: its id and name, empty arguments.
+#[derive(Serialize)]
+struct ToolStart<'a> {
+    index: usize,
+    id: Option<&'a RawValue>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: FunctionStart<'a>,
+}
+
+#[derive(Serialize)]
+struct FunctionStart<'a> {
+    name: Option<&'a RawValue>,
+    arguments: &'static str,
+}
+
+/// A piece of a tool call's arguments.
+#[derive(Serialize)]
+struct ToolArguments<'a> {
+    index: usize,
+    function: FunctionArguments<'a>,
+}
+
+#[derive(Serialize)]
+struct FunctionArguments<'a> {
+    arguments: Option<&'a RawValue>,
 }
 
 impl TranslateEvent for ToChatChunks {
@@ -298,5 +392,36 @@ mod tests {
             b"data: not json\n\ndata: {\"type\":\"content_block_delta\",\"delta\":null}\n\ndata: {\"type\":\"content_block_start\",\"content_block\":5}\n\n",
         ));
         assert!(out.is_empty());
+    }
+
+    /// Members of unexpected types read as absent, escapes are kept, and a text passes on
+    /// exactly as the upstream wrote it.
+    #[test]
+    fn odd_members_read_as_absent_and_texts_pass_as_written() {
+        let mut t = ToChatChunks::new(0, false);
+        let stream = concat!(
+            // `type` not a string: the event name decides; `message` not an object.
+            "event: message_start\ndata: {\"type\":7,\"message\":[1]}\n\n",
+            // An escaped type name, and a text with escapes and a non-ASCII character.
+            r#"data: {"type":"content_block_\u0064elta","delta":{"type":"text_delta","text":"a\"b\n\u00e9 é"}}"#,
+            "\n\n",
+            // A text that is not a string passes on as it is (as it did through a `Value`).
+            "data: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":5}}\n\n",
+            // No tool is open: an argument piece is dropped.
+            "data: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\"}}\n\n",
+            "data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":[]},\"usage\":\"x\"}\n\n",
+            "data: {\"type\":\"message_stop\"}\n\n",
+        );
+        let out = t.pass(Bytes::from_static(stream.as_bytes()));
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.contains(r#""delta":{"content":"a\"b\n\u00e9 é"}"#), "{text}");
+        let got = chunks(&out);
+        assert_eq!(got[0]["id"], "");
+        assert_eq!(got[0]["choices"][0]["delta"]["role"], "assistant");
+        assert_eq!(got[1]["choices"][0]["delta"]["content"], "a\"b\n\u{e9} \u{e9}");
+        assert_eq!(got[2]["choices"][0]["delta"]["content"], 5);
+        assert_eq!(got[3]["choices"][0]["finish_reason"], "stop");
+        assert_eq!(got.len(), 5, "{text}");
+        assert_eq!(got[4], json!("[DONE]"));
     }
 }
