@@ -21,27 +21,6 @@ use serde_json::{Value, json};
 use crate::translate::sse::{Event, TranslateEvent, Translating};
 use crate::translate::{Tokens, finish_reason_from_anthropic, write_sse_event};
 
-/// One `chat.completion.chunk`, written straight from its parts (in OpenAI's member order):
-/// every event of a stream makes one, and building it as a `Value` first cost a map insert
-/// per member and a copy of the id and model each time.
-#[derive(Serialize)]
-struct ChunkOut<'a, D> {
-    id: &'a str,
-    object: &'static str,
-    created: i64,
-    model: &'a str,
-    choices: [ChoiceOut<'a, D>; 1],
-}
-
-#[derive(Serialize)]
-struct ChoiceOut<'a, D> {
-    index: u32,
-    delta: D,
-    /// Always `null`: Anthropic gives no log probabilities.
-    logprobs: (),
-    finish_reason: Option<&'a str>,
-}
-
 /// `delta: {role: "assistant", content: ""}`, the first chunk.
 #[derive(Serialize)]
 struct RoleDelta {
@@ -73,6 +52,10 @@ pub struct ToChatChunks {
     tokens: Tokens,
     stop_reason: Option<String>,
     finished: bool,
+    /// Every chunk's bytes up to its delta (`data: {"id":…,"choices":[{"index":0,"delta":`),
+    /// the same for the whole stream once the message has started: written once, not
+    /// serialised (and its strings escaped) again for each event. Empty until first needed.
+    head: Vec<u8>,
 }
 
 impl ToChatChunks {
@@ -88,23 +71,30 @@ impl ToChatChunks {
             tokens: Tokens::default(),
             stop_reason: None,
             finished: false,
+            head: Vec::new(),
         })
     }
 
-    fn chunk(&self, delta: impl Serialize, finish: Option<&str>, out: &mut Vec<u8>) {
-        let c = ChunkOut {
-            id: &self.id,
-            object: "chat.completion.chunk",
-            created: self.created,
-            model: &self.model,
-            choices: [ChoiceOut {
-                index: 0,
-                delta,
-                logprobs: (),
-                finish_reason: finish,
-            }],
-        };
-        write_sse_event(out, None, &c);
+    /// Appends one `chat.completion.chunk` event: the id, object, created and model, in
+    /// OpenAI's member order, and one choice with `delta`.
+    fn chunk(&mut self, delta: impl Serialize, finish: Option<&str>, out: &mut Vec<u8>) {
+        if self.head.is_empty() {
+            let h = &mut self.head;
+            h.extend_from_slice(b"data: {\"id\":");
+            // Strings, an integer and `Serialize` structs of them: these cannot fail.
+            let _ = serde_json::to_writer(&mut *h, &self.id);
+            h.extend_from_slice(b",\"object\":\"chat.completion.chunk\",\"created\":");
+            let _ = serde_json::to_writer(&mut *h, &self.created);
+            h.extend_from_slice(b",\"model\":");
+            let _ = serde_json::to_writer(&mut *h, &self.model);
+            h.extend_from_slice(b",\"choices\":[{\"index\":0,\"delta\":");
+        }
+        out.extend_from_slice(&self.head);
+        let _ = serde_json::to_writer(&mut *out, &delta);
+        // Anthropic gives no log probabilities.
+        out.extend_from_slice(b",\"logprobs\":null,\"finish_reason\":");
+        let _ = serde_json::to_writer(&mut *out, &finish);
+        out.extend_from_slice(b"}]}\n\n");
     }
 
     /// Translates one event, appending what the client receives to `out`.
@@ -121,6 +111,8 @@ impl ToChatChunks {
                 let m = Members::of(data.message);
                 self.id = text_of(m.id).unwrap_or_default().into_owned();
                 self.model = text_of(m.model).unwrap_or_default().into_owned();
+                // The chunks from here on carry this id and model.
+                self.head.clear();
                 if let Some(u) = value_of(m.usage) {
                     self.tokens = Tokens::from_anthropic(&u);
                 }
@@ -350,6 +342,17 @@ mod tests {
             expected = Some(got);
         }
         let got = expected.unwrap();
+        let mut t = ToChatChunks::new(1700, true);
+        let first = t.pass(Bytes::from_static(STREAM.as_bytes()));
+        assert!(
+            first.starts_with(
+                br#"data: {"id":"msg_1","object":"chat.completion.chunk","created":1700,"model":"claude-x","choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}
+
+data: {"id":"msg_1","#
+            ),
+            "{}",
+            String::from_utf8_lossy(&first)
+        );
         let deltas: Vec<&Value> = got.iter().filter_map(|c| c["choices"][0].get("delta")).collect();
         assert_eq!(deltas[0], &json!({"role": "assistant", "content": ""}));
         assert_eq!(deltas[1], &json!({"content": "Hi"}));
