@@ -73,7 +73,11 @@ async fn step(mut st: State) -> Option<(Result<Bytes, io::Error>, State)> {
     {
         st.tail = None;
         // As in `sse.rs`: let actix flush what is buffered, then drop the connection.
-        pause(st.delay, true).await;
+        if st.delay.is_zero() {
+            actix_rt::task::yield_now().await;
+        } else {
+            actix_rt::time::sleep(st.delay).await;
+        }
         let err = io::Error::new(io::ErrorKind::ConnectionAborted, "mock: stream cut");
         return Some((Err(err), st));
     }
@@ -92,13 +96,11 @@ async fn step(mut st: State) -> Option<(Result<Bytes, io::Error>, State)> {
     st.tail.take().map(|t| (Ok(t), st))
 }
 
+/// The spacing before a content chunk. With no delay there is none: the chunks are ready
+/// together and actix writes them together, as the chat stream's are (`sse.rs`), so a
+/// scripted stream "sent at once" arrives as one, like the chat stream it is compared with.
 async fn pause(delay: Duration, due: bool) {
-    if !due {
-        return;
-    }
-    if delay.is_zero() {
-        actix_rt::task::yield_now().await;
-    } else {
+    if due && !delay.is_zero() {
         actix_rt::time::sleep(delay).await;
     }
 }

@@ -1221,3 +1221,35 @@ async fn chat_stream_error_chunk() {
     assert_eq!(err["error"]["type"], "server_error");
     bounded(mock.stop()).await;
 }
+
+/// A scripted stream with no chunk delay (here Anthropic's) is written at once, as the chat
+/// stream is: the whole body, terminator included, comes in the first read.
+#[actix_rt::test]
+async fn a_scripted_stream_without_delay_leaves_in_one_write() {
+    let mock = start("at-once", Behavior::ok()).await;
+    let addr = mock.addr();
+    let body = messages_body(true).to_string();
+    let first = bounded(actix_rt::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("read timeout");
+        let req = format!(
+            "POST /v1/messages HTTP/1.1\r\nhost: mock\r\ncontent-type: application/json\r\nx-api-key: k\r\nanthropic-version: 2023-06-01\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).expect("write");
+        let mut buf = vec![0u8; 64 << 10];
+        let n = s.read(&mut buf).expect("read");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }))
+    .await
+    .expect("raw client thread");
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    assert!(first.contains("content_block_delta"), "{first}");
+    assert!(
+        first.contains("message_stop") && first.ends_with("0\r\n\r\n"),
+        "{first}"
+    );
+    bounded(mock.stop()).await;
+}
