@@ -256,17 +256,25 @@ async fn redirect_has_location() {
     bounded(mock.stop()).await;
 }
 
-/// Sends a raw HTTP/1.1 request and reads until the server closes the connection.
-fn raw_exchange(addr: std::net::SocketAddr, body: &str) -> Vec<u8> {
-    use std::io::{Read, Write};
+/// Sends a raw HTTP/1.1 JSON POST (`headers` are extra lines, each ending in `\r\n`) and
+/// returns the connection, with a 5 s read timeout.
+fn raw_post(addr: std::net::SocketAddr, path: &str, headers: &str, body: &str) -> std::net::TcpStream {
+    use std::io::Write;
     let mut s = std::net::TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(5)))
         .expect("read timeout");
     let req = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: mock\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        "POST {path} HTTP/1.1\r\nhost: mock\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{headers}\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).expect("write");
+    s
+}
+
+/// Sends a raw chat request and reads until the server closes the connection.
+fn raw_exchange(addr: std::net::SocketAddr, body: &str) -> Vec<u8> {
+    use std::io::Read;
+    let mut s = raw_post(addr, "/v1/chat/completions", "connection: close\r\n", body);
     let mut out = Vec::new();
     // A reset instead of a FIN is fine too: what matters is what arrived before.
     let _ = s.read_to_end(&mut out);
@@ -1230,15 +1238,9 @@ async fn a_scripted_stream_without_delay_leaves_in_one_write() {
     let addr = mock.addr();
     let body = messages_body(true).to_string();
     let first = bounded(actix_rt::task::spawn_blocking(move || {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(addr).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("read timeout");
-        let req = format!(
-            "POST /v1/messages HTTP/1.1\r\nhost: mock\r\ncontent-type: application/json\r\nx-api-key: k\r\nanthropic-version: 2023-06-01\r\ncontent-length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        s.write_all(req.as_bytes()).expect("write");
+        use std::io::Read;
+        let anthropic = "x-api-key: k\r\nanthropic-version: 2023-06-01\r\n";
+        let mut s = raw_post(addr, "/v1/messages", anthropic, &body);
         let mut buf = vec![0u8; 64 << 10];
         let n = s.read(&mut buf).expect("read");
         String::from_utf8_lossy(&buf[..n]).into_owned()
