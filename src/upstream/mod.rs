@@ -63,24 +63,26 @@ pub async fn send_to(
     const EVENT_STREAM: HeaderValue = HeaderValue::from_static("text/event-stream");
     let mut req = client.post(provider.wire.url(endpoint).clone()).timeout(timeout);
     // Into the header map in place: the builder's `insert_header` moves the whole request
-    // (several hundred bytes) at each call.
+    // (several hundred bytes) at each call. The map starts empty (the client has no default
+    // headers) and every name below is a different one, so `append` is `insert` without
+    // the search for a value to replace.
     let headers = req.headers_mut();
-    headers.insert(CONTENT_TYPE, JSON);
-    headers.insert(ACCEPT, if stream { EVENT_STREAM } else { JSON });
+    headers.append(CONTENT_TYPE, JSON);
+    headers.append(ACCEPT, if stream { EVENT_STREAM } else { JSON });
     if let Some(host) = &provider.wire.host {
-        headers.insert(HOST, host.clone());
+        headers.append(HOST, host.clone());
     }
     if let Some((name, value)) = &provider.wire.credential {
-        headers.insert(name.clone(), value.clone());
+        headers.append(name.clone(), value.clone());
     }
     if provider.kind == ProviderKind::Anthropic {
         let version = client_headers
             .anthropic_version
             .clone()
             .unwrap_or(DEFAULT_ANTHROPIC_VERSION);
-        headers.insert(ANTHROPIC_VERSION, version);
+        headers.append(ANTHROPIC_VERSION, version);
         if let Some(beta) = &client_headers.anthropic_beta {
-            headers.insert(ANTHROPIC_BETA, beta.clone());
+            headers.append(ANTHROPIC_BETA, beta.clone());
         }
     }
     req.send_body(body).await
