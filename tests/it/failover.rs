@@ -40,6 +40,68 @@ async fn fails_over_on_a_timeout() {
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 
+/// A provider that sends its head and then nothing: the attempt's one timer ends it, names
+/// the phase it hung in, and the request fails over, for a plain answer (its body) and for a
+/// stream (its first chunk).
+#[actix_rt::test]
+async fn a_body_that_never_comes_times_out_in_its_phase_and_fails_over() {
+    for (stream, phase) in [
+        (false, "upstream timed out while sending its answer"),
+        (true, "upstream timed out before its first stream chunk"),
+    ] {
+        let db = TestDb::sqlite();
+        let (mut c, hung, _good) =
+            pair(&db, ("hung", Behavior::stall_body()), ("good", Behavior::ok())).await;
+        c.routing.request_timeout_ms = 400;
+        let app = TestApp::start(c).await;
+        let started = Instant::now();
+        let r = app.chat_with("m", stream, &[]).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("x-switchyard-provider"), Some("good"));
+        assert_eq!(r.header("x-switchyard-attempts"), Some("2"));
+        let took = started.elapsed();
+        assert!(
+            (Duration::from_millis(350)..Duration::from_secs(5)).contains(&took),
+            "the hung attempt took its timeout: {took:?}"
+        );
+        assert_eq!(hung.chat_hits(), 1);
+        let s = app.state_of("hung").await;
+        assert_eq!(s.health.error_count, 1, "stream {stream}");
+        assert_eq!(s.health.last_error.as_deref(), Some(phase), "stream {stream}");
+        app.stop().await;
+    }
+}
+
+/// An error status whose body never ends is still judged by its status when the attempt's
+/// time runs out: a 400 goes back to the client (no failover, nobody's failure), not a
+/// timeout. The error body's wait and the attempt's timer end at the same instant; the
+/// body's must win.
+#[actix_rt::test]
+async fn an_error_status_whose_body_hangs_is_still_the_clients_error() {
+    let db = TestDb::sqlite();
+    let hung = Behavior {
+        status: 400,
+        ..Behavior::stall_body()
+    };
+    let (mut c, first, second) = pair(&db, ("first", hung), ("second", Behavior::ok())).await;
+    c.routing.request_timeout_ms = 300;
+    let app = TestApp::start(c).await;
+    for _ in 0..3 {
+        let r = app.chat("m").await;
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert_eq!(r.header("x-switchyard-provider"), Some("first"));
+        assert_eq!(r.header("x-switchyard-attempts"), Some("1"));
+        // The next request goes round to the healthy one.
+        let r = app.chat("m").await;
+        assert_eq!(r.header("x-switchyard-provider"), Some("second"));
+    }
+    assert_eq!((first.chat_hits(), second.chat_hits()), (3, 3));
+    let s = app.state_of("first").await;
+    assert!(s.health.is_healthy);
+    assert_eq!(s.health.error_count, 0);
+    app.stop().await;
+}
+
 #[actix_rt::test]
 async fn fails_over_on_connection_refused() {
     let db = TestDb::sqlite();

@@ -54,6 +54,10 @@ pub struct Behavior {
     pub fail_status: u16,
     /// Never answer: hold the request open (bounded by [`STALL_LIMIT_MS`], then `504`).
     pub stall: bool,
+    /// Chat only: send the response head at once (`status`; `text/event-stream` for a stream
+    /// request, else JSON), then hold the body open without a byte (bounded by
+    /// [`STALL_LIMIT_MS`], then the connection closes): a provider that hangs mid-answer.
+    pub stall_body: bool,
     /// Content chunks sent when the request has `"stream": true` (default 3). Streams other
     /// than the chat text stream render at most 100 000.
     pub stream_chunks: usize,
@@ -152,6 +156,7 @@ impl Default for Behavior {
             fail_rate: 0.0,
             fail_status: 500,
             stall: false,
+            stall_body: false,
             stream_chunks: 3,
             chunk_delay_ms: 0,
             cut_after_chunks: None,
@@ -205,6 +210,15 @@ impl Behavior {
     pub fn stall() -> Self {
         Self {
             stall: true,
+            ..Self::default()
+        }
+    }
+
+    /// Chat requests get their head, then a body that never comes (see
+    /// [`Behavior::stall_body`]).
+    pub fn stall_body() -> Self {
+        Self {
+            stall_body: true,
             ..Self::default()
         }
     }

@@ -440,6 +440,23 @@ pub(crate) fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// A response whose head leaves at once and whose body sends nothing until
+/// [`STALL_LIMIT_MS`] has passed, then breaks off (see [`Behavior::stall_body`]).
+fn stalled_body(status: StatusCode, stream: bool) -> HttpResponse {
+    let content_type = if stream {
+        "text/event-stream"
+    } else {
+        "application/json"
+    };
+    let never = futures_util::stream::once(async {
+        actix_rt::time::sleep(Duration::from_millis(STALL_LIMIT_MS)).await;
+        Err::<Bytes, _>(std::io::Error::other("mock: stalled body given up"))
+    });
+    HttpResponse::build(status)
+        .insert_header((header::CONTENT_TYPE, content_type))
+        .streaming(never)
+}
+
 /// `POST /v1/chat/completions` and `POST /chat/completions`.
 async fn chat(req: HttpRequest, body: web::Bytes, state: web::Data<Shared>) -> HttpResponse {
     state.arrive(Endpoint::Chat, &req, Some(&body));
@@ -447,6 +464,10 @@ async fn chat(req: HttpRequest, body: web::Bytes, state: web::Data<Shared>) -> H
     let b = &c.behavior;
     if b.stall {
         return state.stall(&c).await;
+    }
+    if b.stall_body {
+        let stream = serde_json::from_slice::<ChatRequest<'_>>(&body).is_ok_and(|p| p.stream == Some(true));
+        return stalled_body(status_code(b.status), stream);
     }
     if let Some(resp) = state.scripted_failure(&c) {
         sleep_ms(b.latency_ms).await;
