@@ -3,6 +3,7 @@
 //! `model` spliced) or translated (the other chat format, see `crate::translate`), and the
 //! answer, error body and stream come back in the client's format.
 
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use actix_web::HttpResponse;
@@ -116,17 +117,15 @@ pub fn is_event_stream(content_type: Option<&HeaderValue>) -> bool {
         .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/event-stream"))
 }
 
-/// Waits (at most `timeout`) for a stream's first bytes: until then failing over is safe.
-pub async fn first_chunk(resp: &mut awc::ClientResponse, timeout: Duration) -> Result<Bytes, AttemptError> {
-    let started = Instant::now();
+/// Waits for a stream's first bytes: until then failing over is safe. (The attempt's one
+/// timer bounds the wait.)
+pub async fn first_chunk(resp: &mut awc::ClientResponse) -> Result<Bytes, AttemptError> {
     loop {
-        let remaining = timeout.saturating_sub(started.elapsed());
-        return match tokio::time::timeout(remaining, resp.next()).await {
-            Ok(Some(Ok(chunk))) if chunk.is_empty() => continue,
-            Ok(Some(Ok(first))) => Ok(first),
-            Ok(Some(Err(e))) => Err(AttemptError::StreamBroke(e.to_string())),
-            Ok(None) => Err(AttemptError::StreamEnded { committed: false }),
-            Err(_) => Err(AttemptError::Timeout(Phase::FirstChunk)),
+        return match resp.next().await {
+            Some(Ok(chunk)) if chunk.is_empty() => continue,
+            Some(Ok(first)) => Ok(first),
+            Some(Err(e)) => Err(AttemptError::StreamBroke(e.to_string())),
+            None => Err(AttemptError::StreamEnded { committed: false }),
         };
     }
 }
@@ -143,14 +142,13 @@ pub fn not_a_stream(content_type: Option<&HeaderValue>) -> AttemptError {
 /// provider's failure.
 pub async fn judge_error(
     resp: awc::ClientResponse,
-    timeout: Duration,
+    deadline: Instant,
     routing: &RoutingConfig,
 ) -> Result<(u16, Option<HeaderValue>, Bytes), AttemptError> {
     let status = resp.status().as_u16();
     let content_type = resp.headers().get(CONTENT_TYPE).cloned();
     let retry_after = classify::retry_after(resp.headers(), Utc::now());
-    let mut resp = resp.timeout(timeout);
-    let body = resp.body().limit(MAX_ERROR_BODY).await.unwrap_or_default();
+    let body = error_body(resp, deadline).await;
     match classify_status(status, &body) {
         StatusClass::ClientError | StatusClass::Success => Ok((status, content_type, body)),
         class => Err(AttemptError::Status {
@@ -164,18 +162,26 @@ pub async fn judge_error(
     }
 }
 
-/// Reads a whole 2xx answer, within `timeout` and `routing.max_response_bytes`.
+/// An error answer's body, as much of it as arrives by `deadline` (at most
+/// `MAX_ERROR_BODY`): an error status is judged by what its body says, and one whose body
+/// never ends is judged without it rather than timed out. The attempt's own timer fires at
+/// the same instant; the timer polled first is this one, so the body's wait ends here.
+async fn error_body(mut resp: awc::ClientResponse, deadline: Instant) -> Bytes {
+    let read = resp.body().limit(MAX_ERROR_BODY);
+    match tokio::time::timeout_at(deadline.into(), read).await {
+        Ok(Ok(body)) => body,
+        _ => Bytes::new(),
+    }
+}
+
+/// Reads a whole 2xx answer, within `routing.max_response_bytes`. (The attempt's one timer
+/// bounds the read.)
 pub async fn read_answer(
-    resp: awc::ClientResponse,
-    timeout: Duration,
+    mut resp: awc::ClientResponse,
     routing: &RoutingConfig,
 ) -> Result<Bytes, AttemptError> {
-    let mut resp = resp.timeout(timeout);
     match resp.body().limit(routing.max_response_bytes).await {
         Ok(body) => Ok(body),
-        Err(awc::error::PayloadError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
-            Err(AttemptError::Timeout(Phase::Body))
-        }
         Err(awc::error::PayloadError::Overflow) => Err(AttemptError::TooLarge {
             limit: routing.max_response_bytes,
         }),
@@ -378,24 +384,16 @@ impl<'a> ForwardExchange<'a> {
         let v = converted.map_err(|e| AttemptError::BodyRead(e.to_string()))?;
         Ok((Answer::json(status, v.to_string().into_bytes()), usage))
     }
-}
 
-impl Exchange for ForwardExchange<'_> {
-    type Answer = Answer;
-    type Stream = PendingStream;
-
-    async fn attempt(&mut self, route: &Route, timeout: Duration) -> Attempted<Answer, PendingStream> {
-        let started = Instant::now();
-        let remaining = || {
-            timeout
-                .saturating_sub(started.elapsed())
-                .max(Duration::from_millis(1))
-        };
+    /// One attempt's work, bounded by the timer in `attempt`; `phase` follows it.
+    async fn call(
+        &mut self,
+        route: &Route,
+        deadline: Instant,
+        phase: &Cell<Phase>,
+    ) -> Attempted<Answer, PendingStream> {
         let client = self.clients.get(&route.entry.config);
         let mut ask_usage = !route.entry.load.refuses_stream_options();
-        // The whole budget for the first send (no time has passed); a second send gets what
-        // is left.
-        let mut send_timeout = timeout;
         let (mut resp, upstream) = loop {
             let (endpoint, body, upstream) = self.plan(route, ask_usage);
             let sent = send_to(
@@ -404,7 +402,6 @@ impl Exchange for ForwardExchange<'_> {
                 endpoint,
                 body,
                 self.stream,
-                send_timeout,
                 &self.headers,
             )
             .await;
@@ -417,11 +414,9 @@ impl Exchange for ForwardExchange<'_> {
             let status = resp.status().as_u16();
             if ask_usage && self.asks_usage(upstream) && matches!(status, 400 | 422) {
                 let content_type = resp.headers().get(CONTENT_TYPE).cloned();
-                let mut resp = resp.timeout(remaining());
-                let error = resp.body().limit(MAX_ERROR_BODY).await.unwrap_or_default();
+                let error = error_body(resp, deadline).await;
                 if body::refuses_stream_options(status, &error) {
                     ask_usage = false;
-                    send_timeout = remaining();
                     if route.entry.load.mark_refuses_stream_options() {
                         log::warn!(
                             "provider {} refuses stream_options: its streams go without it and record no tokens",
@@ -437,7 +432,7 @@ impl Exchange for ForwardExchange<'_> {
         let status = resp.status().as_u16();
         let content_type = resp.headers().get(CONTENT_TYPE).cloned();
         if !resp.status().is_success() {
-            return match judge_error(resp, remaining(), self.routing).await {
+            return match judge_error(resp, deadline, self.routing).await {
                 Ok((status, content_type, body)) => {
                     Attempted::ClientError(self.error_body(upstream, status, content_type, body))
                 }
@@ -445,7 +440,8 @@ impl Exchange for ForwardExchange<'_> {
             };
         }
         if !self.stream {
-            let body = match read_answer(resp, remaining(), self.routing).await {
+            phase.set(Phase::Body);
+            let body = match read_answer(resp, self.routing).await {
                 Ok(b) => b,
                 Err(e) => return Attempted::Failed(e),
             };
@@ -460,7 +456,8 @@ impl Exchange for ForwardExchange<'_> {
         if !is_event_stream(content_type.as_ref()) {
             return Attempted::Failed(not_a_stream(content_type.as_ref()));
         }
-        let first = match first_chunk(&mut resp, remaining()).await {
+        phase.set(Phase::FirstChunk);
+        let first = match first_chunk(&mut resp).await {
             Ok(f) => f,
             Err(e) => return Attempted::Failed(e),
         };
@@ -482,6 +479,22 @@ impl Exchange for ForwardExchange<'_> {
             upstream: upstream.stream_format(),
             transform,
         })
+    }
+}
+
+impl Exchange for ForwardExchange<'_> {
+    type Answer = Answer;
+    type Stream = PendingStream;
+
+    async fn attempt(&mut self, route: &Route, deadline: Instant) -> Attempted<Answer, PendingStream> {
+        // One timer bounds the whole attempt (connection, head, body or first chunk): awc's
+        // request and response timeouts would box a timer per request, arm it, re-arm it
+        // for the body and drop it. The phase the attempt was in names a timeout.
+        let phase = Cell::new(Phase::Head);
+        match tokio::time::timeout_at(deadline.into(), self.call(route, deadline, &phase)).await {
+            Ok(attempted) => attempted,
+            Err(_) => Attempted::Failed(AttemptError::Timeout(phase.get())),
+        }
     }
 
     fn commit(&mut self, stream: PendingStream, report: AttemptReport) -> Answer {

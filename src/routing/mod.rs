@@ -48,8 +48,9 @@ pub trait Exchange {
     /// A stream whose first bytes arrived, before it is given its report.
     type Stream;
 
-    /// Calls `route` once, bounded by `timeout` (already cut to the request's deadline).
-    async fn attempt(&mut self, route: &Route, timeout: Duration) -> Attempted<Self::Answer, Self::Stream>;
+    /// Calls `route` once, ending by `deadline` (the attempt's budget, already cut to the
+    /// request's deadline).
+    async fn attempt(&mut self, route: &Route, deadline: Instant) -> Attempted<Self::Answer, Self::Stream>;
 
     /// Commits a stream to its provider. The stream must settle `report` once when it ends
     /// (dropping it settles it as neutral).
@@ -164,7 +165,8 @@ pub async fn run<E: Exchange>(
             announce_switch(state, &from, &route, &why);
         }
         let mut report = AttemptReport::start(state, &route, req.model, t0);
-        let result = exchange.attempt(&route, budget.timeout).await;
+        // Within the request's deadline (`begin` cut the budget to it), so this cannot overflow.
+        let result = exchange.attempt(&route, t0 + budget.timeout).await;
         let took = t0.elapsed();
         upstream_time += took;
         if matches!(result, Attempted::Answered { .. } | Attempted::Streaming(_)) {

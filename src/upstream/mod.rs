@@ -2,8 +2,8 @@
 //!
 //! An `awc::Client` is bound to the thread that built it, so each HTTP worker keeps one per
 //! provider (`clients`: a pool and a connection limit per provider) and the actors' thread
-//! builds one for probes. awc's own request
-//! timeout only covers sending and the response head; callers bound the body themselves.
+//! builds one for probes. A chat attempt sets no awc timeout: one timer of the caller's
+//! bounds it whole (connection, head, body; see `http::forward`).
 
 pub mod body;
 pub mod classify;
@@ -49,19 +49,18 @@ impl ClientHeaders {
 }
 
 /// Sends one request to `endpoint` of a provider, with its kind's credential and headers, and
-/// waits for the response head (at most `timeout`).
+/// waits for the response head. No timer of awc's: the caller bounds the whole attempt.
 pub async fn send_to(
     client: &Client,
     provider: &ProviderConfig,
     endpoint: Endpoint,
     body: Bytes,
     stream: bool,
-    timeout: Duration,
     client_headers: &ClientHeaders,
 ) -> Result<ClientResponse, awc::error::SendRequestError> {
     const JSON: HeaderValue = HeaderValue::from_static("application/json");
     const EVENT_STREAM: HeaderValue = HeaderValue::from_static("text/event-stream");
-    let mut req = client.post(provider.wire.url(endpoint).clone()).timeout(timeout);
+    let mut req = client.post(provider.wire.url(endpoint).clone());
     // Into the header map in place: the builder's `insert_header` moves the whole request
     // (several hundred bytes) at each call. The map starts empty (the client has no default
     // headers) and every name below is a different one, so `append` is `insert` without
