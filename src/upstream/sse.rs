@@ -442,7 +442,12 @@ pub struct ObservedStream<S> {
     first: Option<Bytes>,
     inner: S,
     idle_timeout: Duration,
+    /// Fires `idle_timeout` after the last chunk, or earlier: it is armed for the first
+    /// chunk and moved on only when it fires (to `idle_timeout` after `last_chunk`). Moving
+    /// a timer takes the runtime's timer lock; a clock read per chunk is much cheaper, and a
+    /// stream has a chunk per token.
     idle: Pin<Box<Sleep>>,
+    last_chunk: Instant,
     observer: SseObserver,
     report: Option<Box<dyn StreamReport>>,
     failed: Option<AttemptError>,
@@ -483,6 +488,7 @@ where
             inner,
             idle_timeout,
             idle: Box::pin(tokio::time::sleep(idle_timeout)),
+            last_chunk: Instant::now(),
             observer,
             report: Some(report),
             failed: None,
@@ -566,8 +572,7 @@ where
                     if let Some(message) = this.observer.upstream_error.take() {
                         return this.upstream_failed(chunk, message);
                     }
-                    let deadline = Instant::now() + this.idle_timeout;
-                    this.idle.as_mut().reset(deadline);
+                    this.last_chunk = Instant::now();
                     let out = this.out(chunk);
                     if out.is_empty() {
                         continue;
@@ -581,12 +586,18 @@ where
                     return this.fail(AttemptError::StreamEnded { committed: true });
                 }
                 Poll::Ready(None) => return this.end(),
-                Poll::Pending => {
-                    return match this.idle.as_mut().poll(cx) {
-                        Poll::Ready(()) => this.fail(AttemptError::Timeout(Phase::Idle)),
-                        Poll::Pending => Poll::Pending,
-                    };
-                }
+                Poll::Pending => loop {
+                    if this.idle.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    // The timer fired: idle only if no chunk came since it was armed;
+                    // otherwise it moves to `idle_timeout` after the last one.
+                    let deadline = this.last_chunk + this.idle_timeout;
+                    if deadline <= Instant::now() {
+                        return this.fail(AttemptError::Timeout(Phase::Idle));
+                    }
+                    this.idle.as_mut().reset(deadline);
+                },
             }
         }
     }
@@ -769,6 +780,40 @@ mod tests {
             .unwrap();
         assert_eq!(out.len(), 2);
         assert!(matches!(seen.borrow().as_ref().unwrap().0, StreamEnd::Failed(_)));
+    }
+
+    /// The idle timeout counts from the last chunk, exactly: chunks 7 s apart keep a stream
+    /// with a 10 s idle timeout alive for 35 s, and it fails 10 s after the last one (at
+    /// 45 s, not when a timer armed earlier happens to fire).
+    #[actix_rt::test]
+    async fn the_idle_timeout_counts_from_the_last_chunk() {
+        tokio::time::pause();
+        let seen = std::rc::Rc::new(std::cell::RefCell::new(None));
+        let chunks = futures_util::stream::iter(0..5)
+            .then(|_| async {
+                tokio::time::sleep(Duration::from_secs(7)).await;
+                Ok::<_, &str>(Bytes::from_static(b"data: {}\n\n"))
+            })
+            .chain(futures_util::stream::pending())
+            .boxed_local();
+        let started = Instant::now();
+        let s = ObservedStream::new(
+            Bytes::from_static(b"data: {}\n\n"),
+            chunks,
+            Duration::from_secs(10),
+            Box::new(Capture(seen.clone())),
+        );
+        let out: Vec<_> = s.collect().await;
+        let took = started.elapsed();
+        assert_eq!(out.len(), 7, "the first chunk, five more, the error event");
+        assert!(
+            (Duration::from_secs(45)..Duration::from_millis(45_010)).contains(&took),
+            "{took:?}"
+        );
+        assert_eq!(
+            seen.borrow().as_ref().unwrap().0,
+            StreamEnd::Failed(AttemptError::Timeout(Phase::Idle))
+        );
     }
 
     #[actix_rt::test]
