@@ -21,6 +21,7 @@
 pub mod chat_via_anthropic;
 pub mod errors;
 pub mod messages_via_openai;
+mod raw;
 pub mod sse;
 
 use serde_json::{Map, Value};

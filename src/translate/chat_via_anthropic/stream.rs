@@ -12,12 +12,11 @@
 //! `ping` and thinking deltas produce nothing; an `error` event is the observer's to report
 //! (it ends the stream with an error event in the client's format).
 
-use std::borrow::Cow;
-
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use serde_json::value::RawValue;
-use serde_json::{Value, json};
 
+use crate::translate::raw::{members, object, text_of, value_of};
 use crate::translate::sse::{Event, TranslateEvent, Translating};
 use crate::translate::{Tokens, finish_reason_from_anthropic, write_sse_event};
 
@@ -102,13 +101,13 @@ impl ToChatChunks {
         if self.finished {
             return;
         }
-        let Ok(data) = serde_json::from_str::<Members>(&e.data) else {
+        let Some(data) = object::<Members>(&e.data) else {
             return;
         };
         let kind = text_of(data.kind);
         match kind.as_deref().or(e.name.as_deref()) {
             Some("message_start") => {
-                let m = Members::of(data.message);
+                let m: Members = members(data.message);
                 self.id = text_of(m.id).unwrap_or_default().into_owned();
                 self.model = text_of(m.model).unwrap_or_default().into_owned();
                 // The chunks from here on carry this id and model.
@@ -123,7 +122,7 @@ impl ToChatChunks {
                 self.chunk(role, None, out);
             }
             Some("content_block_start") => {
-                let block = Members::of(data.content_block);
+                let block: Members = members(data.content_block);
                 match text_of(block.kind).as_deref() {
                     Some("tool_use") => {
                         let index = self.tool_calls;
@@ -149,7 +148,7 @@ impl ToChatChunks {
                 }
             }
             Some("content_block_delta") => {
-                let delta = Members::of(data.delta);
+                let delta: Members = members(data.delta);
                 match text_of(delta.kind).as_deref() {
                     Some("text_delta") => {
                         self.chunk(ContentDelta { content: &delta.text }, None, out);
@@ -170,7 +169,7 @@ impl ToChatChunks {
             }
             Some("content_block_stop") => self.open_tool = None,
             Some("message_delta") => {
-                if let Some(r) = text_of(Members::of(data.delta).stop_reason) {
+                if let Some(r) = text_of(members::<Members>(data.delta).stop_reason) {
                     self.stop_reason = Some(r.into_owned());
                 }
                 if let Some(u) = value_of(data.usage) {
@@ -198,9 +197,9 @@ impl ToChatChunks {
 /// The members of an Anthropic event (or of its `message`, `content_block` or `delta`) that
 /// the translator reads, each as its raw JSON text: an event is walked once and builds no
 /// map. What is passed on (a text, a tool's id and name, its argument pieces) goes out as
-/// the upstream wrote it. A member of an unexpected type reads as absent (see `text_of`),
-/// as a lookup in a `Value` would; only data that is not one JSON object, or that names a
-/// member twice, drops the event.
+/// the upstream wrote it. A member of an unexpected type reads as absent (see
+/// `translate::raw`), as a lookup in a `Value` would; only data that is not one JSON object,
+/// or that names a member twice, drops the event.
 #[derive(Default, Deserialize)]
 #[serde(default)]
 struct Members<'a> {
@@ -226,29 +225,6 @@ struct Members<'a> {
     partial_json: Option<&'a RawValue>,
     #[serde(borrow)]
     stop_reason: Option<&'a RawValue>,
-}
-
-impl<'a> Members<'a> {
-    /// The members of a nested object; none when it is absent or not an object.
-    fn of(raw: Option<&'a RawValue>) -> Members<'a> {
-        raw.and_then(|r| serde_json::from_str(r.get()).ok())
-            .unwrap_or_default()
-    }
-}
-
-/// A member's string; `None` when it is absent or not a string. Borrowed unless it holds
-/// escapes.
-fn text_of(raw: Option<&RawValue>) -> Option<Cow<'_, str>> {
-    let r = raw?.get();
-    match serde_json::from_str::<&str>(r) {
-        Ok(s) => Some(Cow::Borrowed(s)),
-        Err(_) => serde_json::from_str::<String>(r).ok().map(Cow::Owned),
-    }
-}
-
-/// A member as a `Value` (a usage object: twice a stream).
-fn value_of(raw: Option<&RawValue>) -> Option<Value> {
-    serde_json::from_str(raw?.get()).ok()
 }
 
 /// `delta: {tool_calls: [call]}`.
@@ -294,6 +270,7 @@ impl TranslateEvent for ToChatChunks {
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
+    use serde_json::Value;
 
     use super::*;
     use crate::upstream::sse::ChunkTransform;
@@ -426,5 +403,19 @@ data: {"id":"msg_1","#
         assert_eq!(got[3]["choices"][0]["finish_reason"], "stop");
         assert_eq!(got.len(), 5, "{text}");
         assert_eq!(got[4], json!("[DONE]"));
+    }
+
+    /// An array is no object: its elements are never read as members by position.
+    #[test]
+    fn arrays_are_not_read_as_members() {
+        let mut t = ToChatChunks::new(0, false);
+        let stream = concat!(
+            "data: [\"content_block_delta\",null,null,{\"type\":\"text_delta\",\"text\":\"x\"}]\n\n",
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":[\"message\",null,null,null,null,\"msg_x\",\"m\"]}\n\n",
+        );
+        let got = chunks(&t.pass(Bytes::from_static(stream.as_bytes())));
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0]["id"], "");
+        assert_eq!(got[0]["model"], "");
     }
 }
