@@ -52,6 +52,9 @@ pub struct SseObserver {
     pub upstream_error: Option<String>,
     /// Anthropic's counts so far (its usage arrives in two events).
     anthropic: crate::translate::Tokens,
+    /// The last chunk fed holds no `"usage"` (known only for an OpenAI stream whose events
+    /// end inside the chunk: what `UsageFilter` would search it for).
+    pub chunk_without_usage: bool,
 }
 
 impl SseObserver {
@@ -65,13 +68,16 @@ impl SseObserver {
     /// Feeds one chunk of the stream.
     pub fn feed(&mut self, chunk: &[u8]) {
         self.bytes = self.bytes.saturating_add(chunk.len() as u64);
+        self.chunk_without_usage = false;
         if self.oversized || self.done {
             return;
         }
         if self.tail.is_empty() {
             let n = needles();
-            if self.format == StreamFormat::OpenAi && !contains(chunk, &n.usage) && !contains(chunk, &n.done)
-            {
+            if self.format == StreamFormat::OpenAi && !contains(chunk, &n.usage) {
+                self.chunk_without_usage = true;
+            }
+            if self.chunk_without_usage && !contains(chunk, &n.done) {
                 // No event of this chunk can hold what the observer reads: only the
                 // trailing partial event is kept, found from the end.
                 let consumed = last_event_end(chunk).unwrap_or(0);
@@ -342,6 +348,11 @@ pub fn error_event_for(format: StreamFormat, message: &str) -> Bytes {
 /// a normal end.
 pub trait ChunkTransform: 'static {
     fn pass(&mut self, chunk: Bytes) -> Bytes;
+    /// Like `pass`, for a chunk the observer already found holds no `"usage"` (one search
+    /// of each chunk, not two, on a native stream with the usage chunk taken out).
+    fn pass_without_usage(&mut self, chunk: Bytes) -> Bytes {
+        self.pass(chunk)
+    }
     fn rest(&mut self) -> Bytes {
         Bytes::new()
     }
@@ -349,6 +360,13 @@ pub trait ChunkTransform: 'static {
 
 impl ChunkTransform for UsageFilter {
     fn pass(&mut self, chunk: Bytes) -> Bytes {
+        UsageFilter::pass(self, chunk)
+    }
+    fn pass_without_usage(&mut self, chunk: Bytes) -> Bytes {
+        if self.carry.is_empty() {
+            return self.pass_events(chunk);
+        }
+        // The held part of an event and this chunk may spell `"usage"` between them.
         UsageFilter::pass(self, chunk)
     }
     fn rest(&mut self) -> Bytes {
@@ -380,13 +398,7 @@ impl UsageFilter {
     /// What of `chunk` goes to the client now (possibly nothing).
     pub fn pass(&mut self, chunk: Bytes) -> Bytes {
         if self.carry.is_empty() && !contains(&chunk, &needles().usage_object) {
-            // No usage chunk here (most chunks): the complete events pass as they are.
-            let end = last_event_end(&chunk).unwrap_or(0);
-            if chunk.len() - end > MAX_EVENT_BYTES {
-                return chunk;
-            }
-            self.carry.extend_from_slice(&chunk[end..]);
-            return chunk.slice(..end);
+            return self.pass_events(chunk);
         }
         let data = if self.carry.is_empty() {
             chunk
@@ -418,6 +430,17 @@ impl UsageFilter {
                 Bytes::from(buf)
             }
         }
+    }
+
+    /// A chunk with no usage chunk in it (most chunks), nothing held before it: its complete
+    /// events pass as they are, a trailing partial one is held.
+    fn pass_events(&mut self, chunk: Bytes) -> Bytes {
+        let end = last_event_end(&chunk).unwrap_or(0);
+        if chunk.len() - end > MAX_EVENT_BYTES {
+            return chunk;
+        }
+        self.carry.extend_from_slice(&chunk[end..]);
+        chunk.slice(..end)
     }
 
     /// Bytes still held at the end of the stream.
@@ -513,6 +536,7 @@ where
     /// A chunk on its way to the client: through the filter, if any.
     fn out(&mut self, chunk: Bytes) -> Bytes {
         match &mut self.filter {
+            Some(f) if self.observer.chunk_without_usage => f.pass_without_usage(chunk),
             Some(f) => f.pass(chunk),
             None => chunk,
         }
@@ -935,6 +959,37 @@ mod tests {
         assert!(text.starts_with("event: error\ndata: {\"error\""), "{text}");
         assert!(text.contains("Overloaded"));
         assert!(matches!(seen.borrow().as_ref().unwrap().0, StreamEnd::Failed(_)));
+    }
+
+    /// The same through a whole observed stream, where the filter skips its search in the
+    /// chunks the observer found without `"usage"`: every split, the usage chunk taken out of
+    /// what the client gets and still recorded.
+    #[actix_rt::test]
+    async fn an_observed_stream_takes_the_usage_chunk_out_wherever_the_chunks_split() {
+        let content = b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n".repeat(3);
+        let mut all = content.clone();
+        all.extend_from_slice(USAGE);
+        all.extend_from_slice(b"data: [DONE]\n\n");
+        let mut expected = content;
+        expected.extend_from_slice(b"data: [DONE]\n\n");
+        for split in 1..all.len() {
+            let seen = std::rc::Rc::new(std::cell::RefCell::new(None));
+            let mut parts = all.chunks(split).map(Bytes::copy_from_slice);
+            let first = parts.next().unwrap();
+            let rest = futures_util::stream::iter(parts.map(Ok::<_, &str>).collect::<Vec<_>>());
+            let s = ObservedStream::new(
+                first,
+                rest,
+                Duration::from_secs(5),
+                Box::new(Capture(seen.clone())),
+            )
+            .without_usage_chunk();
+            let out: Vec<Bytes> = s.map(|r| r.unwrap()).collect().await;
+            assert_eq!(out.concat(), expected, "split {split}");
+            let (end, usage) = seen.borrow_mut().take().unwrap();
+            assert_eq!(end, StreamEnd::Completed, "split {split}");
+            assert_eq!(usage.map(|u| u.total_tokens), Some(7), "split {split}");
+        }
     }
 
     #[test]
