@@ -6,7 +6,10 @@ use std::{
     fmt::Write as _,
     sync::{
         Arc, Mutex, PoisonError, RwLock,
-        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
+        atomic::{
+            AtomicBool, AtomicU64,
+            Ordering::{Acquire, Relaxed, Release},
+        },
     },
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -95,13 +98,15 @@ impl Shared {
     }
 
     pub fn hits(&self, e: Endpoint) -> u64 {
-        self.hits[e.index()].load(Relaxed)
+        self.hits[e.index()].load(Acquire)
     }
 
-    /// Counts a request to `e` and records it.
+    /// Records a request to `e`, then counts it: a test that sees the count sees the record
+    /// (the mock answers on its own thread, and a count taken before the record let a test
+    /// read one record fewer than the hits it had waited for).
     pub(crate) fn arrive(&self, e: Endpoint, req: &HttpRequest, body: Option<&[u8]>) {
-        self.hits[e.index()].fetch_add(1, Relaxed);
         self.record(req, body);
+        self.hits[e.index()].fetch_add(1, Release);
     }
 
     /// The behaviour `e` answers with: the healthy variant when `only_on` leaves `e` out.
