@@ -961,17 +961,24 @@ mod tests {
         assert!(matches!(seen.borrow().as_ref().unwrap().0, StreamEnd::Failed(_)));
     }
 
+    /// A stream of `content`, the usage chunk and `[DONE]`, and what a client that did not
+    /// ask for usage receives of it (the same without the usage chunk).
+    fn with_usage_chunk(content: Vec<u8>) -> (Vec<u8>, Vec<u8>) {
+        let mut all = content.clone();
+        all.extend_from_slice(USAGE);
+        all.extend_from_slice(b"data: [DONE]\n\n");
+        let mut expected = content;
+        expected.extend_from_slice(b"data: [DONE]\n\n");
+        (all, expected)
+    }
+
     /// The same through a whole observed stream, where the filter skips its search in the
     /// chunks the observer found without `"usage"`: every split, the usage chunk taken out of
     /// what the client gets and still recorded.
     #[actix_rt::test]
     async fn an_observed_stream_takes_the_usage_chunk_out_wherever_the_chunks_split() {
         let content = b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n".repeat(3);
-        let mut all = content.clone();
-        all.extend_from_slice(USAGE);
-        all.extend_from_slice(b"data: [DONE]\n\n");
-        let mut expected = content;
-        expected.extend_from_slice(b"data: [DONE]\n\n");
+        let (all, expected) = with_usage_chunk(content);
         for split in 1..all.len() {
             let seen = std::rc::Rc::new(std::cell::RefCell::new(None));
             let mut parts = all.chunks(split).map(Bytes::copy_from_slice);
@@ -995,11 +1002,7 @@ mod tests {
     #[test]
     fn the_usage_chunk_is_taken_out_wherever_the_chunks_split() {
         let content = b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\n".to_vec();
-        let mut all = content.clone();
-        all.extend_from_slice(USAGE);
-        all.extend_from_slice(b"data: [DONE]\n\n");
-        let mut expected = content;
-        expected.extend_from_slice(b"data: [DONE]\n\n");
+        let (all, expected) = with_usage_chunk(content);
         for split in 1..all.len() {
             let mut f = UsageFilter::default();
             let mut out = Vec::new();
