@@ -174,7 +174,7 @@ impl Iterator for Scan<'_> {
     }
 }
 
-fn skip_ws(b: &[u8], mut i: usize) -> usize {
+pub(crate) fn skip_ws(b: &[u8], mut i: usize) -> usize {
     while i < b.len() && b[i].is_ascii_whitespace() {
         i += 1;
     }
@@ -188,7 +188,7 @@ fn skip_string(b: &[u8], i: usize) -> Option<usize> {
 
 /// Like [`skip_string`], also saying whether the string holds an escape (the search finds
 /// the backslashes anyway, so a key needs no second pass to know it).
-fn string_end(b: &[u8], i: usize) -> Option<(usize, bool)> {
+pub(crate) fn string_end(b: &[u8], i: usize) -> Option<(usize, bool)> {
     let mut i = i + 1;
     let mut escaped = false;
     loop {
@@ -266,7 +266,7 @@ fn rskip_value(b: &[u8], lo: usize, end: usize) -> Option<usize> {
 }
 
 /// Index just past the value that starts at `i`; `None` if it does not end.
-fn skip_value(b: &[u8], mut i: usize) -> Option<usize> {
+pub(crate) fn skip_value(b: &[u8], mut i: usize) -> Option<usize> {
     match b.get(i)? {
         b'"' => skip_string(b, i),
         b'{' | b'[' => {

@@ -52,39 +52,72 @@ pub fn from_json(doc: &[u8]) -> Option<TokenUsage> {
 
 /// The counts of a usage object whose members are plain integers (what every upstream
 /// sends), read without serde; `None` for anything else (a float, a string, an escaped key,
-/// `null`, a duplicate), which serde then judges.
+/// `null`, a duplicate, a malformed object), which serde then judges.
+///
+/// One forward pass: the three keys are matched in place and their digits read as they are
+/// walked (the generic member scanner searched for each key's end and walked each number
+/// twice: this runs on every answer and every stream).
 fn plain_counts(value: &[u8]) -> Option<TokenUsage> {
-    let mut scan = json_members::Scan::new(value)?;
-    let mut usage = TokenUsage::default();
-    let mut seen = [false; 3];
-    for m in scan.by_ref() {
-        let slot = match &value[m.key.0..m.key.1] {
-            b"prompt_tokens" => 0,
-            b"completion_tokens" => 1,
-            b"total_tokens" => 2,
-            // Other members (`prompt_tokens_details`, …) are not read; a key written with
+    use json_members::{skip_value, skip_ws, string_end};
+    const KEYS: [&[u8]; 3] = [b"prompt_tokens\"", b"completion_tokens\"", b"total_tokens\""];
+    let mut counts = [None::<u64>; 3];
+    let mut i = skip_ws(value, 0);
+    if value.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_ws(value, i + 1);
+    if value.get(i) == Some(&b'}') {
+        return (skip_ws(value, i + 1) == value.len()).then(TokenUsage::default);
+    }
+    loop {
+        if value.get(i) != Some(&b'"') {
+            return None;
+        }
+        let key = &value[i + 1..];
+        let slot = KEYS.iter().position(|k| key.starts_with(k));
+        i = match slot {
+            Some(s) => i + 1 + KEYS[s].len(),
+            // Other members (`prompt_tokens_details`, …) are skipped; a key written with
             // escapes (it may spell one of the three) leaves the object to serde.
-            _ => continue,
+            None => match string_end(value, i)? {
+                (_, true) => return None,
+                (end, false) => end,
+            },
         };
-        if std::mem::replace(&mut seen[slot], true) {
+        i = skip_ws(value, i);
+        if value.get(i) != Some(&b':') {
             return None;
         }
-        let digits = &value[m.value.0..m.value.1];
-        let leading_zero = digits.len() > 1 && digits[0] == b'0';
-        if digits.is_empty() || digits.len() > 20 || leading_zero || !digits.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        // At most 20 ASCII digits (checked above); a count past u64 is not plain.
-        let n = digits
-            .iter()
-            .try_fold(0u64, |n, d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))?;
+        i = skip_ws(value, i + 1);
         match slot {
-            0 => usage.prompt_tokens = n,
-            1 => usage.completion_tokens = n,
-            _ => usage.total_tokens = n,
+            Some(s) => {
+                let digits = value[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+                let leading_zero = digits > 1 && value[i] == b'0';
+                if digits == 0 || digits > 20 || leading_zero || counts[s].is_some() {
+                    return None;
+                }
+                // At most 20 ASCII digits (checked above); a count past u64 is not plain.
+                let n = value[i..i + digits]
+                    .iter()
+                    .try_fold(0u64, |n, d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))?;
+                counts[s] = Some(n);
+                i += digits;
+            }
+            None => i = skip_value(value, i)?,
+        }
+        i = skip_ws(value, i);
+        match value.get(i) {
+            Some(b',') => i = skip_ws(value, i + 1),
+            Some(b'}') if skip_ws(value, i + 1) == value.len() => break,
+            _ => return None,
         }
     }
-    (scan.complete() && !scan.escaped_key).then_some(usage)
+    let [prompt, completion, total] = counts.map(|c| c.unwrap_or(0));
+    Some(TokenUsage {
+        prompt_tokens: prompt,
+        completion_tokens: completion,
+        total_tokens: total,
+    })
 }
 
 impl TokenUsage {
@@ -151,6 +184,17 @@ mod tests {
             (r#"{"usage":{"total_t\u006fkens":5}}"#, Some((0, 0, 5))),
             (r#"{"usage":{"prompt_tokens":18446744073709551616}}"#, None),
             (r#"{"usage":{"prompt_tokens":07}}"#, None),
+            (
+                r#"{"usage":{ "prompt_tokens" : 2 , "completion_tokens_details":{"reasoning_tokens":1}, "completion_tokens":3 }}"#,
+                Some((2, 3, 5)),
+            ),
+            (r#"{"usage":{"prompt_tokens":2,}}"#, None),
+            (r#"{"usage":{"prompt_tokens":2 "total_tokens":3}}"#, None),
+            (
+                r#"{"usage":{"prompt_tokens":2,"prompt_tokens_x":9}}"#,
+                Some((2, 0, 2)),
+            ),
+            (r#"{"usage":{"x\"y":1,"total_tokens":4}}"#, Some((0, 0, 4))),
             // serde reads a struct from an array too; so did the old full parse.
             (r#"{"usage":[1]}"#, Some((1, 0, 1))),
         ] {
