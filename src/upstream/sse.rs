@@ -55,6 +55,10 @@ pub struct SseObserver {
     /// The last chunk fed holds no `"usage"` (known only for an OpenAI stream whose events
     /// end inside the chunk: what `UsageFilter` would search it for).
     pub chunk_without_usage: bool,
+    /// Where the complete events of the last chunk fed end, when the observer found it (a
+    /// chunk with neither usage nor `[DONE]`, nothing held before it): the filter holds back
+    /// the rest, as the observer does, without a search of its own.
+    pub chunk_events_end: Option<usize>,
 }
 
 impl SseObserver {
@@ -69,24 +73,30 @@ impl SseObserver {
     pub fn feed(&mut self, chunk: &[u8]) {
         self.bytes = self.bytes.saturating_add(chunk.len() as u64);
         self.chunk_without_usage = false;
+        self.chunk_events_end = None;
         if self.oversized || self.done {
             return;
         }
         if self.tail.is_empty() {
-            let n = needles();
-            if self.format == StreamFormat::OpenAi && !contains(chunk, &n.usage) {
-                self.chunk_without_usage = true;
-            }
-            if self.chunk_without_usage && !contains(chunk, &n.done) {
-                // No event of this chunk can hold what the observer reads: only the
-                // trailing partial event is kept, found from the end.
-                let consumed = last_event_end(chunk).unwrap_or(0);
-                self.keep_tail(&chunk[consumed..]);
-                return;
-            }
             // The usual case: events end inside the chunk; only a trailing partial event is
             // copied, so most chunks are read in place.
-            let consumed = self.read_events(chunk, 0);
+            let consumed = if self.format == StreamFormat::OpenAi {
+                let n = needles();
+                let usage_at = n.usage.find(chunk);
+                self.chunk_without_usage = usage_at.is_none();
+                let done_at = n.done.find(chunk);
+                if usage_at.is_none() && done_at.is_none() {
+                    // No event of this chunk can hold what the observer reads: only the
+                    // trailing partial event is kept, found from the end.
+                    let consumed = last_event_end(chunk).unwrap_or(0);
+                    self.chunk_events_end = Some(consumed);
+                    consumed
+                } else {
+                    self.read_openai_events(chunk, 0, usage_at, done_at)
+                }
+            } else {
+                self.read_events(chunk, 0)
+            };
             self.keep_tail(&chunk[consumed..]);
             return;
         }
@@ -103,10 +113,47 @@ impl SseObserver {
     /// Handles every complete event in `buf` (searching for ends from `from`); returns how
     /// many bytes they took.
     fn read_events(&mut self, buf: &[u8], mut from: usize) -> usize {
+        if self.format == StreamFormat::OpenAi {
+            let n = needles();
+            return self.read_openai_events(buf, from, n.usage.find(buf), n.done.find(buf));
+        }
         let mut start = 0;
         while let Some(end) = find_event_end(&buf[from..]) {
             let end = from + end;
-            self.on_event(&buf[start..end]);
+            self.on_typed_event(&buf[start..end]);
+            start = end;
+            from = end;
+        }
+        start
+    }
+
+    /// Like [`Self::read_events`] for an OpenAI stream, given where `"usage"` and `[DONE]`
+    /// first occur in `buf`. Most events hold neither: only an event an occurrence falls in
+    /// is read, and each needle is searched for again only past such an event (a search per
+    /// occurrence, not two per event). Neither needle holds a line end, so an occurrence
+    /// lies within one event.
+    fn read_openai_events(
+        &mut self,
+        buf: &[u8],
+        mut from: usize,
+        mut usage_at: Option<usize>,
+        mut done_at: Option<usize>,
+    ) -> usize {
+        let n = needles();
+        let mut start = 0;
+        while let Some(end) = find_event_end(&buf[from..]) {
+            let end = from + end;
+            let usage_here = usage_at.is_some_and(|at| at < end);
+            let done_here = done_at.is_some_and(|at| at < end);
+            if usage_here || done_here {
+                self.on_openai_event(&buf[start..end], usage_here);
+            }
+            if usage_here {
+                usage_at = n.usage.find(&buf[end..]).map(|at| end + at);
+            }
+            if done_here {
+                done_at = n.done.find(&buf[end..]).map(|at| end + at);
+            }
             start = end;
             from = end;
         }
@@ -123,16 +170,8 @@ impl SseObserver {
         self.tail.extend_from_slice(rest);
     }
 
-    fn on_event(&mut self, event: &[u8]) {
-        if self.format != StreamFormat::OpenAi {
-            return self.on_typed_event(event);
-        }
-        // Most events are content deltas with neither `[DONE]` nor a usage: two SIMD
-        // searches tell, and only the rare event that may hold one is split into lines.
-        let usage_here = contains(event, &needles().usage);
-        if !usage_here && !contains(event, &needles().done) {
-            return;
-        }
+    /// An OpenAI event that holds `[DONE]` or (`usage_here`) `"usage"` somewhere.
+    fn on_openai_event(&mut self, event: &[u8], usage_here: bool) {
         for line in lines(event) {
             let Some(data) = line.strip_prefix(b"data:") else {
                 continue;
@@ -349,8 +388,9 @@ pub fn error_event_for(format: StreamFormat, message: &str) -> Bytes {
 pub trait ChunkTransform: 'static {
     fn pass(&mut self, chunk: Bytes) -> Bytes;
     /// Like `pass`, for a chunk the observer already found holds no `"usage"` (one search
-    /// of each chunk, not two, on a native stream with the usage chunk taken out).
-    fn pass_without_usage(&mut self, chunk: Bytes) -> Bytes {
+    /// of each chunk, not two, on a native stream with the usage chunk taken out), and, when
+    /// it knows, where the chunk's complete events end.
+    fn pass_without_usage(&mut self, chunk: Bytes, _events_end: Option<usize>) -> Bytes {
         self.pass(chunk)
     }
     fn rest(&mut self) -> Bytes {
@@ -362,9 +402,10 @@ impl ChunkTransform for UsageFilter {
     fn pass(&mut self, chunk: Bytes) -> Bytes {
         UsageFilter::pass(self, chunk)
     }
-    fn pass_without_usage(&mut self, chunk: Bytes) -> Bytes {
+    fn pass_without_usage(&mut self, chunk: Bytes, events_end: Option<usize>) -> Bytes {
         if self.carry.is_empty() {
-            return self.pass_events(chunk);
+            let end = events_end.unwrap_or_else(|| last_event_end(&chunk).unwrap_or(0));
+            return self.pass_events(chunk, end);
         }
         // The held part of an event and this chunk may spell `"usage"` between them.
         UsageFilter::pass(self, chunk)
@@ -397,21 +438,37 @@ pub struct UsageFilter {
 impl UsageFilter {
     /// What of `chunk` goes to the client now (possibly nothing).
     pub fn pass(&mut self, chunk: Bytes) -> Bytes {
-        if self.carry.is_empty() && !contains(&chunk, &needles().usage_object) {
-            return self.pass_events(chunk);
-        }
+        let usage_object = &needles().usage_object;
+        let mut usage_at = if self.carry.is_empty() {
+            match usage_object.find(&chunk) {
+                None => {
+                    let end = last_event_end(&chunk).unwrap_or(0);
+                    return self.pass_events(chunk, end);
+                }
+                found => found,
+            }
+        } else {
+            None
+        };
         let data = if self.carry.is_empty() {
             chunk
         } else {
             let mut joined = std::mem::take(&mut self.carry);
             joined.extend_from_slice(&chunk);
+            usage_at = usage_object.find(&joined);
             Bytes::from(joined)
         };
         let mut out: Option<Vec<u8>> = None;
         let mut start = 0;
         let mut kept_until = 0;
         while let Some(end) = find_event_end(&data[start..]).map(|e| start + e) {
-            if is_usage_only(&data[start..end]) {
+            // Only an event that `"usage":{` falls in can be the usage chunk; the needle holds
+            // no line end, so an occurrence lies within one event.
+            let here = usage_at.is_some_and(|at| at < end);
+            if here {
+                usage_at = usage_object.find(&data[end..]).map(|at| end + at);
+            }
+            if here && is_usage_only(&data[start..end]) {
                 let buf = out.get_or_insert_with(Vec::new);
                 buf.extend_from_slice(&data[kept_until..start]);
                 kept_until = end;
@@ -434,8 +491,8 @@ impl UsageFilter {
 
     /// A chunk with no usage chunk in it (most chunks), nothing held before it: its complete
     /// events pass as they are, a trailing partial one is held.
-    fn pass_events(&mut self, chunk: Bytes) -> Bytes {
-        let end = last_event_end(&chunk).unwrap_or(0);
+    /// `end` is where its complete events end.
+    fn pass_events(&mut self, chunk: Bytes, end: usize) -> Bytes {
         if chunk.len() - end > MAX_EVENT_BYTES {
             return chunk;
         }
@@ -449,10 +506,10 @@ impl UsageFilter {
     }
 }
 
-/// The usage chunk: empty `choices` and a `usage` object.
+/// The usage chunk, of an event known to hold a `usage` object: empty `choices`, or none.
 fn is_usage_only(event: &[u8]) -> bool {
     let n = needles();
-    contains(event, &n.usage_object) && (contains(event, &n.empty_choices) || !contains(event, &n.choices))
+    contains(event, &n.empty_choices) || !contains(event, &n.choices)
 }
 
 /// The upstream body, passed through and observed.
@@ -536,7 +593,9 @@ where
     /// A chunk on its way to the client: through the filter, if any.
     fn out(&mut self, chunk: Bytes) -> Bytes {
         match &mut self.filter {
-            Some(f) if self.observer.chunk_without_usage => f.pass_without_usage(chunk),
+            Some(f) if self.observer.chunk_without_usage => {
+                f.pass_without_usage(chunk, self.observer.chunk_events_end)
+            }
             Some(f) => f.pass(chunk),
             None => chunk,
         }
@@ -980,6 +1039,35 @@ mod tests {
         let content = b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n".repeat(3);
         let (all, expected) = with_usage_chunk(content);
         for split in 1..all.len() {
+            let seen = std::rc::Rc::new(std::cell::RefCell::new(None));
+            let mut parts = all.chunks(split).map(Bytes::copy_from_slice);
+            let first = parts.next().unwrap();
+            let rest = futures_util::stream::iter(parts.map(Ok::<_, &str>).collect::<Vec<_>>());
+            let s = ObservedStream::new(
+                first,
+                rest,
+                Duration::from_secs(5),
+                Box::new(Capture(seen.clone())),
+            )
+            .without_usage_chunk();
+            let out: Vec<Bytes> = s.map(|r| r.unwrap()).collect().await;
+            assert_eq!(out.concat(), expected, "split {split}");
+            let (end, usage) = seen.borrow_mut().take().unwrap();
+            assert_eq!(end, StreamEnd::Completed, "split {split}");
+            assert_eq!(usage.map(|u| u.total_tokens), Some(7), "split {split}");
+        }
+    }
+
+    /// Several events of one chunk name `usage`: one with choices and a usage object (kept:
+    /// only the usage chunk is taken out), others with `"usage":null`. Each occurrence is
+    /// found in its own event; the last usage is the one recorded.
+    #[actix_rt::test]
+    async fn every_event_naming_usage_is_judged_on_its_own() {
+        let mut content = b"data: {\"choices\":[{\"delta\":{}}],\"usage\":null}\n\n".repeat(2);
+        content.extend_from_slice(b"data: {\"choices\":[{\"delta\":{}}],\"usage\":{\"total_tokens\":3}}\n\n");
+        content.extend_from_slice(b"data: {\"choices\":[{\"delta\":{}}],\"usage\":null}\n\n");
+        let (all, expected) = with_usage_chunk(content);
+        for split in [1, 7, 40, 61, 100, all.len()] {
             let seen = std::rc::Rc::new(std::cell::RefCell::new(None));
             let mut parts = all.chunks(split).map(Bytes::copy_from_slice);
             let first = parts.next().unwrap();
