@@ -146,16 +146,25 @@ fn loopback_name(host: &str) -> bool {
 fn host_name(value: &str) -> &str {
     let v = value.trim();
     if v.starts_with('[') {
-        // `[::1]:7070`
+        // `[::1]:7070`; anything else after the bracket (`[::1].evil.com`) is not a port,
+        // and the whole value is the name (which no check admits).
         return match v.find(']') {
-            Some(end) => &v[..=end],
-            None => v,
+            Some(end) if is_port_suffix(&v[end + 1..]) => &v[..=end],
+            _ => v,
         };
     }
     match v.rsplit_once(':') {
         Some((h, port)) if port.bytes().all(|c| c.is_ascii_digit()) => h,
         _ => v,
     }
+}
+
+/// Nothing, or `:` and a port's digits.
+fn is_port_suffix(rest: &str) -> bool {
+    rest.is_empty()
+        || rest
+            .strip_prefix(':')
+            .is_some_and(|p| p.bytes().all(|c| c.is_ascii_digit()))
 }
 
 impl EdgePolicy {
@@ -511,6 +520,8 @@ mod tests {
             "attacker.com",
             "10.0.0.1:7070",
             "localhost.evil.com",
+            "127.0.0.1.evil.com",
+            "[::1].evil.com",
             "",
         ] {
             assert_eq!(
