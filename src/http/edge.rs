@@ -130,6 +130,11 @@ fn public_path(path: &str) -> bool {
 
 /// `localhost`, `*.localhost`, and loopback addresses (`127.0.0.1`, `[::1]`).
 fn loopback_name(host: &str) -> bool {
+    // The names nearly every local client sends, before any parse (this runs on every
+    // request to a loopback listener; parsing an address costs more than the rest).
+    if matches!(host, "127.0.0.1" | "[::1]") {
+        return true;
+    }
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
         || host
