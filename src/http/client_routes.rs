@@ -1,7 +1,8 @@
-//! The client routes beside chat: `POST /v1/messages` (Anthropic Messages), `/v1/embeddings`,
-//! `/v1/responses` and `/v1/completions`, and [`serve`], which chat shares. Each parses what routing needs, translates the body
-//! once when a provider of the other chat format may serve it, and routes through
-//! `routing::run` with a [`ForwardExchange`]; errors come in the route's own shape.
+//! The client routes beside chat: `POST /v1/messages` (Anthropic Messages),
+//! `/v1/messages/count_tokens`, `/v1/embeddings`, `/v1/responses` and `/v1/completions`, and
+//! [`serve`], which chat shares. Each parses what routing needs, translates the body once
+//! when a provider of the other chat format may serve it, and routes through `routing::run`
+//! with a [`ForwardExchange`]; errors come in the route's own shape.
 
 use std::time::Instant;
 
@@ -26,6 +27,17 @@ pub async fn messages(
     clients: web::Data<UpstreamClients>,
 ) -> Result<HttpResponse, AnthropicError> {
     Ok(serve(ClientApi::Messages, &req, payload, &state, &clients).await?)
+}
+
+/// `POST /v1/messages/count_tokens`: Anthropic's token count, from Anthropic-kind providers
+/// only (OpenAI's API has no counterpart to translate to); errors in Anthropic's shape.
+pub async fn count_tokens(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    clients: web::Data<UpstreamClients>,
+) -> Result<HttpResponse, AnthropicError> {
+    Ok(serve(ClientApi::CountTokens, &req, payload, &state, &clients).await?)
 }
 
 /// `POST /v1/embeddings`.

@@ -197,6 +197,8 @@ pub enum ClientApi {
     Embeddings,
     Responses,
     Completions,
+    /// Anthropic's `messages/count_tokens`: a plain answer always, no tokens spent.
+    CountTokens,
 }
 
 impl ClientApi {
@@ -207,13 +209,14 @@ impl ClientApi {
             ClientApi::Embeddings => Endpoint::Embeddings,
             ClientApi::Responses => Endpoint::Responses,
             ClientApi::Completions => Endpoint::Completions,
+            ClientApi::CountTokens => Endpoint::CountTokens,
         }
     }
 
     /// The format of this API's streams.
     pub fn stream_format(self) -> StreamFormat {
         match self {
-            ClientApi::Messages => StreamFormat::Anthropic,
+            ClientApi::Messages | ClientApi::CountTokens => StreamFormat::Anthropic,
             ClientApi::Responses => StreamFormat::Responses,
             _ => StreamFormat::OpenAi,
         }
@@ -223,6 +226,8 @@ impl ClientApi {
 /// Usage of a plain answer in `api`'s format.
 fn usage_of(api: ClientApi, body: &[u8]) -> Option<TokenUsage> {
     match api {
+        // The answer's `input_tokens` is what the request *would* cost: nothing was spent.
+        ClientApi::CountTokens => None,
         ClientApi::Chat | ClientApi::Embeddings | ClientApi::Completions => usage::from_json(body),
         ClientApi::Messages => {
             let v: serde_json::Value = serde_json::from_slice(body).ok()?;
@@ -284,7 +289,10 @@ impl<'a> ForwardExchange<'a> {
         ForwardExchange {
             clients,
             api,
-            stream: head.stream,
+            // A token count is never streamed: a `stream` member is the upstream's to refuse
+            // (its 400 reaches the client), not a reason to expect an event stream and count
+            // the plain answer as the provider's failure.
+            stream: head.stream && api != ClientApi::CountTokens,
             include_usage: head.include_usage,
             native: body,
             translated,

@@ -64,6 +64,7 @@ pub struct AppState {
 pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/chat/completions"),
     ("POST", "/v1/messages"),
+    ("POST", "/v1/messages/count_tokens"),
     ("POST", "/v1/embeddings"),
     ("POST", "/v1/responses"),
     ("POST", "/v1/completions"),
@@ -98,6 +99,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::bad_request(e.to_string()).into()))
     .route("/v1/chat/completions", web::post().to(chat::chat_completions))
     .route("/v1/messages", web::post().to(client_routes::messages))
+    .route(
+        "/v1/messages/count_tokens",
+        web::post().to(client_routes::count_tokens),
+    )
     .route("/v1/embeddings", web::post().to(client_routes::embeddings))
     .route("/v1/responses", web::post().to(client_routes::responses))
     .route("/v1/completions", web::post().to(client_routes::completions))

@@ -17,7 +17,8 @@ pub enum ProviderKind {
     #[default]
     #[serde(rename = "openai")]
     OpenAi,
-    /// Anthropic's Messages API: `x-api-key`, `anthropic-version`, `/messages`, `/models`.
+    /// Anthropic's Messages API: `x-api-key`, `anthropic-version`, `/messages`,
+    /// `/messages/count_tokens`, `/models`.
     Anthropic,
 }
 
@@ -35,6 +36,9 @@ pub enum Endpoint {
     Responses,
     /// `POST /v1/completions` (OpenAI legacy completions).
     Completions,
+    /// `POST /v1/messages/count_tokens` (Anthropic's token count of a Messages request).
+    #[serde(rename = "count_tokens")]
+    CountTokens,
 }
 
 /// How a provider serves an endpoint.
@@ -47,12 +51,13 @@ pub enum Service {
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 5] = [
+    pub const ALL: [Endpoint; 6] = [
         Endpoint::Chat,
         Endpoint::Messages,
         Endpoint::Embeddings,
         Endpoint::Responses,
         Endpoint::Completions,
+        Endpoint::CountTokens,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,6 +67,7 @@ impl Endpoint {
             Endpoint::Embeddings => "embeddings",
             Endpoint::Responses => "responses",
             Endpoint::Completions => "completions",
+            Endpoint::CountTokens => "count_tokens",
         }
     }
 
@@ -73,6 +79,7 @@ impl Endpoint {
             Endpoint::Embeddings => "/embeddings",
             Endpoint::Responses => "/responses",
             Endpoint::Completions => "/completions",
+            Endpoint::CountTokens => "/messages/count_tokens",
         }
     }
 
@@ -103,7 +110,7 @@ impl ProviderKind {
                 Endpoint::Responses,
                 Endpoint::Completions,
             ],
-            ProviderKind::Anthropic => &[Endpoint::Messages],
+            ProviderKind::Anthropic => &[Endpoint::Messages, Endpoint::CountTokens],
         }
     }
 
@@ -162,6 +169,16 @@ mod tests {
             assert_eq!(ProviderKind::serves(anthropic, e), None);
             assert_eq!(ProviderKind::serves(openai, e), Some(Service::Native));
         }
+        // Counting tokens has no OpenAI counterpart: Anthropic-kind providers only.
+        assert_eq!(
+            ProviderKind::serves(anthropic, Endpoint::CountTokens),
+            Some(Service::Native)
+        );
+        assert_eq!(ProviderKind::serves(openai, Endpoint::CountTokens), None);
+        assert_eq!(
+            ProviderKind::serves(&[Endpoint::Messages], Endpoint::CountTokens),
+            None
+        );
         // An embeddings-only provider serves neither chat format.
         assert_eq!(
             ProviderKind::serves(&[Endpoint::Embeddings], Endpoint::Messages),

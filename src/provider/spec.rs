@@ -124,9 +124,10 @@ pub struct Wire {
     pub chat_url: awc::http::Uri,
     /// `{base_url}/models`.
     pub models_url: awc::http::Uri,
-    /// `{base_url}/messages`, `/embeddings`, `/responses`, `/completions`: the other
-    /// endpoints' targets, in `Endpoint::ALL` order after chat (see [`Wire::url`]).
-    other_urls: [awc::http::Uri; 4],
+    /// `{base_url}/messages`, `/embeddings`, `/responses`, `/completions`,
+    /// `/messages/count_tokens`: the other endpoints' targets, in `Endpoint::ALL` order after
+    /// chat (see [`Wire::url`]).
+    other_urls: [awc::http::Uri; 5],
     /// `Bearer {api_key}` for an OpenAI-kind provider, marked sensitive so it is never
     /// printed; `None` without a key or for another kind.
     pub authorization: Option<awc::http::header::HeaderValue>,
@@ -177,6 +178,7 @@ impl Wire {
                 uri(Endpoint::Embeddings.path())?,
                 uri(Endpoint::Responses.path())?,
                 uri(Endpoint::Completions.path())?,
+                uri(Endpoint::CountTokens.path())?,
             ],
             authorization: match (&credential, kind) {
                 (Some((_, v)), ProviderKind::OpenAi) => Some(v.clone()),
@@ -197,6 +199,7 @@ impl Wire {
             Endpoint::Embeddings => &self.other_urls[1],
             Endpoint::Responses => &self.other_urls[2],
             Endpoint::Completions => &self.other_urls[3],
+            Endpoint::CountTokens => &self.other_urls[4],
         }
     }
 }
@@ -613,6 +616,11 @@ mod tests {
         assert_eq!(value.to_str().unwrap(), "sk-abc");
         assert!(value.is_sensitive() && c.wire.authorization.is_none());
         assert_eq!(c.wire.url(Endpoint::Messages), "http://127.0.0.1:9/v1/messages");
+        assert_eq!(
+            c.wire.url(Endpoint::CountTokens),
+            "http://127.0.0.1:9/v1/messages/count_tokens"
+        );
+        assert_eq!(c.serves(Endpoint::CountTokens), Some(Service::Native));
         assert_eq!(c.serves(Endpoint::Chat), Some(Service::Translated));
         assert_eq!(c.serves(Endpoint::Embeddings), None);
         assert!(!format!("{c:?}").contains("sk-abc"), "the key is never printed");
@@ -633,6 +641,11 @@ mod tests {
         s.kind = ProviderKind::Anthropic;
         s.endpoints = Some(vec![Endpoint::Chat]);
         assert_eq!(s.validate(1, 1000, &no_env).unwrap_err().field, "endpoints");
+        // An Anthropic-compatible API without token counting is declared so.
+        s.endpoints = Some(vec![Endpoint::Messages]);
+        let c = s.validate(1, 1000, &no_env).unwrap();
+        assert_eq!(c.serves(Endpoint::CountTokens), None);
+        assert_eq!(c.serves(Endpoint::Chat), Some(Service::Translated));
         let bad: Result<ProviderSpec, _> = serde_json::from_value(serde_json::json!({
             "name": "p", "base_url": "http://h/v1", "models": ["a"], "kind": "gemini"
         }));

@@ -1,7 +1,7 @@
-//! The routes beside chat and the two chat formats: `/v1/messages`, `/v1/embeddings`,
-//! `/v1/responses`, `/v1/completions`, native and translated, plain and streamed, with tool
-//! calls, usage, failover between kinds, error shapes, exclusions and tiers, over real sockets
-//! to mock upstreams.
+//! The routes beside chat and the two chat formats: `/v1/messages`,
+//! `/v1/messages/count_tokens`, `/v1/embeddings`, `/v1/responses`, `/v1/completions`, native
+//! and translated, plain and streamed, with tool calls, usage, failover between kinds, error
+//! shapes, exclusions and tiers, over real sockets to mock upstreams.
 
 use std::time::Duration;
 
@@ -495,6 +495,102 @@ async fn the_same_model_fails_over_between_kinds_both_ways() {
             r.header("x-switchyard-attempts"),
             Some("2"),
             "{path}: tried gpt first"
+        );
+    }
+    app.stop().await;
+}
+
+/// Anthropic's token count goes natively to Anthropic-kind providers only (OpenAI's API has
+/// nothing to translate it to), with their key, fails over among them, and records requests
+/// without tokens; a `stream` member is the upstream's to refuse, not the provider's failure.
+#[actix_rt::test]
+async fn count_tokens_goes_to_anthropic_providers_only() {
+    let db = TestDb::sqlite();
+    let claude = mock("claude", Behavior::anthropic_key("sk-claude-secret-key-0000")).await;
+    let backup = mock("backup", Behavior::ok()).await;
+    let gpt = mock("gpt", Behavior::ok()).await;
+    let mut backup_spec = anthropic("backup", &backup.base_url(), &["c"]);
+    backup_spec.priority = 1;
+    let app = TestApp::start(config(
+        &db,
+        vec![
+            anthropic("claude", &claude.base_url(), &["c"]),
+            backup_spec,
+            // In the first tier too: chat and messages would reach it translated, a count cannot.
+            provider("gpt", &gpt.base_url(), &["c", "g"]),
+        ],
+    ))
+    .await;
+    let path = "/v1/messages/count_tokens";
+    let version = [("anthropic-version", "2023-06-01")];
+    let body = json!({"model": "c", "messages": [{"role": "user", "content": "hello"}]});
+    for _ in 0..4 {
+        let r = post(&app, path, &version, body.clone()).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("x-switchyard-provider"), Some("claude"));
+        assert_eq!(r.header("x-switchyard-attempts"), Some("1"));
+        assert_eq!(r.json(), json!({"input_tokens": 10}));
+    }
+    let sent = last_request(&claude, Endpoint::CountTokens);
+    assert_eq!(sent.header("x-api-key"), Some("sk-claude-secret-key-0000"));
+    assert_eq!(sent.header("anthropic-version"), Some("2023-06-01"));
+    assert_eq!(claude.hits(Endpoint::Messages), 0);
+
+    // `stream` is not a count's member: Anthropic's 400 reaches the client as it came, and the
+    // provider stays healthy (the plain answer is not taken for a broken stream).
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let r = post(&app, path, &version, streamed.clone()).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["error"]["type"], "invalid_request_error");
+    assert_eq!(r.header("x-switchyard-provider"), Some("claude"));
+    assert!(app.state_of("claude").await.health.is_healthy);
+    // An upstream that ignores the member answers a plain count: the client gets it.
+    claude.set_behavior(Behavior {
+        ignore_stream: true,
+        ..Behavior::ok()
+    });
+    let r = post(&app, path, &version, streamed).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json(), json!({"input_tokens": 10}));
+    assert!(app.state_of("claude").await.health.is_healthy);
+
+    // A model no Anthropic-kind provider serves: a 404 in Anthropic's shape, no upstream asked.
+    let r = post(&app, path, &version, json!({"model": "g", "messages": []})).await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(r.json()["type"], "error");
+    assert_eq!(r.json()["error"]["type"], "not_found_error");
+    assert_eq!(gpt.hits(Endpoint::CountTokens), 0);
+    assert_eq!(gpt.hits(Endpoint::Messages), 0);
+
+    // The first tier's provider fails: on to the next Anthropic-kind one, never to gpt.
+    claude.set_behavior(Behavior::status(500).on(&[Endpoint::CountTokens]));
+    let r = post(&app, path, &version, body.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-switchyard-provider"), Some("backup"));
+    assert_eq!(r.header("x-switchyard-attempts"), Some("2"));
+    assert_eq!(gpt.hits(Endpoint::CountTokens), 0);
+
+    // Counting spends nothing: requests recorded, no tokens.
+    let ok = eventually(Duration::from_secs(5), || async {
+        app.flush().await;
+        let rows = usage_rows(db.url());
+        let of = |id: i64| {
+            rows.iter()
+                .find(|r| r.provider_id == id && r.model == "c")
+                .cloned()
+        };
+        of(1).is_some_and(|r| r.success_requests >= 4 && r.failed_requests == 1)
+            && of(2).is_some_and(|r| r.success_requests == 1)
+    })
+    .await;
+    let rows = usage_rows(db.url());
+    assert!(ok, "{rows:?}");
+    for row in &rows {
+        assert_eq!(
+            (row.prompt_tokens, row.completion_tokens, row.total_tokens),
+            (0, 0, 0),
+            "{row:?}"
         );
     }
     app.stop().await;

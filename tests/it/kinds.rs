@@ -27,7 +27,7 @@ async fn kinds_through_the_admin_api(db: TestDb) {
     assert_eq!(added.status, 201, "{}", added.text());
     let v = added.json();
     assert_eq!(v["kind"], "anthropic");
-    assert_eq!(v["endpoints"], json!(["messages"]));
+    assert_eq!(v["endpoints"], json!(["messages", "count_tokens"]));
     assert!(!added.text().contains("very-secret"), "the key is masked");
     let id = v["id"].as_i64().unwrap();
 
@@ -82,7 +82,7 @@ async fn kinds_through_the_admin_api(db: TestDb) {
         .await
         .json();
     assert_eq!(got["kind"], "anthropic");
-    assert_eq!(got["endpoints"], json!(["messages"]));
+    assert_eq!(got["endpoints"], json!(["messages", "count_tokens"]));
     app.stop().await;
 }
 both_backends!(kinds_are_stored_shown_and_validated, kinds_through_the_admin_api);

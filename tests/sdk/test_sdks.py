@@ -350,6 +350,20 @@ def drive(run, url):
         ids = [m.id for m in oa.models.list()]
         expect("claude-x" in ids, ids)
 
+    def count_tokens():
+        # Only Anthropic-kind providers count tokens: "shared" always goes to claude.
+        for model in ("claude-x", "shared", "shared"):
+            raw = an.messages.with_raw_response.count_tokens(model=model, messages=hello)
+            expect(raw.headers.get("x-switchyard-provider") == "claude", raw.headers)
+            expect(raw.parse().input_tokens == 10, raw.parse())
+        try:
+            an.messages.count_tokens(model="gpt-x", messages=hello)
+        except anthropic.NotFoundError as e:
+            expect(e.body["error"]["type"] == "not_found_error", e.body)
+        else:
+            raise AssertionError("no Anthropic-kind provider serves gpt-x: a 404")
+
+    run.check("anthropic count_tokens", count_tokens)
     run.check("anthropic errors in anthropic's shape", messages_errors)
     run.check("models in both shapes", models)
 

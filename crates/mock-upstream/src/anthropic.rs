@@ -1,10 +1,11 @@
-//! `POST /v1/messages` in Anthropic's Messages format, and `GET /v1/models` in Anthropic's list
-//! shape.
+//! `POST /v1/messages` in Anthropic's Messages format, `POST /v1/messages/count_tokens`, and
+//! `GET /v1/models` in Anthropic's list shape.
 //!
 //! Checks what Anthropic checks before answering: `anthropic-version` present (400 otherwise),
 //! `x-api-key` equal to [`Behavior::anthropic_api_key`] when one is set (401 otherwise), and a
-//! body with `model`, `messages` and a positive integer `max_tokens` (400 otherwise). Errors
-//! use Anthropic's shape `{"type":"error","error":{"type","message"}}`.
+//! body with `model`, `messages` and (except to count tokens) a positive integer `max_tokens`
+//! (400 otherwise); a token count refuses `stream` as Anthropic refuses any member it does
+//! not know (unless [`Behavior::ignore_stream`] makes it a lenient upstream that ignores it). Errors use Anthropic's shape `{"type":"error","error":{"type","message"}}`.
 
 use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
 use bytes::Bytes;
@@ -26,7 +27,7 @@ pub(crate) async fn messages(req: HttpRequest, body: web::Bytes, state: web::Dat
         Ok(b) => b,
         Err(resp) => return resp,
     };
-    if let Some((status, kind, msg)) = refusal(&req, &begun) {
+    if let Some((status, kind, msg)) = refusal(&req, &begun, true) {
         return state
             .answer_error(&begun, status, anthropic_error(kind, &msg))
             .await;
@@ -55,8 +56,44 @@ pub(crate) async fn messages(req: HttpRequest, body: web::Bytes, state: web::Dat
     state.answer_json(&begun, Bytes::from(answer.to_string())).await
 }
 
+/// `POST /v1/messages/count_tokens` and `POST /messages/count_tokens`: `{"input_tokens": n}`,
+/// `n` being the behaviour's `prompt_tokens`.
+pub(crate) async fn count_tokens(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<Shared>,
+) -> HttpResponse {
+    let begun = match state
+        .begin(Endpoint::CountTokens, Format::Anthropic, &req, &body)
+        .await
+    {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let lenient = begun.c.behavior.ignore_stream;
+    let refused = refusal(&req, &begun, false).or_else(|| {
+        let stream = begun.json.get("stream").filter(|_| !lenient);
+        stream.map(|_| {
+            let msg = "stream: Extra inputs are not permitted".to_owned();
+            (StatusCode::BAD_REQUEST, "invalid_request_error", msg)
+        })
+    });
+    if let Some((status, kind, msg)) = refused {
+        return state
+            .answer_error(&begun, status, anthropic_error(kind, &msg))
+            .await;
+    }
+    let answer = json!({"input_tokens": begun.c.behavior.prompt_tokens});
+    state.answer_json(&begun, Bytes::from(answer.to_string())).await
+}
+
 /// Why Anthropic would refuse this request, if it would: `(status, error type, message)`.
-fn refusal(req: &HttpRequest, begun: &Begun) -> Option<(StatusCode, &'static str, String)> {
+/// `max_tokens` is required of a message, not of a token count.
+fn refusal(
+    req: &HttpRequest,
+    begun: &Begun,
+    needs_max_tokens: bool,
+) -> Option<(StatusCode, &'static str, String)> {
     let headers = req.headers();
     if let Some(key) = &begun.c.behavior.anthropic_api_key {
         let sent = headers.get("x-api-key").map(|v| v.as_bytes());
@@ -81,6 +118,7 @@ fn refusal(req: &HttpRequest, begun: &Begun) -> Option<(StatusCode, &'static str
         return bad("messages: Field required");
     }
     match body.get("max_tokens") {
+        None if !needs_max_tokens => None,
         None => bad("max_tokens: Field required"),
         Some(v) if v.as_u64().is_none_or(|n| n < 1) => {
             bad("max_tokens: Input should be a valid integer greater than or equal to 1")

@@ -113,17 +113,20 @@ pub enum Endpoint {
     Completions,
     /// `POST /v1/responses`.
     Responses,
+    /// `POST /v1/messages/count_tokens` (Anthropic).
+    CountTokens,
 }
 
 impl Endpoint {
     /// Every endpoint, in counter order.
-    pub const ALL: [Endpoint; 6] = [
+    pub const ALL: [Endpoint; 7] = [
         Endpoint::Chat,
         Endpoint::Models,
         Endpoint::Messages,
         Endpoint::Embeddings,
         Endpoint::Completions,
         Endpoint::Responses,
+        Endpoint::CountTokens,
     ];
 
     /// The path under the base URL, e.g. `/messages`.
@@ -135,6 +138,7 @@ impl Endpoint {
             Endpoint::Embeddings => "/embeddings",
             Endpoint::Completions => "/completions",
             Endpoint::Responses => "/responses",
+            Endpoint::CountTokens => "/messages/count_tokens",
         }
     }
 

@@ -9,6 +9,9 @@
 //!   `message_stop`), errors as `{"type":"error","error":{"type","message"}}`; it requires
 //!   `anthropic-version`, `model`, `messages` and `max_tokens` as Anthropic does, and
 //!   `x-api-key` when [`Behavior::anthropic_api_key`] is set;
+//! * `POST /v1/messages/count_tokens`: `{"input_tokens": <prompt_tokens>}`, with the same
+//!   checks except `max_tokens`, and a `stream` member refused (ignored with
+//!   [`Behavior::ignore_stream`]);
 //! * `POST /v1/embeddings`: deterministic unit vectors, as floats or base64;
 //! * `POST /v1/completions`: legacy text completions, plain and streamed;
 //! * `POST /v1/responses`: the Responses API, plain and streamed (named events), echoing

@@ -626,6 +626,11 @@ pub(crate) fn configure(state: web::Data<Shared>) -> impl FnOnce(&mut web::Servi
             .route("/models", web::get().to(models))
             .route("/v1/messages", web::post().to(anthropic::messages))
             .route("/messages", web::post().to(anthropic::messages))
+            .route(
+                "/v1/messages/count_tokens",
+                web::post().to(anthropic::count_tokens),
+            )
+            .route("/messages/count_tokens", web::post().to(anthropic::count_tokens))
             .route("/v1/embeddings", web::post().to(embeddings::embeddings))
             .route("/embeddings", web::post().to(embeddings::embeddings))
             .route("/v1/completions", web::post().to(completions::completions))
