@@ -5,7 +5,8 @@
 //! `x-api-key` equal to [`Behavior::anthropic_api_key`] when one is set (401 otherwise), and a
 //! body with `model`, `messages` and (except to count tokens) a positive integer `max_tokens`
 //! (400 otherwise); a token count refuses `stream` as Anthropic refuses any member it does
-//! not know (unless [`Behavior::ignore_stream`] makes it a lenient upstream that ignores it). Errors use Anthropic's shape `{"type":"error","error":{"type","message"}}`.
+//! not know (unless [`Behavior::ignore_stream`] makes it a lenient upstream that ignores
+//! it). Errors use Anthropic's shape `{"type":"error","error":{"type","message"}}`.
 
 use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
 use bytes::Bytes;
