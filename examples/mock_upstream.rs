@@ -44,7 +44,8 @@ options:
   -h, --help            print this help
 
 With the default status 200, the requested model also scripts the answer:
-fail-<code> answers <code>, slow-<ms>ms adds latency, mock-bad-request answers 400.
+fail-<code> answers <code>, slow-<ms>ms adds latency, mock-bad-request answers 400,
+spaced-<ms>ms streams its chat chunks <ms> apart.
 A request whose tool_choice forces a tool gets a tool call even without --call-tools.";
 
 /// A command-line problem: reported with the usage hint and exit code 2.

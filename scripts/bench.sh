@@ -12,10 +12,12 @@
 # -dD), throughput against an upstream that answers 50 ms late, unloaded latency of plain
 # requests (wrk -t1 -c1 --latency: p50/p99, and the latency *added* over the direct mock) and
 # of streams (time to the first event and to the end, over one keep-alive connection,
-# scripts/bench/stream_latency.py), the CPU time and peak memory the target process uses,
+# scripts/bench/stream_latency.py; streams sent at once and streams whose chunks the mock
+# spaces 5 ms apart), the CPU time and peak memory the target process uses,
 # and its connections to the mock (keep-alive check); then checks the targets (switchyard
 # >= 90% of nginx's req/s and <= 1.3x its CPU per request; streams >= 80% of nginx's rate
-# and <= 0.1 ms added p50 / 1 ms added p99 over nginx for first event and whole stream).
+# and <= 0.1 ms added p50 / 1 ms added p99 over nginx for first event and whole stream, for
+# streams sent at once and for spaced ones).
 # The 9,000-open-streams memory run is its own command: scripts/bench-streams.sh.
 #
 # A fourth target, the stack floor (examples/stack_floor.rs: actix-web in front and awc to
@@ -55,6 +57,8 @@ WARMUP=2                # seconds of load before each measurement (fills connect
 CONNECTIONS_LIST="32 128"
 STREAM_CONNECTIONS=32
 STREAM_REQUESTS=300     # streamed requests per unloaded stream-latency run
+SPACING_MS=5            # the spaced streams' chunk spacing (the mock's spaced-<ms>ms model)
+SPACED_REQUESTS=60      # spaced streams per unloaded run (about 50 ms each)
 SLOW_CONNECTIONS=128    # connections of the run against the upstream 50 ms late
 THREADS=2
 MOCK_WORKERS=1
@@ -292,6 +296,7 @@ start_switchyard() {
     mkdir -p "$dir"
     SWITCHYARD_PORT="$(free_port)"
     sed -e "s|@WORKERS@|$workers|g" -e "s|@MOCK_PORT@|$MOCK_PORT|g" \
+        -e "s|@SPACED_MODEL@|spaced-${SPACING_MS}ms|g" \
         "$BENCH_DIR/switchyard.toml.template" >"$dir/switchyard.toml"
     DATABASE_URL="sqlite://$dir/bench.db" \
     SWITCHYARD_LISTEN="127.0.0.1:$SWITCHYARD_PORT" \
@@ -486,22 +491,31 @@ latency_run() {
 
 # One unloaded stream-latency run of one target (scripts/bench/stream_latency.py: one
 # keep-alive connection, streams one after another), right after one of the direct mock.
+# MODE "spaced" asks for streams whose chunks the mock sends SPACING_MS apart; results go
+# under "<target>:spaced" instead of "<target>".
 stream_latency_run() {
-    local name="$1" port base lat f
-    base="$(python3 "$BENCH_DIR/stream_latency.py" 127.0.0.1 "${MOCK_PORT_OF[mock]}" "$STREAM_REQUESTS")"
+    local name="$1" mode="${2:-}" port base lat f key n body=()
+    key="$name${mode:+:$mode}"; n="$STREAM_REQUESTS"
+    if [[ "$mode" == spaced ]]; then
+        n="$SPACED_REQUESTS"
+        body=("{\"model\":\"spaced-${SPACING_MS}ms\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}]}")
+    fi
+    base="$(python3 "$BENCH_DIR/stream_latency.py" 127.0.0.1 "${MOCK_PORT_OF[mock]}" "$n" "${body[@]}")"
     printf '%s\n' "$base" >>"$TMP/stream-latency.log"
     port="${URL[$name]#http://127.0.0.1:}"; port="${port%%/*}"
-    lat="$(python3 "$BENCH_DIR/stream_latency.py" 127.0.0.1 "$port" "$STREAM_REQUESTS")"
-    printf '%s %s\n' "$name" "$lat" >>"$TMP/stream-latency.log"
-    if (($(field errors "$lat") > 0)); then log "WARNING: $name streams ended badly: $lat"; EXIT_CODE=3; fi
+    lat="$(python3 "$BENCH_DIR/stream_latency.py" 127.0.0.1 "$port" "$n" "${body[@]}")"
+    printf '%s %s\n' "$key" "$lat" >>"$TMP/stream-latency.log"
+    if (($(field errors "$lat") > 0)); then log "WARNING: $key streams ended badly: $lat"; EXIT_CODE=3; fi
     for f in first_p50_us first_p99_us whole_p50_us whole_p99_us; do
-        SL["$name:$f"]+=" $(field "$f" "$lat")"
-        SL_BASE["$name:$f"]+=" $(field "$f" "$base")"
+        SL["$key:$f"]+=" $(field "$f" "$lat")"
+        SL_BASE["$key:$f"]+=" $(field "$f" "$base")"
     done
-    SL["$name:reads"]="$(field reads_per_stream "$lat")"
-    log "stream latency $name: first event p50 $(field first_p50_us "$lat") us p99 $(field first_p99_us "$lat") us," \
+    SL["$key:reads"]="$(field reads_per_stream "$lat")"
+    SL_BASE["$key:reads"]="$(field reads_per_stream "$base")"
+    log "stream latency $key: first event p50 $(field first_p50_us "$lat") us p99 $(field first_p99_us "$lat") us," \
         "whole p50 $(field whole_p50_us "$lat") us p99 $(field whole_p99_us "$lat") us," \
-        "$(field reads_per_stream "$lat") reads per stream (mock just before: whole p50 $(field whole_p50_us "$base") us)"
+        "$(field reads_per_stream "$lat") reads per stream (mock just before: whole p50 $(field whole_p50_us "$base") us," \
+        "$(field reads_per_stream "$base") reads per stream)"
 }
 
 # The last word of a list.
@@ -635,6 +649,7 @@ main() {
         for t in "${proxies[@]}"; do latency_run "$t"; done
         if [[ "$STREAM" == 1 ]]; then
             for t in "${proxies[@]}"; do stream_latency_run "$t"; done
+            for t in "${proxies[@]}"; do stream_latency_run "$t" spaced; done
         fi
     done
     if [[ "$STREAM" == 1 ]]; then
@@ -665,8 +680,12 @@ main() {
         ADD50[$t]="$a50"
         lat_rows+=("${LABEL[$t]}|plain, whole answer|$(ms "$p50")|$(ms "$p99")|$a50|$a99")
         if [[ "$STREAM" == 1 ]]; then
-            for f in first whole; do
-                lat_rows+=("${LABEL[$t]}|stream, $f $( [[ $f == first ]] && echo event || echo stream)|$(ms "$(median_of "${SL[$t:${f}_p50_us]}")")|$(ms "$(median_of "${SL[$t:${f}_p99_us]}")")|$(ms "$(paired_delta "${SL[$t:${f}_p50_us]}" "${SL_BASE[$t:${f}_p50_us]}")")|$(ms "$(paired_delta "${SL[$t:${f}_p99_us]}" "${SL_BASE[$t:${f}_p99_us]}")")")
+            local key what
+            for key in "$t" "$t:spaced"; do
+                what="stream"; [[ "$key" == *:spaced ]] && what="stream spaced ${SPACING_MS} ms"
+                for f in first whole; do
+                    lat_rows+=("${LABEL[$t]}|$what, $f $( [[ $f == first ]] && echo event || echo stream)|$(ms "$(median_of "${SL[$key:${f}_p50_us]}")")|$(ms "$(median_of "${SL[$key:${f}_p99_us]}")")|$(ms "$(paired_delta "${SL[$key:${f}_p50_us]}" "${SL_BASE[$key:${f}_p50_us]}")")|$(ms "$(paired_delta "${SL[$key:${f}_p99_us]}" "${SL_BASE[$key:${f}_p99_us]}")")")
+                done
             done
         fi
     done
@@ -712,11 +731,15 @@ main() {
                     "CPU $(paired_ratio "${TP_CPU[$sy:$k]}" "${TP_CPU[$fl:$k]}")x the floor's"
             done
             if [[ "$STREAM" == 1 ]]; then
-                for f in first whole; do
-                    a50="$(ms "$(( $(median_of "${SL[$sy:${f}_p50_us]}") - $(median_of "${SL[$ng:${f}_p50_us]}") ))")"
-                    a99="$(ms "$(( $(median_of "${SL[$sy:${f}_p99_us]}") - $(median_of "${SL[$ng:${f}_p99_us]}") ))")"
-                    echo "workers=$w stream $f: switchyard adds $a50 ms at p50 (<= 0.1): $(verdict "$a50" 0.1 '<='), $a99 ms at p99 (<= 1): $(verdict "$a99" 1 '<=') over nginx;" \
-                        "reads per stream: switchyard ${SL[$sy:reads]}, nginx ${SL[$ng:reads]}"
+                local m s n
+                for m in "" ":spaced"; do
+                    s="$sy$m"; n="$ng$m"
+                    for f in first whole; do
+                        a50="$(ms "$(( $(median_of "${SL[$s:${f}_p50_us]}") - $(median_of "${SL[$n:${f}_p50_us]}") ))")"
+                        a99="$(ms "$(( $(median_of "${SL[$s:${f}_p99_us]}") - $(median_of "${SL[$n:${f}_p99_us]}") ))")"
+                        echo "workers=$w stream${m:+ spaced ${SPACING_MS} ms} $f: switchyard adds $a50 ms at p50 (<= 0.1): $(verdict "$a50" 0.1 '<='), $a99 ms at p99 (<= 1): $(verdict "$a99" 1 '<=') over nginx;" \
+                            "reads per stream: switchyard ${SL[$s:reads]}, nginx ${SL[$n:reads]}, mock ${SL_BASE[$s:reads]}"
+                    done
                 done
             fi
         done
@@ -738,7 +761,9 @@ main() {
         echo "requests translated to an Anthropic provider (the same mock's /v1/messages), switchyard only."
         echo "actix-web + awc floor: examples/stack_floor.rs, the required HTTP stack with nothing of switchyard's."
         echo "plain p50/p99: median of $LAT_REPEATS runs of wrk -t1 -c1 -d${LAT_DURATION}s; stream first event / whole"
-        echo "stream: median of $LAT_REPEATS runs of $STREAM_REQUESTS streams over one keep-alive connection."
+        echo "stream: median of $LAT_REPEATS runs of $STREAM_REQUESTS streams over one keep-alive connection; spaced: of"
+        echo "$SPACED_REQUESTS streams whose 10 text chunks the mock sends ${SPACING_MS} ms apart (as many reads per stream as the"
+        echo "mock's direct ones: each chunk forwarded as it came)."
         echo "peak RSS: max of sampled VmRSS sum and sum of VmHWM over the process and its children"
         echo "(nginx: master + workers; shared pages are counted once per process)."
         echo "CPU us/req: utime+stime of those processes during a throughput run / its requests."

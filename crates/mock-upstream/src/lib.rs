@@ -30,7 +30,8 @@
 //!
 //! For demos, a plain healthy mock (status 200) also reacts to the requested model on every
 //! POST route: `fail-<code>` answers `<code>`, `slow-<ms>ms` adds latency, and
-//! `mock-bad-request` always answers a `400 invalid_request_error`.
+//! `mock-bad-request` always answers a `400 invalid_request_error`; on the chat route
+//! `spaced-<ms>ms` streams its chunks `<ms>` apart.
 //!
 //! The chat hot path is built for benchmarks: response fragments are precomputed per
 //! behaviour, the behaviour is read with one uncontended read lock, and recording can be

@@ -45,6 +45,8 @@ const MAX_BODY: usize = 16 * 1024 * 1024;
 
 /// Upper bound for the `slow-<ms>ms` model latency.
 const MAX_MODEL_LATENCY_MS: u64 = 60_000;
+/// Upper bound for the `spaced-<ms>ms` chunk spacing.
+const MAX_CHUNK_SPACING_MS: u64 = 10_000;
 
 const X_MOCK_NAME: HeaderName = HeaderName::from_static("x-mock-name");
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
@@ -397,11 +399,21 @@ fn scripted_fail_code(model: &str) -> Option<u16> {
 
 /// `slow-<ms>ms` models wait `<ms>` more (bounded).
 fn scripted_latency(model: &str) -> Option<u64> {
+    scripted_ms(model, "slow-").map(|ms| ms.min(MAX_MODEL_LATENCY_MS))
+}
+
+/// `spaced-<ms>ms` models stream their chat chunks `<ms>` apart (bounded), whatever the
+/// behaviour's `chunk_delay_ms`: one mock serves streams that arrive at once and spaced ones.
+fn scripted_spacing(model: &str) -> Option<u64> {
+    scripted_ms(model, "spaced-").map(|ms| ms.min(MAX_CHUNK_SPACING_MS))
+}
+
+/// The `<ms>` of `<prefix><ms>ms`.
+fn scripted_ms(model: &str, prefix: &str) -> Option<u64> {
     model
-        .strip_prefix("slow-")
+        .strip_prefix(prefix)
         .and_then(|s| s.strip_suffix("ms"))
         .and_then(|s| s.parse::<u64>().ok())
-        .map(|ms| ms.min(MAX_MODEL_LATENCY_MS))
 }
 
 /// The fields of a chat request the mock looks at; everything else is skipped (but the body
@@ -505,6 +517,7 @@ async fn chat(req: HttpRequest, body: web::Bytes, state: web::Data<Shared>) -> H
 
     // Model-name scripting for demos, only on an otherwise plain healthy upstream.
     let mut latency = b.latency_ms;
+    let mut spacing = b.chunk_delay_ms;
     if model == "mock-bad-request" {
         sleep_ms(latency).await;
         return state.json(
@@ -519,6 +532,9 @@ async fn chat(req: HttpRequest, body: web::Bytes, state: web::Data<Shared>) -> H
         }
         if let Some(ms) = scripted_latency(model) {
             latency = latency.saturating_add(ms);
+        }
+        if let Some(ms) = scripted_spacing(model) {
+            spacing = ms;
         }
     }
 
@@ -556,7 +572,7 @@ async fn chat(req: HttpRequest, body: web::Bytes, state: web::Data<Shared>) -> H
             model,
             br#","choices":["#,
         );
-        let stream = sse::body(prefix, c.clone(), include_usage);
+        let stream = sse::body(prefix, c.clone(), include_usage, Duration::from_millis(spacing));
         sleep_ms(latency).await;
         return state
             .builder(c.ok_status)

@@ -20,21 +20,26 @@ struct SseState {
     prefix: Bytes,
     compiled: Arc<Compiled>,
     include_usage: bool,
+    /// Between content chunks (the behaviour's `chunk_delay_ms`, or a `spaced-<ms>ms` model's).
+    delay: Duration,
     /// Index of the next content chunk.
     next: usize,
     done: bool,
 }
 
-/// Builds the SSE body for one request. `prefix` must end with `"choices":[`.
+/// Builds the SSE body for one request, its content chunks `delay` apart. `prefix` must end
+/// with `"choices":[`.
 pub(crate) fn body(
     prefix: Bytes,
     compiled: Arc<Compiled>,
     include_usage: bool,
+    delay: Duration,
 ) -> impl Stream<Item = Result<Bytes, io::Error>> + 'static {
     let state = SseState {
         prefix,
         compiled,
         include_usage,
+        delay,
         next: 0,
         done: false,
     };
@@ -47,7 +52,7 @@ async fn step(mut st: SseState) -> Option<(Result<Bytes, io::Error>, SseState)> 
     }
     let b = &st.compiled.behavior;
     let total = b.stream_chunks;
-    let delay = Duration::from_millis(b.chunk_delay_ms);
+    let delay = st.delay;
 
     if let Some(cut) = b.cut_after_chunks
         && st.next >= cut.min(total)

@@ -136,6 +136,46 @@ async fn non_stream_answer_shape_and_recording() {
     bounded(mock.stop()).await;
 }
 
+/// A `spaced-<ms>ms` model spaces a chat stream's chunks on a mock whose streams otherwise
+/// leave at once, and only that model's.
+#[actix_rt::test]
+async fn a_spaced_model_spaces_its_stream() {
+    let mock = start("spaced", Behavior::streaming(3, 0)).await;
+    let url = format!("{}/chat/completions", mock.base_url());
+    let timed = |model: &'static str| {
+        let url = url.clone();
+        async move {
+            let mut body = chat_body(true, false);
+            body["model"] = json!(model);
+            let t0 = Instant::now();
+            let mut resp = bounded(client().post(&url).send_json(&body))
+                .await
+                .expect("response");
+            assert_eq!(resp.status().as_u16(), 200);
+            let (chunks, end) = read_timed(&mut resp, t0).await;
+            end.expect("complete body");
+            let body: Vec<u8> = chunks.iter().flat_map(|(_, b)| b.to_vec()).collect();
+            assert_eq!(events(&body).len(), 5, "3 tokens + finish + [DONE]");
+            chunks
+        }
+    };
+    let spaced = timed("spaced-150ms").await;
+    // Tokens 1 and 2 are due at 150 and 300 ms, the end right after the last.
+    let last = spaced.last().expect("a chunk").0;
+    assert!(
+        last > Duration::from_millis(280),
+        "spaced stream ended at {last:?}"
+    );
+    assert!(spaced.len() >= 3, "spaced chunks arrive apart: {}", spaced.len());
+    let at_once = timed("gpt-4o-mini").await;
+    let last = at_once.last().expect("a chunk").0;
+    assert!(
+        last < Duration::from_millis(150),
+        "plain stream ended at {last:?}"
+    );
+    bounded(mock.stop()).await;
+}
+
 #[actix_rt::test]
 async fn stream_chunks_are_spaced_in_time() {
     let mock = start("beta", Behavior::streaming(3, 200)).await;
