@@ -693,6 +693,34 @@ mod tests {
     }
 
     #[test]
+    fn scripted_times_read_only_well_formed_names_and_are_bounded() {
+        assert_eq!(scripted_spacing("spaced-5ms"), Some(5));
+        assert_eq!(scripted_latency("slow-0ms"), Some(0));
+        // Absurdly large: clamped; past u64, negative, empty, unitless or another unit: none.
+        assert_eq!(
+            scripted_spacing("spaced-18446744073709551615ms"),
+            Some(MAX_CHUNK_SPACING_MS)
+        );
+        assert_eq!(
+            scripted_latency("slow-18446744073709551615ms"),
+            Some(MAX_MODEL_LATENCY_MS)
+        );
+        for name in [
+            "spaced-18446744073709551616ms",
+            "spaced--5ms",
+            "spaced-ms",
+            "spaced-5",
+            "spaced-5s",
+            "spaced-",
+            "",
+            "slow-5ms",
+        ] {
+            assert_eq!(scripted_spacing(name), None, "{name:?}");
+        }
+        assert_eq!(scripted_latency("spaced-5ms"), None);
+    }
+
+    #[test]
     fn invalid_name_is_rejected() {
         assert!(Shared::new("bad\nname", Behavior::default(), false).is_err());
     }
